@@ -1,0 +1,325 @@
+//! The one configuration tree of the relay, loaded from TOML plus environment overrides.
+//!
+//! Loading ([`load`]) layers the TOML file under `EVENT_RELAY__SECTION__KEY` environment
+//! variables (the `config` crate), expands `${VAR}` inside string values from the environment,
+//! and deserializes into [`Config`] with `deny_unknown_fields` everywhere, so a typo is an
+//! error with its key path. [`Config::validate`] then reports *every* semantic problem at once.
+
+mod duration;
+mod expand;
+mod targets;
+mod validate;
+
+pub use duration::{parse_duration, ConfigDuration};
+pub use targets::{
+    BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
+};
+pub use validate::{ConfigError, Problem};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The whole relay configuration. See `config/example.toml` for a commented reference.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to consume from and produce to.
+    pub kafka: KafkaConfig,
+    /// Input topics, one entry per topic.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Where WebhookSuccess / WebhookError result events go.
+    pub results: ResultsConfig,
+    /// Where messages that cannot be relayed at all go.
+    pub dead_letter: DeadLetterConfig,
+    /// Delivery destinations (webhooks, PostHog).
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    /// Routing rules: which events go to which targets.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Targets for events that no route matched (empty: such events are counted as unrouted).
+    #[serde(default)]
+    pub default_targets: Vec<String>,
+    /// Bounds on in-flight work, commit cadence and shutdown.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The HTTP server for health and metrics.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Logging format and level.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Kafka connection and consumer-group settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// Consumer group; replicas sharing it split the partitions between them.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Any librdkafka property passed through verbatim (security.protocol, sasl.*, ssl.*, ...).
+    /// Applied to the consumer and the producer; these win over the relay's own defaults.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// How to interpret payloads of a source topic.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    /// Komo's flat webhook body.
+    Komo,
+    /// acemate's PostHog-style events (single, batch or PostHog's Kafka ingestion record).
+    Acemate,
+    /// Decide per message from the payload's shape.
+    Auto,
+}
+
+/// What to do with events that break their catalog schema.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationMode {
+    /// Dead-letter events that break the catalog.
+    #[default]
+    Strict,
+    /// Forward them with `validation.status = "invalid"` and the problems listed.
+    Lenient,
+}
+
+/// What to do with events whose name is not in the catalog.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownEvents {
+    /// Forward with `validation.status = "unknown_event"`.
+    #[default]
+    Forward,
+    /// Send to the dead-letter topic.
+    DeadLetter,
+}
+
+/// One input topic.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The Kafka topic to consume.
+    pub topic: String,
+    /// Payload shape: komo | acemate | auto.
+    pub format: SourceFormat,
+    /// Site id stamped on events of this topic that carry none (acemate has no sites).
+    #[serde(default)]
+    pub site_id: Option<String>,
+    /// Site name stamped on events of this topic that carry none.
+    #[serde(default)]
+    pub site_name: Option<String>,
+    /// Catalog validation policy for this topic.
+    #[serde(default)]
+    pub validation: ValidationMode,
+    /// Policy for events not in the catalog.
+    #[serde(default)]
+    pub unknown_events: UnknownEvents,
+}
+
+/// The results topic.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    /// Topic receiving one WebhookSuccess / WebhookError per (event, target).
+    pub topic: String,
+}
+
+/// The dead-letter topic.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Topic receiving the original bytes of messages that cannot be relayed.
+    pub topic: String,
+}
+
+/// A routing rule.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name shown in logs and in `event-relay route` output.
+    pub name: String,
+    /// Envelope sources this route applies to (`komo`, `acemate`); empty: all.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Globs on the event name; `!glob` excludes; empty: all events.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Conditions on envelope fields that must all hold.
+    #[serde(default, rename = "where")]
+    pub conditions: Vec<ConditionConfig>,
+    /// Targets (by name) that receive matching events.
+    pub targets: Vec<String>,
+    /// When false, stop evaluating further routes after this one matches.
+    #[serde(default = "default_true", rename = "continue")]
+    pub continue_: bool,
+}
+
+/// One `where` condition: an envelope field by dotted path and exactly one operator.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionConfig {
+    /// Dotted path into the envelope, e.g. `properties.courseType` or `site.id`.
+    pub field: String,
+    /// The field equals this value.
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
+    /// The field differs from this value (or is absent).
+    #[serde(default)]
+    pub not_equals: Option<serde_json::Value>,
+    /// The field equals one of these values.
+    #[serde(default, rename = "in")]
+    pub in_: Option<Vec<serde_json::Value>>,
+    /// The field equals none of these values.
+    #[serde(default)]
+    pub not_in: Option<Vec<serde_json::Value>>,
+    /// The field is present and not null (true) or absent/null (false).
+    #[serde(default)]
+    pub exists: Option<bool>,
+    /// The field is a string matching this regex.
+    #[serde(default)]
+    pub matches: Option<String>,
+    /// Numeric comparisons.
+    #[serde(default)]
+    pub gt: Option<f64>,
+    /// Numeric comparisons.
+    #[serde(default)]
+    pub gte: Option<f64>,
+    /// Numeric comparisons.
+    #[serde(default)]
+    pub lt: Option<f64>,
+    /// Numeric comparisons.
+    #[serde(default)]
+    pub lte: Option<f64>,
+}
+
+/// Bounds on in-flight work and shutdown behaviour.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Most consumed-but-not-final messages held at once; consumption pauses at the bound.
+    #[serde(default = "default_max_in_flight_events", deserialize_with = "validate::lenient_usize")]
+    pub max_in_flight_events: usize,
+    /// On shutdown, how long to wait for in-flight deliveries before giving up on them
+    /// (given-up events stay uncommitted and are redelivered after a restart).
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: ConfigDuration,
+    /// How often finished offsets are committed to the group.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: ConfigDuration,
+    /// Messages larger than this are dead-lettered unread.
+    #[serde(default = "default_max_message_bytes", deserialize_with = "validate::lenient_usize")]
+    pub max_message_bytes: usize,
+}
+
+/// The health/metrics HTTP server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for `/healthz`, `/readyz` and `/metrics`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+/// Log output.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for humans, `json` for log pipelines.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// Level filter (`info`, `debug`, `event_relay=debug`); `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Include payload personal data in log lines (off by default).
+    #[serde(default, deserialize_with = "validate::lenient_bool")]
+    pub include_payloads: bool,
+}
+
+fn default_group_id() -> String {
+    "event-relay".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_in_flight_events() -> usize {
+    10_000
+}
+fn default_drain_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+fn default_commit_interval() -> ConfigDuration {
+    ConfigDuration::from_millis(1000)
+}
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight_events: default_max_in_flight_events(),
+            drain_timeout: default_drain_timeout(),
+            commit_interval: default_commit_interval(),
+            max_message_bytes: default_max_message_bytes(),
+        }
+    }
+}
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+            include_payloads: false,
+        }
+    }
+}
+
+/// Loads a config file with environment overrides and `${VAR}` expansion, then validates it.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::single("", format!("cannot read config file {}: {e}", path.display()))
+    })?;
+    load_str(&text, std::env::vars())
+}
+
+/// Loads config text with the given environment (tests pass their own).
+pub fn load_str(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let env: BTreeMap<String, String> = env.into_iter().collect();
+    let tree = expand::layered_tree(text, &env)?;
+    let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError::single(if path == "." { "" } else { &path }, e.into_inner().to_string())
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

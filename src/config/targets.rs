@@ -1,0 +1,226 @@
+//! Target (delivery destination) configuration: webhooks and PostHog, retries, circuit breaker.
+
+use super::duration::ConfigDuration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Kind of delivery destination.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// Any HTTP endpoint.
+    Webhook,
+    /// PostHog's `/batch/` capture endpoint.
+    Posthog,
+}
+
+/// What a webhook target sends as the request body.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// The normalized envelope as JSON.
+    #[default]
+    Envelope,
+    /// The original payload bytes, unchanged.
+    Original,
+    /// The PostHog event shape.
+    Posthog,
+}
+
+/// HTTP method of a webhook target.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// POST (default).
+    #[default]
+    Post,
+    /// PUT.
+    Put,
+    /// PATCH.
+    Patch,
+}
+
+/// Event name style sent to PostHog.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventNames {
+    /// Keep the source's name (`CardViewed`).
+    #[default]
+    Original,
+    /// `CardViewed` → `card_viewed`.
+    SnakeCase,
+}
+
+/// One delivery destination.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Unique name used by routes, metrics and result events.
+    pub name: String,
+    /// `webhook` or `posthog`.
+    pub kind: TargetKind,
+    /// Endpoint URL (webhook: may hold `{{field}}` templates in path/query; posthog: the host).
+    pub url: String,
+    /// Stable GUID reported as `integration_id`; default: UUIDv5 of the name.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+    /// Extra request headers (values may use `${VAR}` and `{{field}}` templates).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Retry schedule for retryable failures.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Most concurrent requests to this target, so one slow target never starves others.
+    #[serde(default = "default_max_in_flight", deserialize_with = "super::validate::lenient_usize")]
+    pub max_in_flight: usize,
+    /// Optional requests-per-second ceiling.
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<f64>,
+    /// Webhook: request body shape.
+    #[serde(default)]
+    pub body: BodyFormat,
+    /// Webhook: HTTP method.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Webhook: Standard Webhooks secret (`whsec_<base64>`); when set, requests are signed.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+    /// PostHog: project API key (usually `${POSTHOG_API_KEY}`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Events per request (PostHog default 100; webhook default 1 = one request per event).
+    #[serde(default)]
+    pub batch_max_events: Option<usize>,
+    /// Bytes per request body before compression (PostHog default 5 MB).
+    #[serde(default)]
+    pub batch_max_bytes: Option<usize>,
+    /// How long a partial batch waits for more events.
+    #[serde(default)]
+    pub batch_linger: Option<ConfigDuration>,
+    /// PostHog: route to the historical ingestion topic (backfills).
+    #[serde(default)]
+    pub historical_migration: bool,
+    /// PostHog: event name style.
+    #[serde(default)]
+    pub event_names: EventNames,
+    /// PostHog: gzip request bodies.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    /// Accept invalid TLS certificates (loudly logged; never in production).
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    /// Circuit breaker settings.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Total attempts including the first (1 = no retries).
+    #[serde(default = "default_max_attempts", deserialize_with = "super::validate::lenient_usize")]
+    pub max_attempts: usize,
+    /// Upper bound of the first backoff.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: ConfigDuration,
+    /// Cap of any single backoff.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: ConfigDuration,
+    /// Give up once this much time passed since the first attempt.
+    #[serde(default = "default_max_elapsed")]
+    pub max_elapsed: ConfigDuration,
+}
+
+/// Per-target circuit breaker.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Consecutive failed requests that open the circuit (0 disables the breaker).
+    #[serde(default = "default_failure_threshold", deserialize_with = "super::validate::lenient_usize")]
+    pub failure_threshold: usize,
+    /// How long the circuit stays open before a probe request.
+    #[serde(default = "default_cool_down")]
+    pub cool_down: ConfigDuration,
+}
+
+fn default_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+fn default_max_in_flight() -> usize {
+    64
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_attempts() -> usize {
+    10
+}
+fn default_initial_backoff() -> ConfigDuration {
+    ConfigDuration::from_secs(1)
+}
+fn default_max_backoff() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
+}
+fn default_max_elapsed() -> ConfigDuration {
+    ConfigDuration::from_secs(15 * 60)
+}
+fn default_failure_threshold() -> usize {
+    20
+}
+fn default_cool_down() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            max_elapsed: default_max_elapsed(),
+        }
+    }
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: default_failure_threshold(),
+            cool_down: default_cool_down(),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// The target's GUID: configured, else UUIDv5 of the name (stable across restarts).
+    pub fn guid(&self) -> uuid::Uuid {
+        self.id
+            .as_deref()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .unwrap_or_else(|| uuid::Uuid::new_v5(&crate::envelope::RELAY_NAMESPACE, self.name.as_bytes()))
+    }
+
+    /// Events per request, with the kind's default.
+    pub fn batch_events(&self) -> usize {
+        self.batch_max_events.unwrap_or(match self.kind {
+            TargetKind::Posthog => 100,
+            TargetKind::Webhook => 1,
+        })
+    }
+
+    /// Bytes per request, with the kind's default.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_max_bytes.unwrap_or(5 * 1024 * 1024)
+    }
+
+    /// Linger of partial batches, with the default.
+    pub fn linger(&self) -> std::time::Duration {
+        self.batch_linger
+            .map(|d| d.get())
+            .unwrap_or(std::time::Duration::from_millis(250))
+    }
+}

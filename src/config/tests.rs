@@ -1,0 +1,137 @@
+//! Config loading and validation tests.
+
+use super::*;
+
+fn env() -> Vec<(String, String)> {
+    [
+        ("KAFKA_BROKERS", "127.0.0.1:9092"),
+        ("POSTHOG_HOST", "https://eu.i.posthog.com"),
+        ("POSTHOG_API_KEY", "phc_test"),
+        ("CRM_WEBHOOK_URL", "https://crm.example.com/hooks"),
+        ("CRM_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("BILLING_WEBHOOK_URL", "https://billing.example.com"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap()
+}
+
+#[test]
+fn example_loads_with_env() {
+    let c = load_str(&example(), env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.kafka.options.get("session.timeout.ms").map(String::as_str), Some("6000"));
+    assert_eq!(c.targets[0].api_key.as_deref(), Some("phc_test"));
+    assert!(c.targets[1].headers.keys().any(|k| k.eq_ignore_ascii_case("x-event")));
+    assert_eq!(c.targets[1].guid().to_string(), "e772b5f1-47f4-4c43-ac01-8ef81990fa7d");
+    assert_eq!(c.routes.len(), 4);
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    let mut e = env();
+    e.push(("EVENT_RELAY__KAFKA__GROUP_ID".into(), "other-group".into()));
+    e.push(("EVENT_RELAY__PIPELINE__MAX_IN_FLIGHT_EVENTS".into(), "77".into()));
+    e.push(("EVENT_RELAY__SERVER__LISTEN".into(), "0.0.0.0:9999".into()));
+    let c = load_str(&example(), e).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.kafka.group_id, "other-group");
+    assert_eq!(c.pipeline.max_in_flight_events, 77);
+    assert_eq!(c.server.listen, "0.0.0.0:9999");
+}
+
+#[test]
+fn target_guid_defaults_to_uuidv5_of_name() {
+    let c = load_str(&example(), env()).unwrap();
+    let a = c.targets[0].guid();
+    assert_eq!(a, uuid::Uuid::new_v5(&crate::envelope::RELAY_NAMESPACE, b"posthog"));
+}
+
+const BASE: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+[[sources]]
+topic = "in"
+format = "komo"
+[results]
+topic = "res"
+[dead_letter]
+topic = "dlq"
+"#;
+
+fn problems(extra: &str) -> Vec<String> {
+    match load_str(&format!("{BASE}{extra}"), Vec::new()) {
+        Ok(_) => vec![],
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn reports_every_semantic_problem_with_its_path() {
+    let p = problems(
+        r#"
+[[targets]]
+name = "crm"
+kind = "webhook"
+url = "not a url"
+[[targets]]
+name = "crm"
+kind = "posthog"
+url = "https://eu.i.posthog.com"
+[[targets]]
+name = "hook"
+kind = "webhook"
+url = "https://{{event}}.example.com/x"
+signing_secret = "plain"
+[[routes]]
+name = "a"
+targets = ["crm"]
+[[routes]]
+name = "b"
+targets = ["crm"]
+[[routes]]
+name = "c"
+targets = ["nope"]
+where = [{ field = "properties.x", matches = "(" }, { field = "bogus.path", exists = true }, { field = "event", equals = "a", in = ["b"] }]
+"#,
+    );
+    let expect = [
+        "targets[0].url: invalid URL",
+        "targets[1].name: duplicate target name \"crm\"",
+        "targets[1].api_key: required for kind = \"posthog\"",
+        "targets[2].url: URL \"https://{{event}}.example.com/x\": templates may only be used in the path or query",
+        "targets[2].signing_secret: must start with \"whsec_\"",
+        "routes[2].targets[0]: unknown target \"nope\"",
+        "routes[2].where[0].matches: invalid regex",
+        "routes[2].where[1].field: unknown envelope field \"bogus.path\"",
+        "routes[2].where[2]: needs exactly one operator",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|x| x.starts_with(e)), "missing {e:?} in {p:#?}");
+    }
+}
+
+#[test]
+fn structural_errors_name_their_path() {
+    let p = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
+    assert!(p[0].starts_with("server") && p[0].contains("lisen"), "{p:?}");
+    let p = problems("[[targets]]\nname='a'\nkind='webhook'\nurl='http://x'\ntimeout='10 parsecs'\n");
+    assert!(p[0].starts_with("targets[0].timeout") && p[0].contains("invalid duration"), "{p:?}");
+    let p = problems("[[targets]]\nname='a'\nkind='carrier-pigeon'\nurl='http://x'\n");
+    assert!(p[0].starts_with("targets[0].kind"), "{p:?}");
+    assert!(problems("").is_empty());
+}
+
+#[test]
+fn secrets_never_appear_in_problems() {
+    let p = problems(
+        "[[targets]]\nname='a'\nkind='webhook'\nurl='http://x'\nsigning_secret='whsec_c2hvcnQ='\nheaders={Authorization='Bearer topsecret'}\n[[targets]]\nname='a'\nkind='posthog'\nurl='http://y'\napi_key='phc_supersecret'\n",
+    );
+    assert!(!p.is_empty());
+    let all = p.join("\n");
+    for secret in ["c2hvcnQ", "topsecret", "phc_supersecret"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
+}

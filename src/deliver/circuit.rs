@@ -1,0 +1,147 @@
+//! Per-target circuit breaker and rate limiter: one failing or strict target waits alone.
+//!
+//! Circuit: after `failure_threshold` consecutive failed requests the circuit opens; requests
+//! wait (their events stay in flight, offsets uncommitted) until `cool_down` has passed, then one
+//! probe goes out; success closes the circuit, failure re-opens it.
+
+use crate::config::CircuitConfig;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct State {
+    failures: usize,
+    open_until: Option<Instant>,
+    opened_at: Option<Instant>,
+    probing: bool,
+}
+
+/// Circuit breaker of one target.
+#[derive(Debug)]
+pub struct Circuit {
+    config: CircuitConfig,
+    state: Mutex<State>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Circuit {
+    pub fn new(config: &CircuitConfig, gauge: prometheus::IntGauge) -> Self {
+        gauge.set(0);
+        Self {
+            config: config.clone(),
+            state: Mutex::new(State {
+                failures: 0,
+                open_until: None,
+                opened_at: None,
+                probing: false,
+            }),
+            gauge,
+        }
+    }
+
+    /// Waits until a request may go out; returns the time spent waiting.
+    pub async fn admit(&self) -> Duration {
+        let start = Instant::now();
+        loop {
+            let wait = {
+                let mut s = self.state.lock().unwrap();
+                match s.open_until {
+                    None => return start.elapsed(),
+                    Some(until) if Instant::now() >= until && !s.probing => {
+                        s.probing = true;
+                        return start.elapsed();
+                    }
+                    Some(until) => until
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(50)),
+                }
+            };
+            tokio::time::sleep(wait.min(Duration::from_millis(500))).await;
+        }
+    }
+
+    /// Records a request's result.
+    pub fn record(&self, success: bool) {
+        if self.config.failure_threshold == 0 {
+            return;
+        }
+        let mut s = self.state.lock().unwrap();
+        if success {
+            s.failures = 0;
+            s.open_until = None;
+            s.opened_at = None;
+            s.probing = false;
+            self.gauge.set(0);
+            return;
+        }
+        s.failures += 1;
+        if s.probing || s.failures >= self.config.failure_threshold {
+            if s.opened_at.is_none() {
+                s.opened_at = Some(Instant::now());
+                tracing::warn!(failures = s.failures, "circuit opened");
+            }
+            s.open_until = Some(Instant::now() + self.config.cool_down.get());
+            s.probing = false;
+            self.gauge.set(1);
+        }
+    }
+
+    /// How long the circuit has been open, if it is.
+    pub fn open_for(&self) -> Option<Duration> {
+        self.state.lock().unwrap().opened_at.map(|t| t.elapsed())
+    }
+}
+
+/// A simple pacing limiter: at most `rate` requests per second, evenly spaced.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(rate_per_sec: f64) -> Self {
+        Self {
+            interval: Duration::from_secs_f64(1.0 / rate_per_sec),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Reserves the next slot and sleeps until it.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap();
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigDuration;
+
+    #[tokio::test]
+    async fn opens_after_threshold_and_closes_on_success() {
+        let c = Circuit::new(
+            &CircuitConfig {
+                failure_threshold: 2,
+                cool_down: ConfigDuration::from_millis(50),
+            },
+            prometheus::IntGauge::new("g", "g").unwrap(),
+        );
+        c.record(false);
+        assert!(c.open_for().is_none());
+        c.record(false);
+        assert!(c.open_for().is_some());
+        assert_eq!(c.gauge.get(), 1);
+        c.admit().await; // probe after cool-down
+        c.record(true);
+        assert!(c.open_for().is_none());
+        assert_eq!(c.gauge.get(), 0);
+    }
+}

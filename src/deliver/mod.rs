@@ -1,0 +1,301 @@
+//! Delivery: per-target workers that batch, rate-limit, send, retry and report.
+//!
+//! Each target has its own queue, concurrency limit (`max_in_flight`), optional rate limit and
+//! circuit breaker, so one slow or failing target never holds up the others. A delivery becomes
+//! final when its result event is acknowledged by Kafka; only then is its ticket finished.
+
+mod circuit;
+pub mod posthog;
+pub mod retry;
+pub mod signing;
+pub mod template;
+pub mod webhook;
+
+use crate::config::{TargetConfig, TargetKind};
+use crate::envelope::Envelope;
+use crate::metrics::Metrics;
+use crate::report::{Outcome, Reporter, TargetRef};
+use crate::source::offsets::Ticket;
+use circuit::{Circuit, RateLimiter};
+use retry::{AttemptError, RetryState};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// One (event, target) piece of work.
+pub struct Delivery {
+    pub env: Arc<Envelope>,
+    /// The raw bytes the event came from (for `body = "original"`).
+    pub raw: Arc<[u8]>,
+    pub ticket: Arc<Ticket>,
+}
+
+/// How a target talks HTTP.
+pub enum Service {
+    Webhook(webhook::WebhookService),
+    Posthog(posthog::PosthogService),
+}
+
+impl Service {
+    async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
+        match self {
+            Service::Webhook(s) => s.send(batch).await,
+            Service::Posthog(s) => s.send(batch).await,
+        }
+    }
+}
+
+/// Reads a short, single-line hint from an error response body (never the whole body).
+pub(crate) async fn body_hint(resp: reqwest::Response) -> String {
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
+}
+
+/// Builds the HTTP client of one target.
+pub fn http_client(cfg: &TargetConfig) -> Result<reqwest::Client, String> {
+    if cfg.tls_insecure_skip_verify {
+        tracing::warn!(target_name = %cfg.name, "TLS certificate verification is DISABLED for this target (tls_insecure_skip_verify = true)");
+    }
+    reqwest::Client::builder()
+        .timeout(cfg.timeout.get())
+        .connect_timeout(cfg.timeout.get().min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(cfg.max_in_flight)
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(cfg.tls_insecure_skip_verify)
+        .user_agent(concat!("event-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("target {}: cannot build HTTP client: {e}", cfg.name))
+}
+
+/// Everything one target needs at run time.
+pub struct TargetRuntime {
+    pub info: TargetRef,
+    pub kind: TargetKind,
+    service: Service,
+    config: TargetConfig,
+    slots: Arc<Semaphore>,
+    circuit: Circuit,
+    rate: Option<RateLimiter>,
+    reporter: Arc<Reporter>,
+    metrics: Arc<Metrics>,
+    abort: CancellationToken,
+}
+
+impl TargetRuntime {
+    pub fn circuit_open_for(&self) -> Option<Duration> {
+        self.circuit.open_for()
+    }
+}
+
+/// The running targets: submit work by target index.
+pub struct Targets {
+    pub runtimes: Vec<Arc<TargetRuntime>>,
+    queues: Vec<mpsc::UnboundedSender<Delivery>>,
+}
+
+impl Targets {
+    /// Starts one worker per target. `abort` stops retries at the end of the drain timeout.
+    pub fn start(
+        configs: &[TargetConfig],
+        reporter: Arc<Reporter>,
+        metrics: Arc<Metrics>,
+        abort: CancellationToken,
+    ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), String> {
+        let mut runtimes = Vec::new();
+        let mut queues = Vec::new();
+        let mut handles = Vec::new();
+        for cfg in configs {
+            let client = http_client(cfg)?;
+            let service = match cfg.kind {
+                TargetKind::Webhook => Service::Webhook(webhook::WebhookService::new(cfg, client)?),
+                TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)),
+            };
+            let rt = Arc::new(TargetRuntime {
+                info: TargetRef {
+                    name: cfg.name.clone(),
+                    guid: cfg.guid(),
+                },
+                kind: cfg.kind,
+                service,
+                config: cfg.clone(),
+                slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
+                circuit: Circuit::new(&cfg.circuit, metrics.circuit_open.with_label_values(&[&cfg.name])),
+                rate: cfg.rate_limit_per_sec.map(RateLimiter::new),
+                reporter: reporter.clone(),
+                metrics: metrics.clone(),
+                abort: abort.clone(),
+            });
+            let (tx, rx) = mpsc::unbounded_channel();
+            handles.push(tokio::spawn(worker(rt.clone(), rx)));
+            runtimes.push(rt);
+            queues.push(tx);
+        }
+        Ok((Self { runtimes, queues }, handles))
+    }
+
+    /// Queues a delivery for target `index`.
+    pub fn submit(&self, index: usize, d: Delivery) {
+        if self.queues[index].send(d).is_err() {
+            tracing::error!(target_index = index, "target worker is gone; delivery left unfinished");
+        }
+    }
+
+    /// Closes the queues: workers finish what they hold and exit.
+    pub fn close(self) {
+        drop(self.queues);
+    }
+}
+
+/// Collects batches from the queue and sends each under the target's concurrency limit.
+async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery>) {
+    let max_events = rt.config.batch_events();
+    let max_bytes = rt.config.batch_bytes();
+    let linger = rt.config.linger();
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.raw.len();
+        let mut batch = vec![first];
+        if max_events > 1 {
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < max_events && bytes < max_bytes {
+                let next = match rx.try_recv() {
+                    Ok(d) => Some(d),
+                    Err(_) => tokio::select! {
+                        d = rx.recv() => d,
+                        _ = tokio::time::sleep_until(deadline) => None,
+                    },
+                };
+                match next {
+                    Some(d) => {
+                        bytes += d.raw.len();
+                        batch.push(d);
+                    }
+                    None => break,
+                }
+            }
+        }
+        let Ok(permit) = rt.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            run_batch(rt, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Delivers a batch, then reports every event's outcome and finishes its ticket.
+async fn run_batch(rt: Arc<TargetRuntime>, batch: Vec<Delivery>) {
+    let outcomes = deliver(rt.clone(), batch, 0).await;
+    for (d, outcome) in outcomes {
+        let label = if outcome.success { "success" } else { "error" };
+        rt.metrics.deliveries.with_label_values(&[&rt.info.name, label]).inc();
+        rt.metrics
+            .delivery_duration
+            .with_label_values(&[&rt.info.name])
+            .observe(outcome.duration.as_secs_f64());
+        if !outcome.success {
+            tracing::warn!(
+                target_name = %rt.info.name,
+                source_event_id = %d.env.id,
+                event = %d.env.event,
+                attempts = outcome.attempts,
+                status_code = outcome.status_code,
+                error = outcome.error.as_deref().unwrap_or_default(),
+                "delivery failed for good"
+            );
+        }
+        if rt.reporter.result(&d.env, &rt.info, &outcome).await {
+            d.ticket.finish_one();
+        }
+    }
+}
+
+type Outcomes = Vec<(Delivery, Outcome)>;
+
+/// Attempts a batch until success, a final failure or the budget is spent. Fatal 400/413 (or
+/// oversize) answers to a multi-event batch split it in halves, each retried on its own.
+/// Returns nothing for deliveries abandoned by an abort (their tickets stay unfinished).
+fn deliver(rt: Arc<TargetRuntime>, batch: Vec<Delivery>, prior_attempts: usize) -> Pin<Box<dyn Future<Output = Outcomes> + Send>> {
+    Box::pin(async move {
+        let mut st = RetryState::new(&rt.config.retry);
+        let name = rt.info.name.clone();
+        let mut first_attempt: Option<Instant> = None;
+        loop {
+            let waited = tokio::select! {
+                w = rt.circuit.admit() => w,
+                _ = rt.abort.cancelled() => return Vec::new(),
+            };
+            st.add_paused(waited);
+            if let Some(rate) = &rt.rate {
+                rate.acquire().await;
+            }
+            st.attempts += 1;
+            let started = *first_attempt.get_or_insert_with(Instant::now);
+            let t0 = Instant::now();
+            let result = tokio::select! {
+                r = rt.service.send(&batch) => r,
+                _ = rt.abort.cancelled() => return Vec::new(),
+            };
+            rt.metrics.request_duration.with_label_values(&[&name]).observe(t0.elapsed().as_secs_f64());
+            rt.metrics.batch_size.with_label_values(&[&name]).observe(batch.len() as f64);
+            let err = match result {
+                Ok(status) => {
+                    rt.circuit.record(true);
+                    rt.metrics.attempt(&name, true, false, Some(status));
+                    let o = Outcome {
+                        success: true,
+                        attempts: prior_attempts + st.attempts,
+                        status_code: Some(status),
+                        error: None,
+                        duration: started.elapsed(),
+                    };
+                    return batch.into_iter().map(|d| (d, o.clone())).collect();
+                }
+                Err(e) => e,
+            };
+            rt.metrics.attempt(&name, false, err.is_retryable(), err.status());
+            if err.is_retryable() {
+                rt.circuit.record(false);
+            }
+            let split = batch.len() > 1
+                && match rt.kind {
+                    TargetKind::Posthog => posthog::PosthogService::splittable(&err),
+                    TargetKind::Webhook => matches!(err.status(), Some(400) | Some(413)),
+                };
+            if split {
+                let mut left = batch;
+                let right = left.split_off(left.len() / 2);
+                let attempts = prior_attempts + st.attempts;
+                let (a, b) = tokio::join!(
+                    deliver(rt.clone(), left, attempts),
+                    deliver(rt.clone(), right, attempts)
+                );
+                return a.into_iter().chain(b).collect();
+            }
+            match st.next_delay(&err) {
+                Some(wait) => {
+                    tracing::debug!(target_name = %name, attempt = st.attempts, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {},
+                        _ = rt.abort.cancelled() => return Vec::new(),
+                    }
+                }
+                None => {
+                    let o = Outcome {
+                        success: false,
+                        attempts: prior_attempts + st.attempts,
+                        status_code: err.status(),
+                        error: Some(err.to_string()),
+                        duration: started.elapsed(),
+                    };
+                    return batch.into_iter().map(|d| (d, o.clone())).collect();
+                }
+            }
+        }
+    })
+}

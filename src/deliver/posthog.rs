@@ -1,0 +1,216 @@
+//! The PostHog target: events in batches to `POST {url}/batch/`, gzip, PostHog's status rules.
+//!
+//! Each envelope becomes `{event, distinct_id, uuid, timestamp, properties}` with `$session_id`,
+//! `$lib`, `$lib_version`, `source`, `site_id`/`site_name` and `$set` (user traits) added to
+//! the properties. A 400 or 413 answer to a multi-event batch is split by the caller so one bad
+//! event never costs the others their delivery.
+
+use super::retry::{classify_transport, parse_retry_after, AttemptError};
+use super::Delivery;
+use crate::config::{EventNames, TargetConfig};
+use crate::envelope::{Envelope, RELAY_NAMESPACE};
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+/// PostHog refuses single events above about 1 MB.
+pub const MAX_EVENT_BYTES: usize = 1_000_000;
+
+/// `CardViewed` → `card_viewed`; `$identify` and snake names stay as they are.
+pub fn snake_case(name: &str) -> String {
+    if name.starts_with('$') {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    let chars: Vec<char> = name.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if i > 0 && (prev_lower || next_lower) && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else if *c == ' ' || *c == '-' {
+            out.push('_');
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+/// The PostHog event shape of one envelope (also the webhook `body = "posthog"`).
+pub fn event_json(env: &Envelope, names: EventNames) -> Value {
+    let mut props: Map<String, Value> = env.properties.clone();
+    if let Some(s) = &env.session_id {
+        props.insert("$session_id".into(), Value::from(s.clone()));
+    }
+    props.insert("$lib".into(), Value::from("event-relay"));
+    props.insert("$lib_version".into(), Value::from(env!("CARGO_PKG_VERSION")));
+    props.insert("source".into(), Value::from(env.source.as_str()));
+    if let Some(site) = &env.site {
+        if let Some(id) = &site.id {
+            props.insert("site_id".into(), Value::from(id.clone()));
+        }
+        if let Some(name) = &site.name {
+            props.insert("site_name".into(), Value::from(name.clone()));
+        }
+    }
+    let mut set = env.user.traits.clone();
+    if let Some(email) = &env.user.email {
+        set.entry("email").or_insert_with(|| Value::from(email.clone()));
+    }
+    if !set.is_empty() {
+        props.insert("$set".into(), Value::Object(set));
+    }
+    let event = match names {
+        EventNames::Original => env.event.clone(),
+        EventNames::SnakeCase => snake_case(&env.event),
+    };
+    let uuid = match uuid::Uuid::parse_str(&env.id) {
+        Ok(u) => u.to_string(),
+        Err(_) => uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
+    };
+    let distinct_id = env
+        .distinct_id
+        .clone()
+        .or_else(|| env.session_id.clone())
+        .unwrap_or_else(|| env.id.clone());
+    json!({
+        "event": event,
+        "distinct_id": distinct_id,
+        "uuid": uuid,
+        "timestamp": env.timestamp,
+        "properties": props,
+    })
+}
+
+/// Gzips a body (PostHog detects gzip by its magic bytes).
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    enc.write_all(body).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+/// A PostHog `/batch/` endpoint.
+pub struct PosthogService {
+    client: reqwest::Client,
+    endpoint: String,
+    api_key: String,
+    historical: bool,
+    names: EventNames,
+    gzip: bool,
+    max_bytes: usize,
+}
+
+impl PosthogService {
+    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Self {
+        Self {
+            client,
+            endpoint: format!("{}/batch/", cfg.url.trim_end_matches('/')),
+            api_key: cfg.api_key.clone().unwrap_or_default(),
+            historical: cfg.historical_migration,
+            names: cfg.event_names,
+            gzip: cfg.gzip,
+            max_bytes: cfg.batch_bytes(),
+        }
+    }
+
+    /// The exact JSON body for a batch (before gzip).
+    pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
+        let events: Vec<Value> = batch.iter().map(|d| event_json(&d.env, self.names)).collect();
+        serde_json::to_vec(&json!({
+            "api_key": self.api_key,
+            "historical_migration": self.historical,
+            "sent_at": crate::envelope::now_rfc3339(),
+            "batch": events,
+        }))
+        .expect("JSON values serialize")
+    }
+
+    pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
+        let body = self.body(batch);
+        if body.len() > self.max_bytes || (batch.len() == 1 && body.len() > MAX_EVENT_BYTES) {
+            // Too big to send: split (the caller halves multi-event batches) or give up.
+            return Err(AttemptError::Fatal {
+                status: None,
+                message: format!("request body of {} bytes exceeds the size limit", body.len()),
+            });
+        }
+        let mut req = self
+            .client
+            .post(&self.endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let body = if self.gzip {
+            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            gzip(&body)
+        } else {
+            body
+        };
+        let resp = req.body(body).send().await.map_err(|e| classify_transport(&e))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(status);
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let hint = super::body_hint(resp).await;
+        let message = format!("HTTP {status}{}{hint}", if hint.is_empty() { "" } else { ": " });
+        Err(match status {
+            408 | 500 | 502 | 503 | 504 => AttemptError::Retryable {
+                status: Some(status),
+                message,
+                retry_after: if status == 503 { retry_after } else { None },
+            },
+            429 => AttemptError::Retryable {
+                status: Some(status),
+                message,
+                retry_after,
+            },
+            _ => AttemptError::Fatal {
+                status: Some(status),
+                message,
+            },
+        })
+    }
+
+    /// Whether a failed multi-event batch should be split and retried in halves.
+    pub fn splittable(err: &AttemptError) -> bool {
+        matches!(err, AttemptError::Fatal { status: Some(400) | Some(413) | None, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_names() {
+        assert_eq!(snake_case("CardViewed"), "card_viewed");
+        assert_eq!(snake_case("SignUpSuccess"), "sign_up_success");
+        assert_eq!(snake_case("node_clicked"), "node_clicked");
+        assert_eq!(snake_case("$identify"), "$identify");
+    }
+
+    #[test]
+    fn event_shape() {
+        let env = crate::envelope::sample();
+        let v = event_json(&env, EventNames::SnakeCase);
+        assert_eq!(v["event"], "card_viewed");
+        assert_eq!(v["uuid"], env.id.as_str());
+        assert_eq!(v["distinct_id"], "u1");
+        assert_eq!(v["properties"]["$session_id"], "s1");
+        assert_eq!(v["properties"]["$lib"], "event-relay");
+        assert_eq!(v["properties"]["site_name"], "My site");
+        assert_eq!(v["properties"]["$set"]["tenant"], "acemate");
+        assert_eq!(v["properties"]["score"], 7);
+    }
+
+    #[test]
+    fn gzip_magic() {
+        assert_eq!(&gzip(b"{}")[..2], &[0x1f, 0x8b]);
+    }
+}

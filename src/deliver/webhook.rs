@@ -1,0 +1,114 @@
+//! The webhook target: one request per event (or a JSON array per batch) to any HTTP endpoint,
+//! with templated URL/headers and optional Standard Webhooks signing.
+
+use super::retry::{classify_status, classify_transport, parse_retry_after, AttemptError};
+use super::signing::Signer;
+use super::template::Template;
+use super::Delivery;
+use crate::config::{BodyFormat, EventNames, HttpMethod, TargetConfig};
+use crate::envelope::RELAY_NAMESPACE;
+
+/// A webhook endpoint.
+pub struct WebhookService {
+    client: reqwest::Client,
+    method: reqwest::Method,
+    url: Template,
+    headers: Vec<(reqwest::header::HeaderName, Template)>,
+    body: BodyFormat,
+    signer: Option<Signer>,
+}
+
+impl WebhookService {
+    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, String> {
+        let headers = cfg
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                    .map(|name| (name, Template::parse(v)))
+                    .map_err(|_| format!("invalid header name {k:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            client,
+            method: match cfg.method {
+                HttpMethod::Post => reqwest::Method::POST,
+                HttpMethod::Put => reqwest::Method::PUT,
+                HttpMethod::Patch => reqwest::Method::PATCH,
+            },
+            url: Template::parse(&cfg.url),
+            headers,
+            body: cfg.body,
+            signer: cfg.signing_secret.as_deref().map(Signer::new).transpose()?,
+        })
+    }
+
+    fn one_body(&self, d: &Delivery) -> Vec<u8> {
+        match self.body {
+            BodyFormat::Envelope => serde_json::to_vec(&*d.env).expect("envelopes serialize"),
+            BodyFormat::Original => d.raw.to_vec(),
+            BodyFormat::Posthog => serde_json::to_vec(&super::posthog::event_json(&d.env, EventNames::Original))
+                .expect("JSON values serialize"),
+        }
+    }
+
+    /// The exact body bytes for a batch: one event as itself, several as a JSON array.
+    pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
+        if batch.len() == 1 {
+            return self.one_body(&batch[0]);
+        }
+        let mut out = Vec::with_capacity(batch.len() * 600);
+        out.push(b'[');
+        for (i, d) in batch.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.one_body(d));
+        }
+        out.push(b']');
+        out
+    }
+
+    /// The `webhook-id` of a request: the envelope id (constant across retries); for a batch a
+    /// UUIDv5 of the member ids.
+    fn message_id(batch: &[Delivery]) -> String {
+        if batch.len() == 1 {
+            return batch[0].env.id.clone();
+        }
+        let joined: Vec<&str> = batch.iter().map(|d| d.env.id.as_str()).collect();
+        uuid::Uuid::new_v5(&RELAY_NAMESPACE, joined.join(",").as_bytes()).to_string()
+    }
+
+    pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
+        let first = &batch[0].env;
+        let url = self.url.render(first, true);
+        let body = self.body(batch);
+        let mut req = self
+            .client
+            .request(self.method.clone(), &url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in &self.headers {
+            req = req.header(name.clone(), value.render(first, false));
+        }
+        if let Some(signer) = &self.signer {
+            let id = Self::message_id(batch);
+            let ts = chrono::Utc::now().timestamp();
+            req = req
+                .header("webhook-signature", signer.sign(&id, ts, &body))
+                .header("webhook-id", id)
+                .header("webhook-timestamp", ts.to_string());
+        }
+        let resp = req.body(body).send().await.map_err(|e| classify_transport(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(status.as_u16());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let hint = super::body_hint(resp).await;
+        Err(classify_status(status.as_u16(), retry_after, &hint))
+    }
+}

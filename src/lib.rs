@@ -1,0 +1,198 @@
+//! event-relay: Kafka → normalized envelope → PostHog / webhook targets with retries, and a
+//! WebhookSuccess / WebhookError result event on Kafka for every delivery.
+//!
+//! The data flows through the modules in this order:
+//! [`source`] (Kafka consumer, offsets) → [`normalize`] (+ [`catalog`], producing an
+//! [`envelope`]) → [`route`] → [`deliver`] (webhook, posthog, retry policy) → [`report`]
+//! (result events, dead letters); [`config`], [`metrics`] and [`server`] support them all.
+//! [`run`] wires them together; `main.rs` is only the command line.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod envelope;
+pub mod metrics;
+pub mod normalize;
+pub mod report;
+pub mod route;
+pub mod server;
+pub mod source;
+
+use anyhow::Context;
+use config::Config;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Producer settings for result events and dead letters.
+fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.brokers)
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .set("client.id", "event-relay");
+    for (k, v) in &config.kafka.options {
+        // Consumer-only properties would make librdkafka warn on every start.
+        if !is_consumer_only(k) {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+fn is_consumer_only(key: &str) -> bool {
+    const CONSUMER: &[&str] = &[
+        "group.id", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+        "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms", "fetch.min.bytes",
+        "fetch.wait.max.ms", "fetch.max.bytes", "max.partition.fetch.bytes", "queued.min.messages",
+        "queued.max.messages.kbytes", "partition.assignment.strategy", "group.instance.id",
+        "enable.auto.offset.store", "enable.partition.eof", "isolation.level", "group.protocol",
+        "fetch.message.max.bytes", "check.crcs",
+    ];
+    CONSUMER.contains(&key)
+}
+
+fn commit_positions(consumer: &source::RelayConsumer, tracker: &source::offsets::OffsetTracker, mode: CommitMode) {
+    let commits = tracker.take_commits();
+    if commits.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), pos) in &commits {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*pos));
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, "offset commit failed; will retry");
+        for (tp, pos) in commits {
+            tracker.commit_failed(&tp, pos);
+        }
+    }
+}
+
+/// Runs the relay until `shutdown` is cancelled, then drains: stop consuming, let in-flight
+/// deliveries finish within `pipeline.drain_timeout`, flush the producer, commit, return.
+/// Events not final by the deadline stay uncommitted and are redelivered after a restart.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate().map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let health = Arc::new(server::Health::default());
+    let normalizer = Arc::new(normalize::Normalizer::builtin().map_err(anyhow::Error::msg)?);
+    let router = route::Router::new(&config).map_err(anyhow::Error::msg)?;
+    let abort = CancellationToken::new();
+    let server_stop = CancellationToken::new();
+
+    let producer: FutureProducer = producer_config(&config).create().context("creating the Kafka producer")?;
+    let reporter = Arc::new(report::Reporter::new(
+        producer.clone(),
+        config.results.topic.clone(),
+        config.dead_letter.topic.clone(),
+        metrics.clone(),
+        abort.clone(),
+    ));
+    let (targets, workers) =
+        deliver::Targets::start(&config.targets, reporter.clone(), metrics.clone(), abort.clone())
+            .map_err(anyhow::Error::msg)?;
+    health.set_targets(targets.runtimes.clone());
+    let (addr, server) = server::serve(&config.server.listen, health.clone(), metrics.clone(), server_stop.clone()).await?;
+    tracing::info!(%addr, "health and metrics server listening");
+
+    let tracker = source::offsets::OffsetTracker::new();
+    let consumer = Arc::new(source::consumer(
+        &config,
+        source::context::RelayContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+        },
+    )?);
+    let max_in_flight = config.pipeline.max_in_flight_events;
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    let pipeline = source::Pipeline {
+        normalizer,
+        settings: config
+            .sources
+            .iter()
+            .map(|s| (s.topic.clone(), normalize::SourceSettings::from_config(s, config.pipeline.max_message_bytes)))
+            .collect::<HashMap<_, _>>(),
+        router,
+        targets,
+        reporter,
+        metrics: metrics.clone(),
+        tracker: tracker.clone(),
+        permits: permits.clone(),
+        max_in_flight,
+    };
+
+    // Periodic commit of the highest contiguous finished offsets.
+    let committer = {
+        let consumer = consumer.clone();
+        let tracker = tracker.clone();
+        let stop = shutdown.clone();
+        let every = config.pipeline.commit_interval.get();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => commit_positions(&consumer, &tracker, CommitMode::Async),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        })
+    };
+
+    tracing::info!(topics = ?config.sources.iter().map(|s| &s.topic).collect::<Vec<_>>(), group = %config.kafka.group_id, "relay started");
+    source::consume_loop(&consumer, &pipeline, &health, &shutdown).await;
+
+    // Drain.
+    health.set_running(false);
+    tracing::info!(in_flight = max_in_flight - permits.available_permits(), "shutting down: draining in-flight events");
+    let _ = committer.await;
+    let deadline = Instant::now() + config.pipeline.drain_timeout.get();
+    while permits.available_permits() < max_in_flight && Instant::now() < deadline {
+        commit_positions(&consumer, &tracker, CommitMode::Async);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = max_in_flight - permits.available_permits();
+    if left > 0 {
+        tracing::warn!(unfinished = left, "drain timeout reached; unfinished events stay uncommitted and will be redelivered");
+    }
+    abort.cancel();
+    let source::Pipeline { targets, .. } = pipeline;
+    targets.close();
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
+    if let Err(e) = producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "producer flush failed");
+    }
+    commit_positions(&consumer, &tracker, CommitMode::Sync);
+    metrics.in_flight_events.set(left as i64);
+    drop(consumer);
+    server_stop.cancel();
+    let _ = server.await;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Sets up `tracing` from the `[log]` section (`RUST_LOG` wins when set).
+pub fn init_logging(log: &config::LogConfig) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,59 @@
+//! The `event-relay` binary: parse the command line, hand over to the library.
+
+use clap::Parser;
+use event_relay::cli::{self, Cli, Command};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    match args.command {
+        Command::Check { config } => cli::check(&config),
+        Command::Normalize { source, config, topic } => cli::normalize(source, config, topic),
+        Command::Route { config, topic } => cli::route(config, topic),
+        Command::Run { config } => run(&config),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match event_relay::config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: invalid config:", path.display());
+            for p in &e.problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    event_relay::init_logging(&config.log);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; shutting down");
+            signal.cancel();
+        });
+        event_relay::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "relay failed");
+            eprintln!("event-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,143 @@
+//! Every Prometheus metric of the relay, defined in one place (`event_relay_` prefix).
+//!
+//! Each relay instance owns its own [`Metrics`] registry, so tests can run several relays in
+//! one process and scrape each separately.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All metrics of one relay.
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages_consumed: IntCounterVec,
+    pub events_normalized: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub delivery_attempts: IntCounterVec,
+    pub delivery_duration: HistogramVec,
+    pub request_duration: HistogramVec,
+    pub batch_size: HistogramVec,
+    pub in_flight_events: IntGauge,
+    pub backpressure_paused: IntGauge,
+    pub consumer_lag: IntGaugeVec,
+    pub results_produced: IntCounterVec,
+    pub unrouted: IntCounterVec,
+    pub circuit_open: IntGaugeVec,
+    pub offsets_committed: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    pub normalize_duration: Histogram,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+const SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let m = Self {
+            messages_consumed: counter(&r, "event_relay_messages_consumed_total", "Kafka messages consumed.", &["topic"]),
+            events_normalized: counter(&r, "event_relay_events_normalized_total", "Events normalized, by catalog validation status.", &["source", "event", "status"]),
+            dead_letters: counter(&r, "event_relay_dead_letters_total", "Messages or events written to the dead-letter topic.", &["source", "reason"]),
+            deliveries: counter(&r, "event_relay_deliveries_total", "Final delivery outcomes per (event, target).", &["target", "outcome"]),
+            delivery_attempts: counter(&r, "event_relay_delivery_attempts_total", "HTTP request attempts by result (ok | retryable | fatal) and HTTP status class.", &["target", "result", "status_class"]),
+            delivery_duration: histogram(&r, "event_relay_delivery_duration_seconds", "First attempt to final outcome.", &["target"], SECONDS.to_vec()),
+            request_duration: histogram(&r, "event_relay_request_duration_seconds", "Duration of one HTTP request.", &["target"], SECONDS.to_vec()),
+            batch_size: histogram(&r, "event_relay_batch_size", "Events per request.", &["target"], vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]),
+            in_flight_events: gauge(&r, "event_relay_in_flight_events", "Consumed messages whose fate is not final yet."),
+            backpressure_paused: gauge(&r, "event_relay_backpressure_paused", "1 while consumption is paused because in-flight is full."),
+            consumer_lag: gauge_vec(&r, "event_relay_consumer_lag", "Consumer lag per partition (librdkafka statistics).", &["topic", "partition"]),
+            results_produced: counter(&r, "event_relay_results_produced_total", "Result events produced (WebhookSuccess | WebhookError).", &["event"]),
+            unrouted: counter(&r, "event_relay_unrouted_total", "Events no route matched and no default target took.", &["source"]),
+            circuit_open: gauge_vec(&r, "event_relay_circuit_open", "1 while a target's circuit breaker is open.", &["target"]),
+            offsets_committed: counter(&r, "event_relay_offsets_committed_total", "Successful offset commits per partition.", &["topic", "partition"]),
+            build_info: gauge_vec(&r, "event_relay_build_info", "Build information.", &["version"]),
+            normalize_duration: {
+                let h = Histogram::with_opts(HistogramOpts::new("event_relay_normalize_duration_seconds", "Time to normalize one message.").buckets(vec![1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2])).expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            registry: r,
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Counts one request attempt: `result` is ok | retryable | fatal, `status_class` is
+    /// `2xx`..`5xx` or `transport`.
+    pub fn attempt(&self, target: &str, ok: bool, retryable: bool, status: Option<u16>) {
+        let class = match status {
+            Some(s) => format!("{}xx", s / 100),
+            None => "transport".to_string(),
+        };
+        let result = match (ok, retryable) {
+            (true, _) => "ok",
+            (false, true) => "retryable",
+            (false, false) => "fatal",
+        };
+        self.delivery_attempts
+            .with_label_values(&[target, result, &class])
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_name() {
+        let m = Metrics::new();
+        m.messages_consumed.with_label_values(&["t"]).inc();
+        let text = m.render();
+        assert!(text.contains("event_relay_build_info{version=\""));
+        assert!(text.contains("event_relay_messages_consumed_total{topic=\"t\"} 1"));
+        m.attempt("crm", false, true, Some(503));
+        assert!(m.render().contains(
+            "event_relay_delivery_attempts_total{result=\"retryable\",status_class=\"5xx\",target=\"crm\"} 1"
+        ));
+    }
+}

@@ -1,0 +1,184 @@
+//! acemate's PostHog-style events → envelopes.
+//!
+//! Accepts a single capture event `{event, distinct_id, properties, timestamp, uuid, $set?,
+//! $set_once?}`, a batch `{api_key, batch: [...]}` (one envelope per event; a bad event is
+//! rejected alone) and PostHog's Kafka ingestion record `{uuid, distinct_id, data: "<json>"}`.
+//! Identify properties (email, userType, ...) found in `properties`, `$set` or `$set_once`
+//! move to `user.traits`; the event's catalog properties are validated and kept typed.
+
+use super::{
+    apply_policy, as_text, event_id, event_name, limits, timestamp, validation, Ctx, NormalizeError,
+    Normalized, Rejected,
+};
+use crate::catalog::{check_props, Catalog};
+use crate::envelope::{Envelope, Source, User, ENVELOPE_VERSION};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub(super) fn normalize(
+    catalog: &Catalog,
+    mut map: Map<String, Value>,
+    ctx: &Ctx<'_>,
+) -> Result<Normalized, NormalizeError> {
+    if let Some(batch) = map.remove("batch") {
+        let Value::Array(items) = batch else {
+            return Err(NormalizeError::BadShape(format!(
+                "`batch` must be an array, got {}",
+                limits::kind(&batch)
+            )));
+        };
+        if items.is_empty() {
+            return Err(NormalizeError::BadShape("`batch` is empty".into()));
+        }
+        let mut out = Normalized::default();
+        for (index, item) in items.into_iter().enumerate() {
+            let raw: Vec<u8> = serde_json::to_vec(&item).unwrap_or_default();
+            let result = match item {
+                Value::Object(m) => one(catalog, m, ctx, &raw, index + 1)
+                    .and_then(|e| apply_policy(e, ctx.settings)),
+                other => Err(NormalizeError::NotObject(limits::kind(&other))),
+            };
+            match result {
+                Ok(env) => out.events.push((env, Arc::from(raw))),
+                Err(error) => out.rejected.push(Rejected { index, raw, error }),
+            }
+        }
+        return Ok(out);
+    }
+    if let Some(Value::String(data)) = map.get("data") {
+        // PostHog's ingestion record: the event is a JSON string in `data`.
+        limits::check_depth(data.as_bytes(), limits::MAX_DEPTH)?;
+        let inner = limits::parse_str(data)?;
+        let Value::Object(mut inner) = inner else {
+            return Err(NormalizeError::NotObject(limits::kind(&inner)));
+        };
+        for key in ["uuid", "distinct_id"] {
+            if !inner.contains_key(key) {
+                if let Some(v) = map.get(key) {
+                    inner.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        if !inner.contains_key("event") {
+            if let Some(v) = map.get("event") {
+                inner.insert("event".into(), v.clone());
+            }
+        }
+        if !inner.contains_key("timestamp") {
+            if let Some(v) = map.get("now") {
+                inner.insert("timestamp".into(), v.clone());
+            }
+        }
+        let env = apply_policy(one(catalog, inner, ctx, ctx.raw, 0)?, ctx.settings)?;
+        return Ok(Normalized {
+            events: vec![(env, Arc::from(ctx.raw))],
+            rejected: vec![],
+        });
+    }
+    let env = apply_policy(one(catalog, map, ctx, ctx.raw, 0)?, ctx.settings)?;
+    Ok(Normalized {
+        events: vec![(env, Arc::from(ctx.raw))],
+        rejected: vec![],
+    })
+}
+
+fn take_object(map: &mut Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Map<String, Value> {
+    match map.remove(key) {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => Map::new(),
+        Some(other) => {
+            problems.push(format!("{key}: expected object, got {}", limits::kind(&other)));
+            Map::new()
+        }
+    }
+}
+
+fn one(
+    catalog: &Catalog,
+    mut map: Map<String, Value>,
+    ctx: &Ctx<'_>,
+    raw: &[u8],
+    salt: usize,
+) -> Result<Envelope, NormalizeError> {
+    let event = event_name(&map)?;
+    let ts = timestamp(&map, "timestamp", ctx.received_at)?;
+    let mut problems = Vec::new();
+    let id = event_id(map.get("uuid"), raw, salt);
+    if let Some(Value::String(u)) = map.get("uuid") {
+        if uuid::Uuid::parse_str(u).is_err() {
+            problems.push(format!("uuid: {u:?} is not a valid uuid"));
+        }
+    }
+    let distinct_id = as_text(map.get("distinct_id"));
+    if distinct_id.as_deref().is_none_or(str::is_empty) {
+        problems.push("distinct_id: required property missing".into());
+    }
+    let mut properties = take_object(&mut map, "properties", &mut problems);
+    let mut traits = Map::new();
+    // Person properties: top-level and in-properties `$set` / `$set_once`.
+    for key in ["$set_once", "$set"] {
+        let mut top = take_object(&mut map, key, &mut problems);
+        let mut inner = take_object(&mut properties, key, &mut problems);
+        for m in [&mut top, &mut inner] {
+            for (k, v) in std::mem::take(m) {
+                traits.insert(k, v);
+            }
+        }
+    }
+    let schema = catalog.events.get(&event);
+    // Identify properties ride along on every event; where the event's own catalog entry
+    // defines the same name (e.g. `signup.userType`), the event's rule wins and it stays.
+    for name in catalog.identify.keys() {
+        if schema.is_some_and(|s| s.properties.contains_key(name)) {
+            continue;
+        }
+        if let Some(v) = properties.remove(name) {
+            traits.insert(name.clone(), v);
+        }
+    }
+    // The Identify set is attached to every acemate event (spec: "automatically attached to
+    // all events"), so its required members are enforced on catalog events and `$identify`.
+    let is_identify = event == "$identify";
+    let enforce = is_identify || schema.is_some();
+    for (name, prop) in &catalog.identify {
+        match traits.get_mut(name) {
+            Some(v) => prop.check(v, &format!("user.traits.{name}"), false, &mut problems),
+            // Claimed by the event's own schema and present there: satisfied.
+            None if properties.contains_key(name) => {}
+            None if prop.required && enforce => {
+                problems.push(format!("user.traits.{name}: required Identify property missing"))
+            }
+            None => {}
+        }
+    }
+
+    if let Some(s) = schema {
+        check_props(&s.properties, &mut properties, "properties.", false, true, &mut problems);
+    }
+    let known = schema.is_some() || is_identify || event.starts_with('$');
+    let session_id = as_text(properties.get("$session_id"));
+    let email = match traits.get("email") {
+        Some(Value::String(e)) => Some(e.clone()),
+        _ => None,
+    };
+    Ok(Envelope {
+        envelope_version: ENVELOPE_VERSION,
+        id,
+        source: Source::Acemate,
+        event,
+        timestamp: ts,
+        received_at: ctx.received_at.to_string(),
+        distinct_id: distinct_id.clone(),
+        session_id: session_id.clone(),
+        site: ctx.settings.configured_site(),
+        user: User {
+            profile_id: distinct_id,
+            session_id,
+            email,
+            traits,
+        },
+        properties,
+        origin: ctx.origin.clone(),
+        validation: validation(&catalog.name, known, problems),
+    })
+}

@@ -1,0 +1,116 @@
+//! Komo's flat webhook body → envelope.
+//!
+//! Common keys (`id`, `event`, `timestamp`, `site_id`, `site_name`, `user_session_id`,
+//! `user_profile_id`) fill the envelope's top level; the event's catalog fields become typed
+//! `properties` (Komo sends numbers/booleans as strings, coerced here); every other key is a
+//! user attribute or data-capture field and goes to `user.traits`.
+
+use super::{as_text, event_id, event_name, timestamp, validation, Ctx, NormalizeError};
+use crate::catalog::{check_props, Catalog};
+use crate::envelope::{Envelope, Site, Source, User, ENVELOPE_VERSION};
+use serde_json::{Map, Value};
+
+const COMMON: [&str; 7] = [
+    "id",
+    "event",
+    "timestamp",
+    "site_id",
+    "site_name",
+    "user_session_id",
+    "user_profile_id",
+];
+
+/// Keys that identify a person; for events not in the catalog they still go to `user.traits`.
+const IDENTITY_KEYS: [&str; 6] = ["email", "first_name", "last_name", "name", "phone", "optin"];
+
+pub(super) fn normalize(
+    catalog: &Catalog,
+    mut map: Map<String, Value>,
+    ctx: &Ctx<'_>,
+) -> Result<Envelope, NormalizeError> {
+    let event = event_name(&map)?;
+    let ts = timestamp(&map, "timestamp", ctx.received_at)?;
+    let mut problems = Vec::new();
+    check_props(&catalog.common, &mut map, "", true, true, &mut problems);
+
+    let id = event_id(map.get("id"), ctx.raw, 0);
+    let session_id = as_text(map.get("user_session_id"));
+    let profile_id = as_text(map.get("user_profile_id"));
+    let site_id = as_text(map.get("site_id"));
+    let site_name = as_text(map.get("site_name"));
+    let site = if site_id.is_some() || site_name.is_some() {
+        Some(Site {
+            id: site_id.or_else(|| ctx.settings.site_id.clone()),
+            name: site_name.or_else(|| ctx.settings.site_name.clone()),
+        })
+    } else {
+        ctx.settings.configured_site()
+    };
+
+    let schema = catalog.events.get(&event);
+    let mut properties = Map::new();
+    let mut traits = Map::new();
+    for (key, mut value) in map {
+        if COMMON.contains(&key.as_str()) {
+            continue;
+        }
+        match schema {
+            Some(s) => match s.properties.get(&key) {
+                Some(prop) => {
+                    prop.check(&mut value, &format!("properties.{key}"), true, &mut problems);
+                    properties.insert(key, value);
+                }
+                None => {
+                    traits.insert(key, coerce_trait(value));
+                }
+            },
+            None if IDENTITY_KEYS.contains(&key.as_str()) => {
+                traits.insert(key, coerce_trait(value));
+            }
+            None => {
+                properties.insert(key, value);
+            }
+        }
+    }
+    if let Some(s) = schema {
+        for (name, prop) in &s.properties {
+            if prop.required && !properties.contains_key(name) {
+                problems.push(format!("properties.{name}: required property missing"));
+            }
+        }
+    }
+    let email = match traits.get("email") {
+        Some(Value::String(e)) => Some(e.clone()),
+        _ => None,
+    };
+    Ok(Envelope {
+        envelope_version: ENVELOPE_VERSION,
+        id,
+        source: Source::Komo,
+        event,
+        timestamp: ts,
+        received_at: ctx.received_at.to_string(),
+        distinct_id: profile_id.clone().or_else(|| session_id.clone()),
+        session_id: session_id.clone(),
+        site,
+        user: User {
+            profile_id,
+            session_id,
+            email,
+            traits,
+        },
+        properties,
+        origin: ctx.origin.clone(),
+        validation: validation(&catalog.name, schema.is_some(), problems),
+    })
+}
+
+/// Komo sends booleans as `"true"`/`"false"`; attribute values are otherwise kept as sent
+/// (a postcode like `"0200"` must stay a string).
+fn coerce_trait(v: Value) -> Value {
+    match &v {
+        Value::String(s) if s == "true" => Value::Bool(true),
+        Value::String(s) if s == "false" => Value::Bool(false),
+        _ => v,
+    }
+}

@@ -1,0 +1,311 @@
+//! Normalization: raw Kafka message bytes → zero or more [`Envelope`]s, or a dead-letter reason.
+//!
+//! Hard limits (size, UTF-8, JSON, nesting depth, object shape, `event`, timestamp) are checked
+//! first and always reject; catalog validation then applies the source's policy
+//! (`strict`: reject, `lenient`: forward with `validation.status = "invalid"`).
+
+mod acemate;
+mod komo;
+mod limits;
+
+use crate::catalog::Catalogs;
+use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
+use crate::envelope::{Envelope, Origin, Site, Validation, ValidationStatus, RELAY_NAMESPACE};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub use limits::MAX_DEPTH;
+
+/// Why a message (or one event of a batch) cannot be relayed. The `reason()` code goes into the
+/// dead-letter header `reason` and the `event_relay_dead_letters_total{reason}` label.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("message is {size} bytes, larger than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message is not valid UTF-8 (at byte {0})")]
+    InvalidUtf8(usize),
+    #[error("message is not JSON: {0}")]
+    NotJson(String),
+    #[error("JSON nesting deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("message is JSON {0}, expected an object (or a batch)")]
+    NotObject(&'static str),
+    #[error("{0}")]
+    MissingEvent(String),
+    #[error("{0}")]
+    InvalidTimestamp(String),
+    #[error("{0}")]
+    BadShape(String),
+    #[error("event {event:?} breaks the {catalog} catalog: {}", problems.join("; "))]
+    Invalid {
+        event: String,
+        catalog: &'static str,
+        problems: Vec<String>,
+    },
+    #[error("event {0:?} is not in the catalog and unknown_events = \"dead_letter\"")]
+    UnknownEvent(String),
+}
+
+impl NormalizeError {
+    /// Short, low-cardinality reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NormalizeError::TooLarge { .. } => "too_large",
+            NormalizeError::InvalidUtf8(_) => "invalid_utf8",
+            NormalizeError::NotJson(_) => "not_json",
+            NormalizeError::TooDeep(_) => "too_deep",
+            NormalizeError::NotObject(_) => "not_object",
+            NormalizeError::MissingEvent(_) => "missing_event",
+            NormalizeError::InvalidTimestamp(_) => "invalid_timestamp",
+            NormalizeError::BadShape(_) => "bad_shape",
+            NormalizeError::Invalid { .. } => "invalid",
+            NormalizeError::UnknownEvent(_) => "unknown_event",
+        }
+    }
+
+    /// Problems listed for the dead-letter header (catalog violations), else the message.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            NormalizeError::Invalid { problems, .. } => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// One event of a batch that was rejected while its siblings went on.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Index within the batch.
+    pub index: usize,
+    /// The rejected event's own JSON (re-serialized).
+    pub raw: Vec<u8>,
+    pub error: NormalizeError,
+}
+
+/// Result of normalizing one message.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    /// Envelopes with the raw bytes each came from (for `body = "original"`).
+    pub events: Vec<(Envelope, Arc<[u8]>)>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Per-source settings the normalizer needs.
+#[derive(Clone, Debug)]
+pub struct SourceSettings {
+    pub format: SourceFormat,
+    pub site_id: Option<String>,
+    pub site_name: Option<String>,
+    pub validation: ValidationMode,
+    pub unknown_events: UnknownEvents,
+    pub max_message_bytes: usize,
+}
+
+impl SourceSettings {
+    pub fn from_config(s: &SourceConfig, max_message_bytes: usize) -> Self {
+        Self {
+            format: s.format,
+            site_id: s.site_id.clone(),
+            site_name: s.site_name.clone(),
+            validation: s.validation,
+            unknown_events: s.unknown_events,
+            max_message_bytes,
+        }
+    }
+
+    /// Settings for `event-relay normalize` without a config.
+    pub fn standalone(format: SourceFormat) -> Self {
+        Self {
+            format,
+            site_id: None,
+            site_name: None,
+            validation: ValidationMode::Strict,
+            unknown_events: UnknownEvents::Forward,
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+
+    fn configured_site(&self) -> Option<Site> {
+        if self.site_id.is_none() && self.site_name.is_none() {
+            None
+        } else {
+            Some(Site {
+                id: self.site_id.clone(),
+                name: self.site_name.clone(),
+            })
+        }
+    }
+}
+
+/// Compiled catalogs + the logic of both shapes. Cheap to share (`Arc`).
+pub struct Normalizer {
+    catalogs: Catalogs,
+}
+
+/// Working state for one message.
+pub(crate) struct Ctx<'a> {
+    pub settings: &'a SourceSettings,
+    pub origin: &'a Origin,
+    pub received_at: &'a str,
+    pub raw: &'a [u8],
+}
+
+impl Normalizer {
+    pub fn new(catalogs: Catalogs) -> Self {
+        Self { catalogs }
+    }
+
+    pub fn builtin() -> Result<Self, String> {
+        Ok(Self::new(Catalogs::builtin()?))
+    }
+
+    pub fn catalogs(&self) -> &Catalogs {
+        &self.catalogs
+    }
+
+    /// Normalizes one message. `Err` means the whole message is dead-lettered.
+    pub fn normalize(
+        &self,
+        raw: &[u8],
+        settings: &SourceSettings,
+        origin: Origin,
+    ) -> Result<Normalized, NormalizeError> {
+        let value = limits::parse_checked(raw, settings.max_message_bytes)?;
+        let Value::Object(map) = value else {
+            return Err(NormalizeError::NotObject(limits::kind(&value)));
+        };
+        let received_at = crate::envelope::now_rfc3339();
+        let ctx = Ctx {
+            settings,
+            origin: &origin,
+            received_at: &received_at,
+            raw,
+        };
+        let use_komo = match settings.format {
+            SourceFormat::Komo => true,
+            SourceFormat::Acemate => false,
+            SourceFormat::Auto => looks_like_komo(&map),
+        };
+        if use_komo {
+            let env = komo::normalize(&self.catalogs.komo, map, &ctx)?;
+            let env = apply_policy(env, settings)?;
+            Ok(Normalized {
+                events: vec![(env, Arc::from(raw))],
+                rejected: vec![],
+            })
+        } else {
+            acemate::normalize(&self.catalogs.acemate, map, &ctx)
+        }
+    }
+}
+
+/// Komo bodies are flat with `site_id` / `user_session_id`; acemate bodies carry
+/// `distinct_id`, `properties`, `batch` or PostHog's `data` string.
+fn looks_like_komo(map: &Map<String, Value>) -> bool {
+    let acemate_keys = ["distinct_id", "properties", "batch", "data", "uuid", "api_key"];
+    if acemate_keys.iter().any(|k| map.contains_key(*k)) {
+        return false;
+    }
+    ["site_id", "user_session_id", "site_name", "user_profile_id"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+        || !map.contains_key("distinct_id")
+}
+
+/// Applies the strict/lenient and unknown-event policies to a freshly built envelope.
+pub(crate) fn apply_policy(env: Envelope, s: &SourceSettings) -> Result<Envelope, NormalizeError> {
+    match env.validation.status {
+        ValidationStatus::Invalid if s.validation == ValidationMode::Strict => {
+            Err(NormalizeError::Invalid {
+                event: env.event.clone(),
+                catalog: if env.source == crate::envelope::Source::Komo {
+                    "komo"
+                } else {
+                    "acemate"
+                },
+                problems: env.validation.problems,
+            })
+        }
+        ValidationStatus::UnknownEvent if s.unknown_events == UnknownEvents::DeadLetter => {
+            Err(NormalizeError::UnknownEvent(env.event))
+        }
+        _ => Ok(env),
+    }
+}
+
+/// Builds the validation block from collected problems.
+pub(crate) fn validation(catalog: &str, known: bool, problems: Vec<String>) -> Validation {
+    let status = if !known {
+        ValidationStatus::UnknownEvent
+    } else if problems.is_empty() {
+        ValidationStatus::Valid
+    } else {
+        ValidationStatus::Invalid
+    };
+    Validation {
+        catalog: catalog.to_string(),
+        status,
+        problems,
+    }
+}
+
+/// The `event` field: a non-empty string, else a hard error.
+pub(crate) fn event_name(map: &Map<String, Value>) -> Result<String, NormalizeError> {
+    match map.get("event") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(NormalizeError::MissingEvent("`event` is empty".into())),
+        Some(other) => Err(NormalizeError::MissingEvent(format!(
+            "`event` must be a string, got {}",
+            limits::kind(other)
+        ))),
+        None => Err(NormalizeError::MissingEvent("`event` is missing".into())),
+    }
+}
+
+/// Normalizes a payload timestamp to RFC 3339 UTC; absent → received time.
+pub(crate) fn timestamp(map: &Map<String, Value>, key: &str, received_at: &str) -> Result<String, NormalizeError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(received_at.to_string()),
+        Some(Value::String(s)) => {
+            let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| {
+                NormalizeError::InvalidTimestamp(format!("`{key}` {s:?} is not an RFC 3339 date-time"))
+            })?;
+            let utc = t.with_timezone(&chrono::Utc);
+            let limit = chrono::Utc::now() + chrono::Duration::days(7);
+            if utc > limit {
+                return Err(NormalizeError::InvalidTimestamp(format!(
+                    "`{key}` {s:?} is more than 7 days in the future"
+                )));
+            }
+            Ok(utc.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        }
+        Some(other) => Err(NormalizeError::InvalidTimestamp(format!(
+            "`{key}` must be an RFC 3339 string, got {}",
+            limits::kind(other)
+        ))),
+    }
+}
+
+/// The event id: the payload's id if it is a string, else a UUIDv5 of the raw bytes.
+pub(crate) fn event_id(v: Option<&Value>, raw: &[u8], salt: usize) -> String {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            let mut bytes = raw.to_vec();
+            bytes.extend_from_slice(&salt.to_le_bytes());
+            uuid::Uuid::new_v5(&RELAY_NAMESPACE, &bytes).to_string()
+        }
+    }
+}
+
+/// A string-ish value as text (numbers become their decimal text).
+pub(crate) fn as_text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! The operator's HTTP endpoints: `/healthz` (liveness), `/readyz` (readiness, JSON detail),
+//! `/metrics` (Prometheus text).
+
+use crate::deliver::TargetRuntime;
+use crate::metrics::Metrics;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Liveness deadline: the consume loop must tick at least this often.
+pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(30);
+/// Readiness turns red when a circuit has been open longer than this.
+pub const CIRCUIT_READY_THRESHOLD: Duration = Duration::from_secs(60);
+
+/// Health state written by the pipeline, read by the endpoints.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    last_tick_ms: AtomicU64,
+    joined: AtomicBool,
+    broker_reachable: AtomicBool,
+    running: AtomicBool,
+    targets: OnceLock<Vec<Arc<TargetRuntime>>>,
+}
+
+impl std::fmt::Debug for TargetRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetRuntime").field("name", &self.info.name).finish()
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            last_tick_ms: AtomicU64::new(0),
+            joined: AtomicBool::new(false),
+            broker_reachable: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            targets: OnceLock::new(),
+        }
+    }
+}
+
+impl Health {
+    pub fn tick(&self) {
+        self.last_tick_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    pub fn set_joined(&self, v: bool) {
+        self.joined.store(v, Ordering::Relaxed);
+    }
+    pub fn set_broker_reachable(&self, v: bool) {
+        self.broker_reachable.store(v, Ordering::Relaxed);
+    }
+    pub fn set_running(&self, v: bool) {
+        self.running.store(v, Ordering::Relaxed);
+    }
+    pub fn set_targets(&self, t: Vec<Arc<TargetRuntime>>) {
+        let _ = self.targets.set(t);
+    }
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    /// Alive: the consume loop ticked recently (or is shutting down on purpose).
+    pub fn alive(&self) -> (bool, u64) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let since = now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed));
+        (
+            !self.running.load(Ordering::Relaxed) || since <= LIVENESS_DEADLINE.as_millis() as u64,
+            since,
+        )
+    }
+
+    /// Readiness with a JSON body naming every part's state.
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        let joined = self.joined.load(Ordering::Relaxed);
+        let broker = self.broker_reachable.load(Ordering::Relaxed);
+        let mut circuits = serde_json::Map::new();
+        let mut circuits_ok = true;
+        for t in self.targets.get().map(Vec::as_slice).unwrap_or_default() {
+            let state = match t.circuit_open_for() {
+                Some(d) if d > CIRCUIT_READY_THRESHOLD => {
+                    circuits_ok = false;
+                    format!("open for {}s", d.as_secs())
+                }
+                Some(d) => format!("open for {}s", d.as_secs()),
+                None => "closed".to_string(),
+            };
+            circuits.insert(t.info.name.clone(), state.into());
+        }
+        let ready = joined && broker && circuits_ok;
+        let mut not_ready = Vec::new();
+        if !joined {
+            not_ready.push("consumer group not joined");
+        }
+        if !broker {
+            not_ready.push("broker unreachable");
+        }
+        if !circuits_ok {
+            not_ready.push("a target circuit has been open too long");
+        }
+        (
+            ready,
+            json!({
+                "ready": ready,
+                "group_joined": joined,
+                "broker_reachable": broker,
+                "circuits": circuits,
+                "not_ready": not_ready,
+            }),
+        )
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let (alive, since) = s.health.alive();
+    let code = if alive { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({"alive": alive, "last_loop_tick_ms_ago": since})))
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let (ready, body) = s.health.readiness();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body))
+}
+
+async fn metrics_page(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+}
+
+/// Binds `listen` and serves until `shutdown`. Returns the bound address (port 0 → real port).
+pub async fn serve(
+    listen: &str,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("server.listen {listen}: cannot bind: {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .with_state(AppState { health, metrics });
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    });
+    Ok((addr, handle))
+}

@@ -1,0 +1,226 @@
+//! Offset bookkeeping: which consumed offsets are final, and how far each partition may commit.
+//!
+//! Every consumed message is registered as pending; when its fate is final for every target it
+//! is removed. The committable position of a partition is the lowest pending offset (or one past
+//! the highest consumed offset when nothing is pending): the highest *contiguous* finished
+//! offset + 1. A slow event therefore holds back the commit, never the deliveries behind it.
+//! Each assignment of a partition gets a new generation, so completions that arrive after a
+//! revoke are ignored instead of corrupting the new owner's bookkeeping.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// A topic-partition.
+pub type Tp = (String, i32);
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    generation: u64,
+    pending: BTreeSet<i64>,
+    /// One past the highest offset consumed in this generation.
+    next: Option<i64>,
+    /// Last position handed out for committing.
+    committed: Option<i64>,
+}
+
+impl PartitionState {
+    fn position(&self) -> Option<i64> {
+        self.pending.first().copied().or(self.next)
+    }
+}
+
+/// Per-partition pending offsets of one consumer.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    parts: Mutex<HashMap<Tp, PartitionState>>,
+    generations: AtomicUsize,
+}
+
+impl OffsetTracker {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) as u64 + 1
+    }
+
+    /// A partition was assigned: start a fresh generation.
+    pub fn assign(&self, tp: Tp) {
+        let generation = self.next_generation();
+        self.parts.lock().unwrap().insert(
+            tp,
+            PartitionState {
+                generation,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// A partition was revoked: returns its final committable position (if it advanced) and
+    /// forgets it; late completions of its events are ignored.
+    pub fn revoke(&self, tp: &Tp) -> Option<i64> {
+        let state = self.parts.lock().unwrap().remove(tp)?;
+        let pos = state.position()?;
+        (Some(pos) != state.committed).then_some(pos)
+    }
+
+    /// Registers a consumed offset as pending; returns its generation.
+    pub fn begin(&self, tp: &Tp, offset: i64) -> u64 {
+        let mut parts = self.parts.lock().unwrap();
+        if !parts.contains_key(tp) {
+            let generation = self.next_generation();
+            parts.insert(
+                tp.clone(),
+                PartitionState {
+                    generation,
+                    ..Default::default()
+                },
+            );
+        }
+        let st = parts.get_mut(tp).expect("inserted above");
+        st.pending.insert(offset);
+        st.next = Some(st.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        st.generation
+    }
+
+    /// Marks an offset final.
+    pub fn finish(&self, tp: &Tp, generation: u64, offset: i64) {
+        let mut parts = self.parts.lock().unwrap();
+        if let Some(st) = parts.get_mut(tp) {
+            if st.generation == generation {
+                st.pending.remove(&offset);
+            }
+        }
+    }
+
+    /// Positions that advanced since the last call (marked as handed out).
+    pub fn take_commits(&self) -> Vec<(Tp, i64)> {
+        let mut parts = self.parts.lock().unwrap();
+        let mut out = Vec::new();
+        for (tp, st) in parts.iter_mut() {
+            if let Some(pos) = st.position() {
+                if st.committed.is_none_or(|c| pos > c) {
+                    st.committed = Some(pos);
+                    out.push((tp.clone(), pos));
+                }
+            }
+        }
+        out
+    }
+
+    /// Undo of [`take_commits`] for positions whose commit failed, so they are retried.
+    pub fn commit_failed(&self, tp: &Tp, pos: i64) {
+        let mut parts = self.parts.lock().unwrap();
+        if let Some(st) = parts.get_mut(tp) {
+            if st.committed == Some(pos) {
+                st.committed = None;
+            }
+        }
+    }
+
+    /// Number of pending (not final) offsets over all partitions.
+    pub fn pending(&self) -> usize {
+        self.parts.lock().unwrap().values().map(|s| s.pending.len()).sum()
+    }
+}
+
+/// The fate of one consumed message: final once every piece of work on it has finished.
+/// Holds the in-flight permit, released when the ticket is dropped.
+pub struct Ticket {
+    remaining: AtomicUsize,
+    tp: Tp,
+    generation: u64,
+    offset: i64,
+    tracker: Arc<OffsetTracker>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Ticket {
+    pub fn new(
+        tracker: Arc<OffsetTracker>,
+        tp: Tp,
+        offset: i64,
+        generation: u64,
+        work: usize,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Arc<Self> {
+        let t = Arc::new(Self {
+            remaining: AtomicUsize::new(work),
+            tp,
+            generation,
+            offset,
+            tracker,
+            _permit: permit,
+        });
+        if work == 0 {
+            t.tracker.finish(&t.tp, t.generation, t.offset);
+        }
+        t
+    }
+
+    /// One piece of work (a delivery, a dead letter) reached its final state.
+    pub fn finish_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tracker.finish(&self.tp, self.generation, self.offset);
+        }
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp() -> Tp {
+        ("t".into(), 0)
+    }
+
+    #[test]
+    fn commits_highest_contiguous_finished() {
+        let tr = OffsetTracker::new();
+        tr.assign(tp());
+        let g = tr.begin(&tp(), 10);
+        tr.begin(&tp(), 11);
+        tr.begin(&tp(), 12);
+        tr.finish(&tp(), g, 11);
+        tr.finish(&tp(), g, 12);
+        assert_eq!(tr.take_commits(), vec![(tp(), 10)]);
+        assert_eq!(tr.take_commits(), vec![]);
+        tr.finish(&tp(), g, 10);
+        assert_eq!(tr.take_commits(), vec![(tp(), 13)]);
+    }
+
+    #[test]
+    fn stale_generation_is_ignored_after_revoke() {
+        let tr = OffsetTracker::new();
+        tr.assign(tp());
+        let g = tr.begin(&tp(), 5);
+        assert_eq!(tr.revoke(&tp()), Some(5));
+        tr.assign(tp());
+        let g2 = tr.begin(&tp(), 5);
+        assert_ne!(g, g2);
+        tr.finish(&tp(), g, 5);
+        assert_eq!(tr.pending(), 1);
+    }
+
+    #[test]
+    fn ticket_finishes_after_all_work() {
+        let tr = OffsetTracker::new();
+        let g = tr.begin(&tp(), 0);
+        let t = Ticket::new(tr.clone(), tp(), 0, g, 2, None);
+        t.finish_one();
+        assert_eq!(tr.pending(), 1);
+        t.finish_one();
+        assert_eq!(tr.pending(), 0);
+        assert_eq!(tr.take_commits(), vec![(tp(), 1)]);
+        let g = tr.begin(&tp(), 1);
+        let _t = Ticket::new(tr.clone(), tp(), 1, g, 0, None);
+        assert_eq!(tr.pending(), 0);
+    }
+}
