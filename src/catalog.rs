@@ -302,7 +302,9 @@ impl Prop {
                 }
                 if let Some(allowed) = &self.enum_values {
                     if !allowed.contains(s.as_str()) {
-                        problems.push(format!("{path}: value {s:?} is not one of the allowed values"));
+                        problems.push(format!(
+                            "{path}: value {s:?} is not one of the allowed values"
+                        ));
                     }
                 }
             }
@@ -316,7 +318,9 @@ impl Prop {
             Value::Number(n) => {
                 if let Some(allowed) = &self.enum_values {
                     if !allowed.contains(&n.to_string()) {
-                        problems.push(format!("{path}: value {n} is not one of the allowed values"));
+                        problems.push(format!(
+                            "{path}: value {n} is not one of the allowed values"
+                        ));
                     }
                 }
             }

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "event-relay", version, about = "Relay Komo and acemate analytics events from Kafka to PostHog and webhooks")]
+#[command(
+    name = "event-relay",
+    version,
+    about = "Relay Komo and acemate analytics events from Kafka to PostHog and webhooks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -97,7 +101,11 @@ fn load_or_exit(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn pick_settings(cfg: &Config, topic: Option<&str>, format: Option<SourceFormat>) -> Option<(String, SourceSettings)> {
+fn pick_settings(
+    cfg: &Config,
+    topic: Option<&str>,
+    format: Option<SourceFormat>,
+) -> Option<(String, SourceSettings)> {
     cfg.sources
         .iter()
         .find(|s| match (topic, format) {
@@ -105,7 +113,12 @@ fn pick_settings(cfg: &Config, topic: Option<&str>, format: Option<SourceFormat>
             (None, Some(f)) => s.format == f,
             (None, None) => true,
         })
-        .map(|s| (s.topic.clone(), SourceSettings::from_config(s, cfg.pipeline.max_message_bytes)))
+        .map(|s| {
+            (
+                s.topic.clone(),
+                SourceSettings::from_config(s, cfg.pipeline.max_message_bytes),
+            )
+        })
 }
 
 fn stdin_lines() -> impl Iterator<Item = (usize, Vec<u8>)> {
@@ -129,7 +142,11 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let wanted = if matches!(source, FormatArg::Auto) && topic.is_none() { None } else { Some(format) };
+            let wanted = if matches!(source, FormatArg::Auto) && topic.is_none() {
+                None
+            } else {
+                Some(format)
+            };
             match pick_settings(&cfg, topic.as_deref(), wanted) {
                 Some((t, mut s)) => {
                     if topic.is_none() {
@@ -153,15 +170,29 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (n, line) in stdin_lines() {
-        let origin = Origin { topic: topic.clone(), partition: 0, offset: n as i64 - 1, key: None };
+        let origin = Origin {
+            topic: topic.clone(),
+            partition: 0,
+            offset: n as i64 - 1,
+            key: None,
+        };
         match normalizer.normalize(&line, &settings, origin) {
             Ok(res) => {
                 for (env, _) in &res.events {
-                    let _ = writeln!(out, "{}", serde_json::to_string(env).expect("envelopes serialize"));
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(env).expect("envelopes serialize")
+                    );
                 }
                 for r in &res.rejected {
                     rejected = true;
-                    eprintln!("line {n}: batch event {}: {} ({})", r.index, r.error, r.error.reason());
+                    eprintln!(
+                        "line {n}: batch event {}: {} ({})",
+                        r.index,
+                        r.error,
+                        r.error.reason()
+                    );
                 }
             }
             Err(e) => {
@@ -197,7 +228,12 @@ pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
     let normalizer = Normalizer::builtin().expect("builtin catalogs compile");
     let mut rejected = false;
     for (n, line) in stdin_lines() {
-        let origin = Origin { topic: topic.clone(), partition: 0, offset: n as i64 - 1, key: None };
+        let origin = Origin {
+            topic: topic.clone(),
+            partition: 0,
+            offset: n as i64 - 1,
+            key: None,
+        };
         let res = match normalizer.normalize(&line, &settings, origin) {
             Ok(r) => r,
             Err(e) => {
@@ -208,7 +244,12 @@ pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
         };
         for r in &res.rejected {
             rejected = true;
-            eprintln!("line {n}: batch event {}: {} ({}) → dead letter", r.index, r.error, r.error.reason());
+            eprintln!(
+                "line {n}: batch event {}: {} ({}) → dead letter",
+                r.index,
+                r.error,
+                r.error.reason()
+            );
         }
         for (env, raw) in &res.events {
             let d = router.route(env);
@@ -225,10 +266,17 @@ pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
                         TargetKind::Webhook => (
                             crate::deliver::template::Template::parse(&t.url).render(env, true),
                             match t.body {
-                                BodyFormat::Envelope => serde_json::to_value(env).expect("envelopes serialize"),
-                                BodyFormat::Posthog => crate::deliver::posthog::event_json(env, EventNames::Original),
-                                BodyFormat::Original => serde_json::from_slice(raw)
-                                    .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned().into()),
+                                BodyFormat::Envelope => {
+                                    serde_json::to_value(env).expect("envelopes serialize")
+                                }
+                                BodyFormat::Posthog => {
+                                    crate::deliver::posthog::event_json(env, EventNames::Original)
+                                }
+                                BodyFormat::Original => {
+                                    serde_json::from_slice(raw).unwrap_or_else(|_| {
+                                        String::from_utf8_lossy(raw).into_owned().into()
+                                    })
+                                }
                             },
                         ),
                     };

@@ -11,7 +11,8 @@ use std::borrow::Cow;
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// Namespace for the relay's UUIDv5 ids (target GUIDs, result ids, ids of id-less payloads).
-pub const RELAY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1f_4a9e_2b7d_4f0e_9d35_8a7e_61c2_d0b4);
+pub const RELAY_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6c1f_4a9e_2b7d_4f0e_9d35_8a7e_61c2_d0b4);
 
 /// Which upstream shape an event came from.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -223,8 +224,14 @@ mod tests {
     fn field_paths_resolve() {
         let e = sample();
         assert_eq!(e.field("event").unwrap().as_ref(), "CardViewed");
-        assert_eq!(e.field("site.id").unwrap().as_ref(), "2d5776b8-158a-4216-aaa1-edbc249e005b");
-        assert_eq!(e.field("properties.score").unwrap().as_ref(), &Value::from(7));
+        assert_eq!(
+            e.field("site.id").unwrap().as_ref(),
+            "2d5776b8-158a-4216-aaa1-edbc249e005b"
+        );
+        assert_eq!(
+            e.field("properties.score").unwrap().as_ref(),
+            &Value::from(7)
+        );
         assert_eq!(e.field("user.traits.tenant").unwrap().as_ref(), "acemate");
         assert!(e.field("properties.missing").is_none());
         assert!(e.field("nope").is_none());

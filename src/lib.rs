@@ -42,7 +42,7 @@ fn producer_config(config: &Config) -> ClientConfig {
         .set("client.id", "event-relay");
     for (k, v) in &config.kafka.options {
         // Consumer-only properties would make librdkafka warn on every start.
-        if !is_consumer_only(k) {
+        if !is_consumer_only(k) && k != "statistics.interval.ms" {
             c.set(k, v);
         }
     }
@@ -51,17 +51,36 @@ fn producer_config(config: &Config) -> ClientConfig {
 
 fn is_consumer_only(key: &str) -> bool {
     const CONSUMER: &[&str] = &[
-        "group.id", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
-        "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms", "fetch.min.bytes",
-        "fetch.wait.max.ms", "fetch.max.bytes", "max.partition.fetch.bytes", "queued.min.messages",
-        "queued.max.messages.kbytes", "partition.assignment.strategy", "group.instance.id",
-        "enable.auto.offset.store", "enable.partition.eof", "isolation.level", "group.protocol",
-        "fetch.message.max.bytes", "check.crcs",
+        "group.id",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "auto.offset.reset",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "fetch.min.bytes",
+        "fetch.wait.max.ms",
+        "fetch.max.bytes",
+        "max.partition.fetch.bytes",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "partition.assignment.strategy",
+        "group.instance.id",
+        "enable.auto.offset.store",
+        "enable.partition.eof",
+        "isolation.level",
+        "group.protocol",
+        "fetch.message.max.bytes",
+        "check.crcs",
     ];
     CONSUMER.contains(&key)
 }
 
-fn commit_positions(consumer: &source::RelayConsumer, tracker: &source::offsets::OffsetTracker, mode: CommitMode) {
+fn commit_positions(
+    consumer: &source::RelayConsumer,
+    tracker: &source::offsets::OffsetTracker,
+    mode: CommitMode,
+) {
     let commits = tracker.take_commits();
     if commits.is_empty() {
         return;
@@ -82,7 +101,9 @@ fn commit_positions(consumer: &source::RelayConsumer, tracker: &source::offsets:
 /// deliveries finish within `pipeline.drain_timeout`, flush the producer, commit, return.
 /// Events not final by the deadline stay uncommitted and are redelivered after a restart.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    config.validate().map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(server::Health::default());
     let normalizer = Arc::new(normalize::Normalizer::builtin().map_err(anyhow::Error::msg)?);
@@ -90,7 +111,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let abort = CancellationToken::new();
     let server_stop = CancellationToken::new();
 
-    let producer: FutureProducer = producer_config(&config).create().context("creating the Kafka producer")?;
+    let producer: FutureProducer = producer_config(&config)
+        .create()
+        .context("creating the Kafka producer")?;
     let reporter = Arc::new(report::Reporter::new(
         producer.clone(),
         config.results.topic.clone(),
@@ -98,11 +121,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics.clone(),
         abort.clone(),
     ));
-    let (targets, workers) =
-        deliver::Targets::start(&config.targets, reporter.clone(), metrics.clone(), abort.clone())
-            .map_err(anyhow::Error::msg)?;
+    let (targets, workers) = deliver::Targets::start(
+        &config.targets,
+        reporter.clone(),
+        metrics.clone(),
+        abort.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     health.set_targets(targets.runtimes.clone());
-    let (addr, server) = server::serve(&config.server.listen, health.clone(), metrics.clone(), server_stop.clone()).await?;
+    let (addr, server) = server::serve(
+        &config.server.listen,
+        health.clone(),
+        metrics.clone(),
+        server_stop.clone(),
+    )
+    .await?;
     tracing::info!(%addr, "health and metrics server listening");
 
     let tracker = source::offsets::OffsetTracker::new();
@@ -121,7 +154,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         settings: config
             .sources
             .iter()
-            .map(|s| (s.topic.clone(), normalize::SourceSettings::from_config(s, config.pipeline.max_message_bytes)))
+            .map(|s| {
+                (
+                    s.topic.clone(),
+                    normalize::SourceSettings::from_config(s, config.pipeline.max_message_bytes),
+                )
+            })
             .collect::<HashMap<_, _>>(),
         router,
         targets,
@@ -154,7 +192,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     // Drain.
     health.set_running(false);
-    tracing::info!(in_flight = max_in_flight - permits.available_permits(), "shutting down: draining in-flight events");
+    tracing::info!(
+        in_flight = max_in_flight - permits.available_permits(),
+        "shutting down: draining in-flight events"
+    );
     let _ = committer.await;
     let deadline = Instant::now() + config.pipeline.drain_timeout.get();
     while permits.available_permits() < max_in_flight && Instant::now() < deadline {
@@ -163,7 +204,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let left = max_in_flight - permits.available_permits();
     if left > 0 {
-        tracing::warn!(unfinished = left, "drain timeout reached; unfinished events stay uncommitted and will be redelivered");
+        tracing::warn!(
+            unfinished = left,
+            "drain timeout reached; unfinished events stay uncommitted and will be redelivered"
+        );
     }
     abort.cancel();
     let source::Pipeline { targets, .. } = pipeline;

@@ -9,7 +9,11 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     match args.command {
         Command::Check { config } => cli::check(&config),
-        Command::Normalize { source, config, topic } => cli::normalize(source, config, topic),
+        Command::Normalize {
+            source,
+            config,
+            topic,
+        } => cli::normalize(source, config, topic),
         Command::Route { config, topic } => cli::route(config, topic),
         Command::Run { config } => run(&config),
     }

@@ -48,7 +48,13 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
@@ -64,30 +70,120 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         let m = Self {
-            messages_consumed: counter(&r, "event_relay_messages_consumed_total", "Kafka messages consumed.", &["topic"]),
-            events_normalized: counter(&r, "event_relay_events_normalized_total", "Events normalized, by catalog validation status.", &["source", "event", "status"]),
-            dead_letters: counter(&r, "event_relay_dead_letters_total", "Messages or events written to the dead-letter topic.", &["source", "reason"]),
-            deliveries: counter(&r, "event_relay_deliveries_total", "Final delivery outcomes per (event, target).", &["target", "outcome"]),
-            delivery_attempts: counter(&r, "event_relay_delivery_attempts_total", "HTTP request attempts by result (ok | retryable | fatal) and HTTP status class.", &["target", "result", "status_class"]),
-            delivery_duration: histogram(&r, "event_relay_delivery_duration_seconds", "First attempt to final outcome.", &["target"], SECONDS.to_vec()),
-            request_duration: histogram(&r, "event_relay_request_duration_seconds", "Duration of one HTTP request.", &["target"], SECONDS.to_vec()),
-            batch_size: histogram(&r, "event_relay_batch_size", "Events per request.", &["target"], vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]),
-            in_flight_events: gauge(&r, "event_relay_in_flight_events", "Consumed messages whose fate is not final yet."),
-            backpressure_paused: gauge(&r, "event_relay_backpressure_paused", "1 while consumption is paused because in-flight is full."),
-            consumer_lag: gauge_vec(&r, "event_relay_consumer_lag", "Consumer lag per partition (librdkafka statistics).", &["topic", "partition"]),
-            results_produced: counter(&r, "event_relay_results_produced_total", "Result events produced (WebhookSuccess | WebhookError).", &["event"]),
-            unrouted: counter(&r, "event_relay_unrouted_total", "Events no route matched and no default target took.", &["source"]),
-            circuit_open: gauge_vec(&r, "event_relay_circuit_open", "1 while a target's circuit breaker is open.", &["target"]),
-            offsets_committed: counter(&r, "event_relay_offsets_committed_total", "Successful offset commits per partition.", &["topic", "partition"]),
-            build_info: gauge_vec(&r, "event_relay_build_info", "Build information.", &["version"]),
+            messages_consumed: counter(
+                &r,
+                "event_relay_messages_consumed_total",
+                "Kafka messages consumed.",
+                &["topic"],
+            ),
+            events_normalized: counter(
+                &r,
+                "event_relay_events_normalized_total",
+                "Events normalized, by catalog validation status.",
+                &["source", "event", "status"],
+            ),
+            dead_letters: counter(
+                &r,
+                "event_relay_dead_letters_total",
+                "Messages or events written to the dead-letter topic.",
+                &["source", "reason"],
+            ),
+            deliveries: counter(
+                &r,
+                "event_relay_deliveries_total",
+                "Final delivery outcomes per (event, target).",
+                &["target", "outcome"],
+            ),
+            delivery_attempts: counter(
+                &r,
+                "event_relay_delivery_attempts_total",
+                "HTTP request attempts by result (ok | retryable | fatal) and HTTP status class.",
+                &["target", "result", "status_class"],
+            ),
+            delivery_duration: histogram(
+                &r,
+                "event_relay_delivery_duration_seconds",
+                "First attempt to final outcome.",
+                &["target"],
+                SECONDS.to_vec(),
+            ),
+            request_duration: histogram(
+                &r,
+                "event_relay_request_duration_seconds",
+                "Duration of one HTTP request.",
+                &["target"],
+                SECONDS.to_vec(),
+            ),
+            batch_size: histogram(
+                &r,
+                "event_relay_batch_size",
+                "Events per request.",
+                &["target"],
+                vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+            ),
+            in_flight_events: gauge(
+                &r,
+                "event_relay_in_flight_events",
+                "Consumed messages whose fate is not final yet.",
+            ),
+            backpressure_paused: gauge(
+                &r,
+                "event_relay_backpressure_paused",
+                "1 while consumption is paused because in-flight is full.",
+            ),
+            consumer_lag: gauge_vec(
+                &r,
+                "event_relay_consumer_lag",
+                "Consumer lag per partition (librdkafka statistics).",
+                &["topic", "partition"],
+            ),
+            results_produced: counter(
+                &r,
+                "event_relay_results_produced_total",
+                "Result events produced (WebhookSuccess | WebhookError).",
+                &["event"],
+            ),
+            unrouted: counter(
+                &r,
+                "event_relay_unrouted_total",
+                "Events no route matched and no default target took.",
+                &["source"],
+            ),
+            circuit_open: gauge_vec(
+                &r,
+                "event_relay_circuit_open",
+                "1 while a target's circuit breaker is open.",
+                &["target"],
+            ),
+            offsets_committed: counter(
+                &r,
+                "event_relay_offsets_committed_total",
+                "Successful offset commits per partition.",
+                &["topic", "partition"],
+            ),
+            build_info: gauge_vec(
+                &r,
+                "event_relay_build_info",
+                "Build information.",
+                &["version"],
+            ),
             normalize_duration: {
-                let h = Histogram::with_opts(HistogramOpts::new("event_relay_normalize_duration_seconds", "Time to normalize one message.").buckets(vec![1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2])).expect("valid metric");
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "event_relay_normalize_duration_seconds",
+                        "Time to normalize one message.",
+                    )
+                    .buckets(vec![1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2]),
+                )
+                .expect("valid metric");
                 r.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
             registry: r,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m
     }
 

@@ -55,7 +55,11 @@ pub struct Reporter {
 
 /// Builds the result event JSON for one outcome (pure; unit-tested).
 pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (String, Value) {
-    let kind = if outcome.success { "WebhookSuccess" } else { "WebhookError" };
+    let kind = if outcome.success {
+        "WebhookSuccess"
+    } else {
+        "WebhookError"
+    };
     let id = uuid::Uuid::new_v5(
         &RELAY_NAMESPACE,
         format!("{}|{}|{}", env.id, target.guid, kind).as_bytes(),
@@ -70,20 +74,46 @@ pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (S
         ("id", Value::from(id.to_string())),
         ("event", Value::from(kind)),
         ("timestamp", Value::from(now_rfc3339())),
-        ("site_id", site.and_then(|s| s.id.clone()).map_or(Value::Null, Value::from)),
-        ("site_name", site.and_then(|s| s.name.clone()).map_or(Value::Null, Value::from)),
-        ("user_session_id", env.session_id.clone().map_or(Value::Null, Value::from)),
-        ("user_profile_id", env.user.profile_id.clone().map_or(Value::Null, Value::from)),
+        (
+            "site_id",
+            site.and_then(|s| s.id.clone())
+                .map_or(Value::Null, Value::from),
+        ),
+        (
+            "site_name",
+            site.and_then(|s| s.name.clone())
+                .map_or(Value::Null, Value::from),
+        ),
+        (
+            "user_session_id",
+            env.session_id.clone().map_or(Value::Null, Value::from),
+        ),
+        (
+            "user_profile_id",
+            env.user.profile_id.clone().map_or(Value::Null, Value::from),
+        ),
         ("integration_id", Value::from(target.guid.to_string())),
         ("webhook_trigger", Value::from(env.event.clone())),
         ("target", Value::from(target.name.clone())),
         ("source", Value::from(env.source.as_str())),
         ("source_event_id", Value::from(env.id.clone())),
         ("attempts", Value::from(outcome.attempts)),
-        ("status_code", outcome.status_code.map_or(Value::Null, Value::from)),
-        ("error", outcome.error.clone().map_or(Value::Null, Value::from)),
-        ("duration_ms", Value::from(outcome.duration.as_millis() as u64)),
-        ("email", env.user.email.clone().map_or(Value::Null, Value::from)),
+        (
+            "status_code",
+            outcome.status_code.map_or(Value::Null, Value::from),
+        ),
+        (
+            "error",
+            outcome.error.clone().map_or(Value::Null, Value::from),
+        ),
+        (
+            "duration_ms",
+            Value::from(outcome.duration.as_millis() as u64),
+        ),
+        (
+            "email",
+            env.user.email.clone().map_or(Value::Null, Value::from),
+        ),
     ];
     for (k, v) in fields {
         if k == "email" && v.is_null() {
@@ -116,7 +146,13 @@ impl Reporter {
     }
 
     /// Produces until acknowledged; `false` only when the relay is aborting.
-    async fn produce(&self, topic: &str, key: &str, payload: &[u8], headers: Option<OwnedHeaders>) -> bool {
+    async fn produce(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> bool {
         let mut delay = Duration::from_millis(100);
         loop {
             let mut record = FutureRecord::to(topic).key(key).payload(payload);
@@ -145,9 +181,14 @@ impl Reporter {
     pub async fn result(&self, env: &Envelope, target: &TargetRef, outcome: &Outcome) -> bool {
         let (kind, value) = result_event(env, target, outcome);
         let payload = serde_json::to_vec(&value).expect("JSON values serialize");
-        let ok = self.produce(&self.results_topic, &env.id, &payload, None).await;
+        let ok = self
+            .produce(&self.results_topic, &env.id, &payload, None)
+            .await;
         if ok {
-            self.metrics.results_produced.with_label_values(&[&kind]).inc();
+            self.metrics
+                .results_produced
+                .with_label_values(&[&kind])
+                .inc();
         }
         ok
     }
@@ -158,23 +199,52 @@ impl Reporter {
         let offset = dl.offset.to_string();
         let problems = serde_json::to_string(&dl.problems).unwrap_or_default();
         let mut headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(dl.reason) })
-            .insert(Header { key: "error", value: Some(&dl.error) })
-            .insert(Header { key: "problems", value: Some(&problems) })
-            .insert(Header { key: "source", value: Some(dl.source) })
-            .insert(Header { key: "source_topic", value: Some(dl.topic) })
-            .insert(Header { key: "source_partition", value: Some(&partition) })
-            .insert(Header { key: "source_offset", value: Some(&offset) });
+            .insert(Header {
+                key: "reason",
+                value: Some(dl.reason),
+            })
+            .insert(Header {
+                key: "error",
+                value: Some(&dl.error),
+            })
+            .insert(Header {
+                key: "problems",
+                value: Some(&problems),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some(dl.source),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(dl.topic),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(&offset),
+            });
         if let Some(i) = dl.batch_index {
             let i = i.to_string();
-            headers = headers.insert(Header { key: "batch_index", value: Some(&i) });
+            headers = headers.insert(Header {
+                key: "batch_index",
+                value: Some(&i),
+            });
         }
         let key = key
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_else(|| format!("{}/{}/{}", dl.topic, dl.partition, dl.offset));
-        let ok = self.produce(&self.dlq_topic, &key, raw, Some(headers)).await;
+        let ok = self
+            .produce(&self.dlq_topic, &key, raw, Some(headers))
+            .await;
         if ok {
-            self.metrics.dead_letters.with_label_values(&[dl.source, dl.reason]).inc();
+            self.metrics
+                .dead_letters
+                .with_label_values(&[dl.source, dl.reason])
+                .inc();
             tracing::warn!(
                 reason = dl.reason,
                 source = dl.source,
@@ -220,7 +290,10 @@ mod tests {
         assert_eq!(v["source_event_id"], env.id.as_str());
         let (_, again) = result_event(&env, &target, &outcome);
         assert_eq!(v["id"], again["id"], "replays yield the same id");
-        let ok = Outcome { success: true, ..outcome };
+        let ok = Outcome {
+            success: true,
+            ..outcome
+        };
         assert_ne!(result_event(&env, &target, &ok).1["id"], v["id"]);
     }
 }

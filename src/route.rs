@@ -3,7 +3,7 @@
 //! Every matching route fires (fan-out) unless a matching route says `continue = false`;
 //! events no route matched go to `default_targets`, else they are unrouted (final at once).
 
-use crate::config::{Config, ConditionConfig, RouteConfig};
+use crate::config::{ConditionConfig, Config, RouteConfig};
 use crate::envelope::Envelope;
 use serde_json::Value;
 
@@ -165,7 +165,10 @@ pub struct Route {
 }
 
 impl Route {
-    fn compile(r: &RouteConfig, target_index: &dyn Fn(&str) -> Option<usize>) -> Result<Self, String> {
+    fn compile(
+        r: &RouteConfig,
+        target_index: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<Self, String> {
         let globs: Vec<Glob> = r.events.iter().map(|g| Glob::new(g)).collect();
         let (exclude, include): (Vec<Glob>, Vec<Glob>) = globs.into_iter().partition(|g| g.negate);
         Ok(Self {

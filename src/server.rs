@@ -32,7 +32,9 @@ pub struct Health {
 
 impl std::fmt::Debug for TargetRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TargetRuntime").field("name", &self.info.name).finish()
+        f.debug_struct("TargetRuntime")
+            .field("name", &self.info.name)
+            .finish()
     }
 }
 
@@ -129,19 +131,33 @@ struct AppState {
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     let (alive, since) = s.health.alive();
-    let code = if alive { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({"alive": alive, "last_loop_tick_ms_ago": since})))
+    let code = if alive {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({"alive": alive, "last_loop_tick_ms_ago": since})),
+    )
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let (ready, body) = s.health.readiness();
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }
 
 async fn metrics_page(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }

@@ -19,11 +19,24 @@ struct SpecProp {
 
 type SpecEvent = BTreeMap<String, SpecProp>;
 
-const KOMO_FILES: [&str; 3] = ["komo-card-events.txt", "komo-site-events.txt", "komo-watch-to-win-events.txt"];
-const KOMO_COMMON: [&str; 7] =
-    ["id", "event", "timestamp", "site_id", "site_name", "user_session_id", "user_profile_id"];
+const KOMO_FILES: [&str; 3] = [
+    "komo-card-events.txt",
+    "komo-site-events.txt",
+    "komo-watch-to-win-events.txt",
+];
+const KOMO_COMMON: [&str; 7] = [
+    "id",
+    "event",
+    "timestamp",
+    "site_id",
+    "site_name",
+    "user_session_id",
+    "user_profile_id",
+];
 const KOMO_TYPES: [&str; 5] = ["Guid", "string", "Timestamp", "number", "boolean"];
 
+/// An acemate spec section: its name and rows of (property name, required, rest of the row).
+type Section = (String, Vec<(Option<String>, bool, String)>);
 fn specs_dir() -> PathBuf {
     let dir = match std::env::var_os("EVENT_RELAY_SPECS_DIR") {
         Some(d) => PathBuf::from(d),
@@ -43,12 +56,19 @@ fn read(path: &Path) -> String {
 }
 
 fn catalog(name: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("catalog").join(format!("{name}.json"));
-    serde_json::from_str(&read(&p)).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("catalog")
+        .join(format!("{name}.json"));
+    serde_json::from_str(&read(&p))
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
 }
 
 fn keys(v: &Value, what: &str) -> BTreeSet<String> {
-    v.as_object().unwrap_or_else(|| panic!("{what} is not an object")).keys().cloned().collect()
+    v.as_object()
+        .unwrap_or_else(|| panic!("{what} is not an object"))
+        .keys()
+        .cloned()
+        .collect()
 }
 
 /// Komo table row -> (name, optional flag). Handles the "idGuidA unique...false" layout.
@@ -59,7 +79,11 @@ fn komo_concat_row(line: &str) -> (String, String) {
         .filter_map(|t| l.match_indices(t).map(|(i, _)| i).find(|&i| i > 0))
         .min()
         .unwrap_or_else(|| panic!("komo row without type: {l:?}"));
-    let optional = if l.to_lowercase().ends_with("true") { "true" } else { "false" };
+    let optional = if l.to_lowercase().ends_with("true") {
+        "true"
+    } else {
+        "false"
+    };
     (l[..cut].to_string(), optional.to_string())
 }
 
@@ -71,31 +95,54 @@ fn parse_komo(text: &str) -> BTreeMap<String, (SpecEvent, Vec<String>)> {
         let name = chunks[i - 1]
             .lines()
             .filter_map(|l| l.trim().strip_prefix("\"event\": \""))
-            .last()
+            .next_back()
             .and_then(|r| r.split('"').next())
             .expect("komo table without a preceding \"event\" example")
             .to_string();
-        let table = chunks[i].trim_start_matches('\n').split("\n\n").next().unwrap();
-        let lines: Vec<&str> = table.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        let one_cell_per_line = lines.len() >= 4
-            && KOMO_TYPES.iter().any(|t| t.eq_ignore_ascii_case(lines[1]));
+        let table = chunks[i]
+            .trim_start_matches('\n')
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let lines: Vec<&str> = table
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let one_cell_per_line =
+            lines.len() >= 4 && KOMO_TYPES.iter().any(|t| t.eq_ignore_ascii_case(lines[1]));
         let rows: Vec<(String, String)> = if one_cell_per_line {
             assert_eq!(lines.len() % 4, 0, "komo {name}: table not in 4-line rows");
-            lines.chunks(4).map(|c| (c[0].to_string(), c[3].to_lowercase())).collect()
+            lines
+                .chunks(4)
+                .map(|c| (c[0].to_string(), c[3].to_lowercase()))
+                .collect()
         } else {
             lines.iter().map(|l| komo_concat_row(l)).collect()
         };
         let (mut props, mut pseudo) = (SpecEvent::new(), Vec::new());
         for (n, opt) in rows {
-            assert!(opt == "true" || opt == "false", "komo {name}.{n}: Optional = {opt:?}");
+            assert!(
+                opt == "true" || opt == "false",
+                "komo {name}.{n}: Optional = {opt:?}"
+            );
             if n.contains(' ') {
                 pseudo.push(n);
                 continue;
             }
-            let p = SpecProp { required: opt == "false", ..Default::default() };
-            assert!(props.insert(n.clone(), p).is_none(), "komo {name}: duplicate row {n}");
+            let p = SpecProp {
+                required: opt == "false",
+                ..Default::default()
+            };
+            assert!(
+                props.insert(n.clone(), p).is_none(),
+                "komo {name}: duplicate row {n}"
+            );
         }
-        assert!(out.insert(name.clone(), (props, pseudo)).is_none(), "komo: duplicate event {name}");
+        assert!(
+            out.insert(name.clone(), (props, pseudo)).is_none(),
+            "komo: duplicate event {name}"
+        );
     }
     out
 }
@@ -115,7 +162,7 @@ fn quoted_after(s: &str, marker: &str) -> Option<Vec<String>> {
 
 /// Returns section name ("Identify" or event) -> properties.
 fn parse_acemate(text: &str) -> BTreeMap<String, SpecEvent> {
-    let mut sections: Vec<(String, Vec<(Option<String>, bool, String)>)> = Vec::new();
+    let mut sections: Vec<Section> = Vec::new();
     for line in text.lines() {
         if let Some(h) = line.strip_suffix(" Webhook") {
             if !h.contains(' ') {
@@ -123,11 +170,19 @@ fn parse_acemate(text: &str) -> BTreeMap<String, SpecEvent> {
                 continue;
             }
         }
-        let Some((_, rows)) = sections.last_mut() else { continue };
+        let Some((_, rows)) = sections.last_mut() else {
+            continue;
+        };
         if let Some(r) = line.strip_prefix("| ") {
-            let (head, ty) = r.split_once(" | ").unwrap_or_else(|| panic!("bad row {line:?}"));
+            let (head, ty) = r
+                .split_once(" | ")
+                .unwrap_or_else(|| panic!("bad row {line:?}"));
             let name = head.trim_end_matches(" required");
-            rows.push((Some(name.to_string()), name != head, ty.trim_end_matches('|').trim().into()));
+            rows.push((
+                Some(name.to_string()),
+                name != head,
+                ty.trim_end_matches('|').trim().into(),
+            ));
         } else if let Some(ty) = line.strip_suffix(" | |") {
             rows.push((None, false, ty.to_string())); // row whose name cell was lost
         }
@@ -139,7 +194,10 @@ fn parse_acemate(text: &str) -> BTreeMap<String, SpecEvent> {
             let (name, inferred) = match name {
                 Some(n) => (n.clone(), false),
                 None => {
-                    let next = rows.get(i + 1).and_then(|r| r.0.clone()).unwrap_or_default();
+                    let next = rows
+                        .get(i + 1)
+                        .and_then(|r| r.0.clone())
+                        .unwrap_or_default();
                     let stem = next.strip_suffix("PeriodEnd");
                     let stem = stem.unwrap_or_else(|| panic!("{ev}: cannot infer unnamed row {i}"));
                     (format!("{stem}Remaining"), true)
@@ -155,35 +213,66 @@ fn parse_acemate(text: &str) -> BTreeMap<String, SpecEvent> {
                 items_enum: quoted_after(ty, "Items Enum: "),
                 name_inferred: inferred,
             };
-            assert!(props.insert(name.clone(), p).is_none(), "acemate {ev}: duplicate row {name}");
+            assert!(
+                props.insert(name.clone(), p).is_none(),
+                "acemate {ev}: duplicate row {name}"
+            );
         }
-        assert!(out.insert(ev.clone(), props).is_none(), "acemate: duplicate section {ev}");
+        assert!(
+            out.insert(ev.clone(), props).is_none(),
+            "acemate: duplicate section {ev}"
+        );
     }
     out
 }
 
 fn str_list(v: Option<&Value>) -> Option<Vec<String>> {
-    v.map(|a| a.as_array().expect("enum must be an array").iter().map(|x| x.as_str().unwrap().to_string()).collect())
+    v.map(|a| {
+        a.as_array()
+            .expect("enum must be an array")
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    })
 }
 
 fn check_props(ctx: &str, spec: &SpecEvent, cat: &Value, check_detail: bool) {
     let spec_names: BTreeSet<String> = spec.keys().cloned().collect();
-    assert_eq!(spec_names, keys(cat, ctx), "{ctx}: property names differ (left = spec, right = catalog)");
+    assert_eq!(
+        spec_names,
+        keys(cat, ctx),
+        "{ctx}: property names differ (left = spec, right = catalog)"
+    );
     for (name, sp) in spec {
         let cp = &cat[name];
         let ctx = format!("{ctx}.{name}");
-        assert_eq!(cp["required"].as_bool(), Some(sp.required), "{ctx}: required flag");
+        assert_eq!(
+            cp["required"].as_bool(),
+            Some(sp.required),
+            "{ctx}: required flag"
+        );
         for k in ["type", "description"] {
             assert!(cp[k].is_string(), "{ctx}: missing/invalid {k}");
         }
         assert!(cp["nullable"].is_boolean(), "{ctx}: missing nullable");
         if sp.name_inferred {
-            assert!(cp["note"].is_string(), "{ctx}: inferred property name must carry a note");
+            assert!(
+                cp["note"].is_string(),
+                "{ctx}: inferred property name must carry a note"
+            );
         }
         if check_detail {
-            assert_eq!(cp["nullable"].as_bool(), Some(sp.nullable), "{ctx}: nullable flag");
+            assert_eq!(
+                cp["nullable"].as_bool(),
+                Some(sp.nullable),
+                "{ctx}: nullable flag"
+            );
             assert_eq!(str_list(cp.get("enum")), sp.enum_vals, "{ctx}: enum values");
-            assert_eq!(str_list(cp.get("items").and_then(|i| i.get("enum"))), sp.items_enum, "{ctx}: items enum");
+            assert_eq!(
+                str_list(cp.get("items").and_then(|i| i.get("enum"))),
+                sp.items_enum,
+                "{ctx}: items enum"
+            );
         }
     }
 }
@@ -193,43 +282,106 @@ fn komo_catalog_matches_spec() {
     let dir = specs_dir();
     let cat = catalog("komo");
     assert_eq!(cat["catalog"], "komo");
-    assert_eq!(cat["identify"], serde_json::json!({}), "komo identify must be empty");
+    assert_eq!(
+        cat["identify"],
+        serde_json::json!({}),
+        "komo identify must be empty"
+    );
     let mut spec = BTreeMap::new();
     for f in KOMO_FILES {
         for (ev, v) in parse_komo(&read(&dir.join(f))) {
-            assert!(spec.insert(ev.clone(), v).is_none(), "komo: event {ev} defined twice");
+            assert!(
+                spec.insert(ev.clone(), v).is_none(),
+                "komo: event {ev} defined twice"
+            );
         }
     }
-    assert_eq!(spec.len(), 10, "komo spec must define exactly 10 events, found {:?}", spec.keys());
-    let files: BTreeSet<String> = str_list(cat.get("spec_files")).expect("spec_files").into_iter().collect();
+    assert_eq!(
+        spec.len(),
+        10,
+        "komo spec must define exactly 10 events, found {:?}",
+        spec.keys()
+    );
+    let files: BTreeSet<String> = str_list(cat.get("spec_files"))
+        .expect("spec_files")
+        .into_iter()
+        .collect();
     assert_eq!(files, KOMO_FILES.iter().map(|s| s.to_string()).collect());
 
     let events = &cat["events"];
-    assert_eq!(keys(events, "komo.events"), spec.keys().cloned().collect(), "komo event names differ");
-    let common: SpecEvent = spec.values().next().unwrap().0.iter()
+    assert_eq!(
+        keys(events, "komo.events"),
+        spec.keys().cloned().collect(),
+        "komo event names differ"
+    );
+    let common: SpecEvent = spec
+        .values()
+        .next()
+        .unwrap()
+        .0
+        .iter()
         .filter(|(k, _)| KOMO_COMMON.contains(&k.as_str()))
-        .map(|(k, p)| (k.clone(), SpecProp { required: p.required, ..Default::default() }))
+        .map(|(k, p)| {
+            (
+                k.clone(),
+                SpecProp {
+                    required: p.required,
+                    ..Default::default()
+                },
+            )
+        })
         .collect();
-    assert_eq!(common.len(), KOMO_COMMON.len(), "komo: common envelope rows missing in spec");
+    assert_eq!(
+        common.len(),
+        KOMO_COMMON.len(),
+        "komo: common envelope rows missing in spec"
+    );
     check_props("komo.common", &common, &cat["common"], false);
     for (ev, (rows, pseudo)) in &spec {
         for c in KOMO_COMMON {
-            assert_eq!(rows.get(c).map(|p| p.required), common.get(c).map(|p| p.required), "komo {ev}: common row {c}");
+            assert_eq!(
+                rows.get(c).map(|p| p.required),
+                common.get(c).map(|p| p.required),
+                "komo {ev}: common row {c}"
+            );
         }
-        let own: SpecEvent = rows.iter()
+        let own: SpecEvent = rows
+            .iter()
             .filter(|(k, _)| !KOMO_COMMON.contains(&k.as_str()))
-            .map(|(k, p)| (k.clone(), SpecProp { required: p.required, ..Default::default() }))
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    SpecProp {
+                        required: p.required,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect();
-        check_props(&format!("komo.{ev}"), &own, &events[ev]["properties"], false);
-        let expected_extra = match (pseudo.iter().any(|p| p == "User attributes"), pseudo.iter().any(|p| p == "Data capture fields")) {
+        check_props(
+            &format!("komo.{ev}"),
+            &own,
+            &events[ev]["properties"],
+            false,
+        );
+        let expected_extra = match (
+            pseudo.iter().any(|p| p == "User attributes"),
+            pseudo.iter().any(|p| p == "Data capture fields"),
+        ) {
             (true, true) => "user_attributes+data_capture",
             (true, false) => "user_attributes",
             (false, false) => "none",
             (false, true) => panic!("komo {ev}: data capture without user attributes"),
         };
-        assert_eq!(events[ev]["extra_keys"], expected_extra, "komo {ev}: extra_keys");
+        assert_eq!(
+            events[ev]["extra_keys"], expected_extra,
+            "komo {ev}: extra_keys"
+        );
     }
-    assert_eq!(events["CardAction"]["properties"]["action"]["enum"], serde_json::json!(["Competition", "ExternalLink", "ScrollToCard"]));
+    assert_eq!(
+        events["CardAction"]["properties"]["action"]["enum"],
+        serde_json::json!(["Competition", "ExternalLink", "ScrollToCard"])
+    );
 }
 
 #[test]
@@ -237,19 +389,44 @@ fn acemate_catalog_matches_spec() {
     let mut spec = parse_acemate(&read(&specs_dir().join("acemate-posthog-events.txt")));
     let cat = catalog("acemate");
     assert_eq!(cat["catalog"], "acemate");
-    assert_eq!(cat["common"], serde_json::json!({}), "acemate common must be empty");
-    let identify = spec.remove("Identify").expect("spec has no Identify section");
+    assert_eq!(
+        cat["common"],
+        serde_json::json!({}),
+        "acemate common must be empty"
+    );
+    let identify = spec
+        .remove("Identify")
+        .expect("spec has no Identify section");
     assert_eq!(spec.len(), 71, "acemate spec must define exactly 71 events");
-    let inferred: usize = spec.values().flat_map(|e| e.values()).filter(|p| p.name_inferred).count();
-    assert_eq!(inferred, 4, "expected exactly 4 'number or number | |' rows with a lost name");
+    let inferred: usize = spec
+        .values()
+        .flat_map(|e| e.values())
+        .filter(|p| p.name_inferred)
+        .count();
+    assert_eq!(
+        inferred, 4,
+        "expected exactly 4 'number or number | |' rows with a lost name"
+    );
     for n in ["email", "userType", "isPartOfAnyClassroom", "universityId"] {
-        assert!(identify.get(n).map_or(false, |p| p.required), "Identify.{n} must be required in the spec");
+        assert!(
+            identify.get(n).is_some_and(|p| p.required),
+            "Identify.{n} must be required in the spec"
+        );
     }
     check_props("acemate.identify", &identify, &cat["identify"], true);
     let events = &cat["events"];
-    assert_eq!(keys(events, "acemate.events"), spec.keys().cloned().collect(), "acemate event names differ");
+    assert_eq!(
+        keys(events, "acemate.events"),
+        spec.keys().cloned().collect(),
+        "acemate event names differ"
+    );
     for (ev, props) in &spec {
-        check_props(&format!("acemate.{ev}"), props, &events[ev]["properties"], true);
+        check_props(
+            &format!("acemate.{ev}"),
+            props,
+            &events[ev]["properties"],
+            true,
+        );
         assert_eq!(events[ev]["extra_keys"], "none", "acemate {ev}: extra_keys");
     }
 }
@@ -258,21 +435,56 @@ fn acemate_catalog_matches_spec() {
 fn fixtures_cover_every_catalog_event() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let (komo, ace) = (catalog("komo"), catalog("acemate"));
-    let mut want: BTreeSet<String> = keys(&komo["events"], "komo").into_iter().map(|e| format!("komo:{e}")).collect();
-    want.extend(keys(&ace["events"], "acemate").into_iter().map(|e| format!("acemate:{e}")));
+    let mut want: BTreeSet<String> = keys(&komo["events"], "komo")
+        .into_iter()
+        .map(|e| format!("komo:{e}"))
+        .collect();
+    want.extend(
+        keys(&ace["events"], "acemate")
+            .into_iter()
+            .map(|e| format!("acemate:{e}")),
+    );
     want.insert("acemate:$identify".into());
     let mut seen = BTreeSet::new();
     for line in read(&root.join("valid_events.jsonl")).lines() {
         let v: Value = serde_json::from_str(line).expect("valid_events.jsonl: bad JSON line");
-        let src = if v.get("distinct_id").is_some() { "acemate" } else { "komo" };
+        let src = if v.get("distinct_id").is_some() {
+            "acemate"
+        } else {
+            "komo"
+        };
         let ev = v["event"].as_str().expect("fixture without event");
-        assert!(seen.insert(format!("{src}:{ev}")), "duplicate valid fixture {src}:{ev}");
+        assert!(
+            seen.insert(format!("{src}:{ev}")),
+            "duplicate valid fixture {src}:{ev}"
+        );
     }
-    assert_eq!(seen, want, "valid_events.jsonl must contain exactly one line per catalog event + $identify");
-    let rules: BTreeSet<String> = read(&root.join("invalid_events.jsonl")).lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("invalid_events.jsonl: bad JSON line")["rule"].as_str().unwrap().to_string())
+    assert_eq!(
+        seen, want,
+        "valid_events.jsonl must contain exactly one line per catalog event + $identify"
+    );
+    let rules: BTreeSet<String> = read(&root.join("invalid_events.jsonl"))
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("invalid_events.jsonl: bad JSON line")["rule"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    for r in ["missing_required", "wrong_type", "enum", "bad_uuid", "bad_email", "bad_date_time", "null_not_nullable", "coercible_ok"] {
-        assert!(rules.contains(r), "invalid_events.jsonl has no case for rule {r}");
+    for r in [
+        "missing_required",
+        "wrong_type",
+        "enum",
+        "bad_uuid",
+        "bad_email",
+        "bad_date_time",
+        "null_not_nullable",
+        "coercible_ok",
+    ] {
+        assert!(
+            rules.contains(r),
+            "invalid_events.jsonl has no case for rule {r}"
+        );
     }
 }

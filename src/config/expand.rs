@@ -84,7 +84,9 @@ pub fn expand_str(s: &str, env: &BTreeMap<String, String>) -> Result<String, Str
             .ok_or_else(|| "unterminated ${...} reference".to_string())?;
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid variable name {name:?} in ${{...}} reference"));
+            return Err(format!(
+                "invalid variable name {name:?} in ${{...}} reference"
+            ));
         }
         match env.get(name) {
             Some(v) => out.push_str(v),
@@ -112,7 +114,9 @@ mod tests {
         let e = env(&[("TOKEN", "s3cret")]);
         assert_eq!(expand_str("Bearer ${TOKEN}", &e).unwrap(), "Bearer s3cret");
         assert_eq!(expand_str("plain", &e).unwrap(), "plain");
-        assert!(expand_str("${MISSING}", &e).unwrap_err().contains("MISSING"));
+        assert!(expand_str("${MISSING}", &e)
+            .unwrap_err()
+            .contains("MISSING"));
         assert!(expand_str("${OPEN", &e).is_err());
     }
 

@@ -205,7 +205,10 @@ pub struct ConditionConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Most consumed-but-not-final messages held at once; consumption pauses at the bound.
-    #[serde(default = "default_max_in_flight_events", deserialize_with = "validate::lenient_usize")]
+    #[serde(
+        default = "default_max_in_flight_events",
+        deserialize_with = "validate::lenient_usize"
+    )]
     pub max_in_flight_events: usize,
     /// On shutdown, how long to wait for in-flight deliveries before giving up on them
     /// (given-up events stay uncommitted and are redelivered after a restart).
@@ -215,7 +218,10 @@ pub struct PipelineConfig {
     #[serde(default = "default_commit_interval")]
     pub commit_interval: ConfigDuration,
     /// Messages larger than this are dead-lettered unread.
-    #[serde(default = "default_max_message_bytes", deserialize_with = "validate::lenient_usize")]
+    #[serde(
+        default = "default_max_message_bytes",
+        deserialize_with = "validate::lenient_usize"
+    )]
     pub max_message_bytes: usize,
 }
 
@@ -301,7 +307,10 @@ impl Default for LogConfig {
 /// Loads a config file with environment overrides and `${VAR}` expansion, then validates it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::single("", format!("cannot read config file {}: {e}", path.display()))
+        ConfigError::single(
+            "",
+            format!("cannot read config file {}: {e}", path.display()),
+        )
     })?;
     load_str(&text, std::env::vars())
 }
@@ -315,7 +324,10 @@ pub fn load_str(
     let tree = expand::layered_tree(text, &env)?;
     let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
         let path = e.path().to_string();
-        ConfigError::single(if path == "." { "" } else { &path }, e.into_inner().to_string())
+        ConfigError::single(
+            if path == "." { "" } else { &path },
+            e.into_inner().to_string(),
+        )
     })?;
     config.validate()?;
     Ok(config)

@@ -74,7 +74,10 @@ pub struct TargetConfig {
     #[serde(default)]
     pub retry: RetryConfig,
     /// Most concurrent requests to this target, so one slow target never starves others.
-    #[serde(default = "default_max_in_flight", deserialize_with = "super::validate::lenient_usize")]
+    #[serde(
+        default = "default_max_in_flight",
+        deserialize_with = "super::validate::lenient_usize"
+    )]
     pub max_in_flight: usize,
     /// Optional requests-per-second ceiling.
     #[serde(default)]
@@ -122,7 +125,10 @@ pub struct TargetConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Total attempts including the first (1 = no retries).
-    #[serde(default = "default_max_attempts", deserialize_with = "super::validate::lenient_usize")]
+    #[serde(
+        default = "default_max_attempts",
+        deserialize_with = "super::validate::lenient_usize"
+    )]
     pub max_attempts: usize,
     /// Upper bound of the first backoff.
     #[serde(default = "default_initial_backoff")]
@@ -140,7 +146,10 @@ pub struct RetryConfig {
 #[serde(deny_unknown_fields)]
 pub struct CircuitConfig {
     /// Consecutive failed requests that open the circuit (0 disables the breaker).
-    #[serde(default = "default_failure_threshold", deserialize_with = "super::validate::lenient_usize")]
+    #[serde(
+        default = "default_failure_threshold",
+        deserialize_with = "super::validate::lenient_usize"
+    )]
     pub failure_threshold: usize,
     /// How long the circuit stays open before a probe request.
     #[serde(default = "default_cool_down")]
@@ -201,7 +210,9 @@ impl TargetConfig {
         self.id
             .as_deref()
             .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .unwrap_or_else(|| uuid::Uuid::new_v5(&crate::envelope::RELAY_NAMESPACE, self.name.as_bytes()))
+            .unwrap_or_else(|| {
+                uuid::Uuid::new_v5(&crate::envelope::RELAY_NAMESPACE, self.name.as_bytes())
+            })
     }
 
     /// Events per request, with the kind's default.

@@ -8,7 +8,10 @@ fn env() -> Vec<(String, String)> {
         ("POSTHOG_HOST", "https://eu.i.posthog.com"),
         ("POSTHOG_API_KEY", "phc_test"),
         ("CRM_WEBHOOK_URL", "https://crm.example.com/hooks"),
-        ("CRM_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        (
+            "CRM_SIGNING_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
         ("BILLING_WEBHOOK_URL", "https://billing.example.com"),
     ]
     .iter()
@@ -23,10 +26,22 @@ fn example() -> String {
 #[test]
 fn example_loads_with_env() {
     let c = load_str(&example(), env()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.kafka.options.get("session.timeout.ms").map(String::as_str), Some("6000"));
+    assert_eq!(
+        c.kafka
+            .options
+            .get("session.timeout.ms")
+            .map(String::as_str),
+        Some("6000")
+    );
     assert_eq!(c.targets[0].api_key.as_deref(), Some("phc_test"));
-    assert!(c.targets[1].headers.keys().any(|k| k.eq_ignore_ascii_case("x-event")));
-    assert_eq!(c.targets[1].guid().to_string(), "e772b5f1-47f4-4c43-ac01-8ef81990fa7d");
+    assert!(c.targets[1]
+        .headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("x-event")));
+    assert_eq!(
+        c.targets[1].guid().to_string(),
+        "e772b5f1-47f4-4c43-ac01-8ef81990fa7d"
+    );
     assert_eq!(c.routes.len(), 4);
 }
 
@@ -34,7 +49,10 @@ fn example_loads_with_env() {
 fn environment_overrides_any_key() {
     let mut e = env();
     e.push(("EVENT_RELAY__KAFKA__GROUP_ID".into(), "other-group".into()));
-    e.push(("EVENT_RELAY__PIPELINE__MAX_IN_FLIGHT_EVENTS".into(), "77".into()));
+    e.push((
+        "EVENT_RELAY__PIPELINE__MAX_IN_FLIGHT_EVENTS".into(),
+        "77".into(),
+    ));
     e.push(("EVENT_RELAY__SERVER__LISTEN".into(), "0.0.0.0:9999".into()));
     let c = load_str(&example(), e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.kafka.group_id, "other-group");
@@ -46,7 +64,10 @@ fn environment_overrides_any_key() {
 fn target_guid_defaults_to_uuidv5_of_name() {
     let c = load_str(&example(), env()).unwrap();
     let a = c.targets[0].guid();
-    assert_eq!(a, uuid::Uuid::new_v5(&crate::envelope::RELAY_NAMESPACE, b"posthog"));
+    assert_eq!(
+        a,
+        uuid::Uuid::new_v5(&crate::envelope::RELAY_NAMESPACE, b"posthog")
+    );
 }
 
 const BASE: &str = r#"
@@ -109,16 +130,26 @@ where = [{ field = "properties.x", matches = "(" }, { field = "bogus.path", exis
         "routes[2].where[2]: needs exactly one operator",
     ];
     for e in expect {
-        assert!(p.iter().any(|x| x.starts_with(e)), "missing {e:?} in {p:#?}");
+        assert!(
+            p.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in {p:#?}"
+        );
     }
 }
 
 #[test]
 fn structural_errors_name_their_path() {
     let p = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
-    assert!(p[0].starts_with("server") && p[0].contains("lisen"), "{p:?}");
-    let p = problems("[[targets]]\nname='a'\nkind='webhook'\nurl='http://x'\ntimeout='10 parsecs'\n");
-    assert!(p[0].starts_with("targets[0].timeout") && p[0].contains("invalid duration"), "{p:?}");
+    assert!(
+        p[0].starts_with("server") && p[0].contains("lisen"),
+        "{p:?}"
+    );
+    let p =
+        problems("[[targets]]\nname='a'\nkind='webhook'\nurl='http://x'\ntimeout='10 parsecs'\n");
+    assert!(
+        p[0].starts_with("targets[0].timeout") && p[0].contains("invalid duration"),
+        "{p:?}"
+    );
     let p = problems("[[targets]]\nname='a'\nkind='carrier-pigeon'\nurl='http://x'\n");
     assert!(p[0].starts_with("targets[0].kind"), "{p:?}");
     assert!(problems("").is_empty());

@@ -89,7 +89,9 @@ pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         BoolOrStr::Str(s) => match s.trim() {
             "true" | "1" => Ok(true),
             "false" | "0" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!("expected true or false, got {s:?}"))),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected true or false, got {s:?}"
+            ))),
         },
     }
 }
@@ -106,7 +108,10 @@ const ENVELOPE_FIELDS: &[(&str, Option<&[&str]>)] = &[
     ("distinct_id", Some(&[])),
     ("session_id", Some(&[])),
     ("site", Some(&["id", "name"])),
-    ("user", Some(&["profile_id", "session_id", "email", "traits"])),
+    (
+        "user",
+        Some(&["profile_id", "session_id", "email", "traits"]),
+    ),
     ("properties", None),
     ("origin", Some(&["topic", "partition", "offset", "key"])),
     ("validation", Some(&["catalog", "status", "problems"])),
@@ -162,12 +167,18 @@ impl Config {
             p.push(Problem::new("kafka.group_id", "must not be empty"));
         }
         if self.sources.is_empty() {
-            p.push(Problem::new("sources", "at least one [[sources]] entry is required"));
+            p.push(Problem::new(
+                "sources",
+                "at least one [[sources]] entry is required",
+            ));
         }
         let mut topics = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if s.topic.trim().is_empty() {
-                p.push(Problem::new(&format!("sources[{i}].topic"), "must not be empty"));
+                p.push(Problem::new(
+                    &format!("sources[{i}].topic"),
+                    "must not be empty",
+                ));
             } else if !topics.insert(s.topic.as_str()) {
                 p.push(Problem::new(
                     &format!("sources[{i}].topic"),
@@ -201,13 +212,19 @@ impl Config {
             if t.name.trim().is_empty() {
                 p.push(Problem::new(&at("name"), "must not be empty"));
             } else if !names.insert(t.name.as_str()) {
-                p.push(Problem::new(&at("name"), format!("duplicate target name {:?}", t.name)));
+                p.push(Problem::new(
+                    &at("name"),
+                    format!("duplicate target name {:?}", t.name),
+                ));
             }
             if let Err(e) = check_url(&t.url) {
                 p.push(Problem::new(&at("url"), e));
             }
             if t.kind == TargetKind::Posthog && t.url.contains("{{") {
-                p.push(Problem::new(&at("url"), "a posthog url is the host; templates are not allowed"));
+                p.push(Problem::new(
+                    &at("url"),
+                    "a posthog url is the host; templates are not allowed",
+                ));
             }
             if let Some(id) = &t.id {
                 if uuid::Uuid::parse_str(id).is_err() {
@@ -225,11 +242,17 @@ impl Config {
             }
             if let Some(r) = t.rate_limit_per_sec {
                 if !(r > 0.0 && r.is_finite()) {
-                    p.push(Problem::new(&at("rate_limit_per_sec"), "must be a positive number"));
+                    p.push(Problem::new(
+                        &at("rate_limit_per_sec"),
+                        "must be a positive number",
+                    ));
                 }
             }
             if t.retry.max_attempts == 0 {
-                p.push(Problem::new(&at("retry.max_attempts"), "must be at least 1"));
+                p.push(Problem::new(
+                    &at("retry.max_attempts"),
+                    "must be at least 1",
+                ));
             }
             if t.retry.initial_backoff > t.retry.max_backoff {
                 p.push(Problem::new(
@@ -246,10 +269,16 @@ impl Config {
             match t.kind {
                 TargetKind::Posthog => {
                     if t.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
-                        p.push(Problem::new(&at("api_key"), "required for kind = \"posthog\""));
+                        p.push(Problem::new(
+                            &at("api_key"),
+                            "required for kind = \"posthog\"",
+                        ));
                     }
                     if t.signing_secret.is_some() {
-                        p.push(Problem::new(&at("signing_secret"), "only for kind = \"webhook\""));
+                        p.push(Problem::new(
+                            &at("signing_secret"),
+                            "only for kind = \"webhook\"",
+                        ));
                     }
                 }
                 TargetKind::Webhook => {
@@ -277,7 +306,10 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let at = |k: &str| format!("routes[{i}].{k}");
             if !route_names.insert(r.name.as_str()) {
-                p.push(Problem::new(&at("name"), format!("duplicate route name {:?}", r.name)));
+                p.push(Problem::new(
+                    &at("name"),
+                    format!("duplicate route name {:?}", r.name),
+                ));
             }
             if r.targets.is_empty() && r.continue_ {
                 p.push(Problem::new(
@@ -287,7 +319,10 @@ impl Config {
             }
             for (j, t) in r.targets.iter().enumerate() {
                 if !names.contains(t.as_str()) {
-                    p.push(Problem::new(&at(&format!("targets[{j}]")), format!("unknown target {t:?}")));
+                    p.push(Problem::new(
+                        &at(&format!("targets[{j}]")),
+                        format!("unknown target {t:?}"),
+                    ));
                 }
             }
             for (j, s) in r.sources.iter().enumerate() {
@@ -331,30 +366,48 @@ impl Config {
                 }
                 if let Some(re) = &c.matches {
                     if let Err(e) = regex::Regex::new(re) {
-                        p.push(Problem::new(&format!("{cat}.matches"), format!("invalid regex: {e}")));
+                        p.push(Problem::new(
+                            &format!("{cat}.matches"),
+                            format!("invalid regex: {e}"),
+                        ));
                     }
                 }
             }
         }
         for (j, t) in self.default_targets.iter().enumerate() {
             if !names.contains(t.as_str()) {
-                p.push(Problem::new(&format!("default_targets[{j}]"), format!("unknown target {t:?}")));
+                p.push(Problem::new(
+                    &format!("default_targets[{j}]"),
+                    format!("unknown target {t:?}"),
+                ));
             }
         }
         if self.pipeline.max_in_flight_events == 0 {
-            p.push(Problem::new("pipeline.max_in_flight_events", "must be at least 1"));
+            p.push(Problem::new(
+                "pipeline.max_in_flight_events",
+                "must be at least 1",
+            ));
         }
         if self.pipeline.commit_interval.get().is_zero() {
-            p.push(Problem::new("pipeline.commit_interval", "must be greater than 0"));
+            p.push(Problem::new(
+                "pipeline.commit_interval",
+                "must be greater than 0",
+            ));
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(Problem::new(
                 "server.listen",
-                format!("{:?} is not an address like 127.0.0.1:9464", self.server.listen),
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.server.listen
+                ),
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            p.push(Problem::new("log.format", format!("{:?}: expected \"text\" or \"json\"", self.log.format)));
+            p.push(Problem::new(
+                "log.format",
+                format!("{:?}: expected \"text\" or \"json\"", self.log.format),
+            ));
         }
         if p.is_empty() {
             Ok(())

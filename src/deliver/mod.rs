@@ -52,7 +52,11 @@ impl Service {
 pub(crate) async fn body_hint(resp: reqwest::Response) -> String {
     let bytes = resp.bytes().await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 /// Builds the HTTP client of one target.
@@ -123,7 +127,10 @@ impl Targets {
                 service,
                 config: cfg.clone(),
                 slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
-                circuit: Circuit::new(&cfg.circuit, metrics.circuit_open.with_label_values(&[&cfg.name])),
+                circuit: Circuit::new(
+                    &cfg.circuit,
+                    metrics.circuit_open.with_label_values(&[&cfg.name]),
+                ),
                 rate: cfg.rate_limit_per_sec.map(RateLimiter::new),
                 reporter: reporter.clone(),
                 metrics: metrics.clone(),
@@ -140,7 +147,10 @@ impl Targets {
     /// Queues a delivery for target `index`.
     pub fn submit(&self, index: usize, d: Delivery) {
         if self.queues[index].send(d).is_err() {
-            tracing::error!(target_index = index, "target worker is gone; delivery left unfinished");
+            tracing::error!(
+                target_index = index,
+                "target worker is gone; delivery left unfinished"
+            );
         }
     }
 
@@ -193,7 +203,10 @@ async fn run_batch(rt: Arc<TargetRuntime>, batch: Vec<Delivery>) {
     let outcomes = deliver(rt.clone(), batch, 0).await;
     for (d, outcome) in outcomes {
         let label = if outcome.success { "success" } else { "error" };
-        rt.metrics.deliveries.with_label_values(&[&rt.info.name, label]).inc();
+        rt.metrics
+            .deliveries
+            .with_label_values(&[&rt.info.name, label])
+            .inc();
         rt.metrics
             .delivery_duration
             .with_label_values(&[&rt.info.name])
@@ -220,7 +233,11 @@ type Outcomes = Vec<(Delivery, Outcome)>;
 /// Attempts a batch until success, a final failure or the budget is spent. Fatal 400/413 (or
 /// oversize) answers to a multi-event batch split it in halves, each retried on its own.
 /// Returns nothing for deliveries abandoned by an abort (their tickets stay unfinished).
-fn deliver(rt: Arc<TargetRuntime>, batch: Vec<Delivery>, prior_attempts: usize) -> Pin<Box<dyn Future<Output = Outcomes> + Send>> {
+fn deliver(
+    rt: Arc<TargetRuntime>,
+    batch: Vec<Delivery>,
+    prior_attempts: usize,
+) -> Pin<Box<dyn Future<Output = Outcomes> + Send>> {
     Box::pin(async move {
         let mut st = RetryState::new(&rt.config.retry);
         let name = rt.info.name.clone();
@@ -241,8 +258,14 @@ fn deliver(rt: Arc<TargetRuntime>, batch: Vec<Delivery>, prior_attempts: usize) 
                 r = rt.service.send(&batch) => r,
                 _ = rt.abort.cancelled() => return Vec::new(),
             };
-            rt.metrics.request_duration.with_label_values(&[&name]).observe(t0.elapsed().as_secs_f64());
-            rt.metrics.batch_size.with_label_values(&[&name]).observe(batch.len() as f64);
+            rt.metrics
+                .request_duration
+                .with_label_values(&[&name])
+                .observe(t0.elapsed().as_secs_f64());
+            rt.metrics
+                .batch_size
+                .with_label_values(&[&name])
+                .observe(batch.len() as f64);
             let err = match result {
                 Ok(status) => {
                     rt.circuit.record(true);
@@ -258,7 +281,8 @@ fn deliver(rt: Arc<TargetRuntime>, batch: Vec<Delivery>, prior_attempts: usize) 
                 }
                 Err(e) => e,
             };
-            rt.metrics.attempt(&name, false, err.is_retryable(), err.status());
+            rt.metrics
+                .attempt(&name, false, err.is_retryable(), err.status());
             if err.is_retryable() {
                 rt.circuit.record(false);
             }

@@ -24,7 +24,8 @@ pub fn snake_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             if i > 0 && (prev_lower || next_lower) && !out.ends_with('_') {
                 out.push('_');
@@ -46,7 +47,10 @@ pub fn event_json(env: &Envelope, names: EventNames) -> Value {
         props.insert("$session_id".into(), Value::from(s.clone()));
     }
     props.insert("$lib".into(), Value::from("event-relay"));
-    props.insert("$lib_version".into(), Value::from(env!("CARGO_PKG_VERSION")));
+    props.insert(
+        "$lib_version".into(),
+        Value::from(env!("CARGO_PKG_VERSION")),
+    );
     props.insert("source".into(), Value::from(env.source.as_str()));
     if let Some(site) = &env.site {
         if let Some(id) = &site.id {
@@ -58,7 +62,8 @@ pub fn event_json(env: &Envelope, names: EventNames) -> Value {
     }
     let mut set = env.user.traits.clone();
     if let Some(email) = &env.user.email {
-        set.entry("email").or_insert_with(|| Value::from(email.clone()));
+        set.entry("email")
+            .or_insert_with(|| Value::from(email.clone()));
     }
     if !set.is_empty() {
         props.insert("$set".into(), Value::Object(set));
@@ -87,7 +92,10 @@ pub fn event_json(env: &Envelope, names: EventNames) -> Value {
 
 /// Gzips a body (PostHog detects gzip by its magic bytes).
 pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
     enc.write_all(body).expect("writing to a Vec cannot fail");
     enc.finish().expect("writing to a Vec cannot fail")
 }
@@ -118,7 +126,10 @@ impl PosthogService {
 
     /// The exact JSON body for a batch (before gzip).
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
-        let events: Vec<Value> = batch.iter().map(|d| event_json(&d.env, self.names)).collect();
+        let events: Vec<Value> = batch
+            .iter()
+            .map(|d| event_json(&d.env, self.names))
+            .collect();
         serde_json::to_vec(&json!({
             "api_key": self.api_key,
             "historical_migration": self.historical,
@@ -134,7 +145,10 @@ impl PosthogService {
             // Too big to send: split (the caller halves multi-event batches) or give up.
             return Err(AttemptError::Fatal {
                 status: None,
-                message: format!("request body of {} bytes exceeds the size limit", body.len()),
+                message: format!(
+                    "request body of {} bytes exceeds the size limit",
+                    body.len()
+                ),
             });
         }
         let mut req = self
@@ -147,7 +161,11 @@ impl PosthogService {
         } else {
             body
         };
-        let resp = req.body(body).send().await.map_err(|e| classify_transport(&e))?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e))?;
         let status = resp.status().as_u16();
         if resp.status().is_success() {
             return Ok(status);
@@ -158,7 +176,10 @@ impl PosthogService {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let hint = super::body_hint(resp).await;
-        let message = format!("HTTP {status}{}{hint}", if hint.is_empty() { "" } else { ": " });
+        let message = format!(
+            "HTTP {status}{}{hint}",
+            if hint.is_empty() { "" } else { ": " }
+        );
         Err(match status {
             408 | 500 | 502 | 503 | 504 => AttemptError::Retryable {
                 status: Some(status),
@@ -179,7 +200,13 @@ impl PosthogService {
 
     /// Whether a failed multi-event batch should be split and retried in halves.
     pub fn splittable(err: &AttemptError) -> bool {
-        matches!(err, AttemptError::Fatal { status: Some(400) | Some(413) | None, .. })
+        matches!(
+            err,
+            AttemptError::Fatal {
+                status: Some(400) | Some(413) | None,
+                ..
+            }
+        )
     }
 }
 

@@ -20,7 +20,10 @@ pub enum AttemptError {
     },
     /// Final at once: any other 4xx, invalid request, 3xx.
     #[error("{message}")]
-    Fatal { status: Option<u16>, message: String },
+    Fatal {
+        status: Option<u16>,
+        message: String,
+    },
 }
 
 impl AttemptError {
@@ -35,7 +38,11 @@ impl AttemptError {
 }
 
 /// Classifies an HTTP status (non-2xx) for a webhook target.
-pub fn classify_status(status: u16, retry_after: Option<Duration>, body_hint: &str) -> AttemptError {
+pub fn classify_status(
+    status: u16,
+    retry_after: Option<Duration>,
+    body_hint: &str,
+) -> AttemptError {
     let message = if body_hint.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -46,7 +53,11 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, body_hint: &s
         AttemptError::Retryable {
             status: Some(status),
             message,
-            retry_after: if status == 429 || status == 503 { retry_after } else { None },
+            retry_after: if status == 429 || status == 503 {
+                retry_after
+            } else {
+                None
+            },
         }
     } else {
         AttemptError::Fatal {
@@ -84,7 +95,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs.min(24 * 3600)));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The retry state of one delivery.
@@ -168,8 +182,20 @@ mod tests {
             assert!(!classify_status(s, None, "").is_retryable(), "{s}");
         }
         let ra = Some(Duration::from_secs(3));
-        assert!(matches!(classify_status(429, ra, ""), AttemptError::Retryable { retry_after: Some(_), .. }));
-        assert!(matches!(classify_status(500, ra, ""), AttemptError::Retryable { retry_after: None, .. }));
+        assert!(matches!(
+            classify_status(429, ra, ""),
+            AttemptError::Retryable {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_status(500, ra, ""),
+            AttemptError::Retryable {
+                retry_after: None,
+                ..
+            }
+        ));
     }
 
     #[test]

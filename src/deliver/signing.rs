@@ -18,7 +18,10 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
         .decode(b64)
         .map_err(|_| "the part after \"whsec_\" is not valid base64".to_string())?;
     if key.len() < 16 {
-        return Err(format!("key is {} bytes; at least 16 (24-64 recommended)", key.len()));
+        return Err(format!(
+            "key is {} bytes; at least 16 (24-64 recommended)",
+            key.len()
+        ));
     }
     Ok(key)
 }
@@ -51,7 +54,10 @@ impl Signer {
         mac.update(b".");
         mac.update(body);
         let sig = mac.finalize().into_bytes();
-        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(sig))
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        )
     }
 }
 

@@ -8,7 +8,11 @@ use crate::envelope::Envelope;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Characters left as-is in substituted URL values (RFC 3986 unreserved).
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 #[derive(Debug, Clone)]
 enum Part {
@@ -31,7 +35,9 @@ impl Template {
                 if start > 0 {
                     parts.push(Part::Lit(rest[..start].to_string()));
                 }
-                parts.push(Part::Field(rest[start + 2..start + 2 + len].trim().to_string()));
+                parts.push(Part::Field(
+                    rest[start + 2..start + 2 + len].trim().to_string(),
+                ));
                 rest = &rest[start + 2 + len + 2..];
             } else {
                 break;
@@ -84,7 +90,10 @@ mod tests {
         let mut evil = env.clone();
         evil.event = "x@evil.example/../?a=b#".into();
         let rendered = Template::parse("https://h.example/{{event}}").render(&evil, true);
-        assert_eq!(url::Url::parse(&rendered).unwrap().host_str(), Some("h.example"));
+        assert_eq!(
+            url::Url::parse(&rendered).unwrap().host_str(),
+            Some("h.example")
+        );
         assert!(Template::parse("plain").is_static());
     }
 }

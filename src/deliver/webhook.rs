@@ -47,8 +47,10 @@ impl WebhookService {
         match self.body {
             BodyFormat::Envelope => serde_json::to_vec(&*d.env).expect("envelopes serialize"),
             BodyFormat::Original => d.raw.to_vec(),
-            BodyFormat::Posthog => serde_json::to_vec(&super::posthog::event_json(&d.env, EventNames::Original))
-                .expect("JSON values serialize"),
+            BodyFormat::Posthog => {
+                serde_json::to_vec(&super::posthog::event_json(&d.env, EventNames::Original))
+                    .expect("JSON values serialize")
+            }
         }
     }
 
@@ -98,7 +100,11 @@ impl WebhookService {
                 .header("webhook-id", id)
                 .header("webhook-timestamp", ts.to_string());
         }
-        let resp = req.body(body).send().await.map_err(|e| classify_transport(&e))?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(status.as_u16());

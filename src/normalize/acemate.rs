@@ -7,8 +7,8 @@
 //! move to `user.traits`; the event's catalog properties are validated and kept typed.
 
 use super::{
-    apply_policy, as_text, event_id, event_name, limits, timestamp, validation, Ctx, NormalizeError,
-    Normalized, Rejected,
+    apply_policy, as_text, event_id, event_name, limits, timestamp, validation, Ctx,
+    NormalizeError, Normalized, Rejected,
 };
 use crate::catalog::{check_props, Catalog};
 use crate::envelope::{Envelope, Source, User, ENVELOPE_VERSION};
@@ -82,12 +82,19 @@ pub(super) fn normalize(
     })
 }
 
-fn take_object(map: &mut Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Map<String, Value> {
+fn take_object(
+    map: &mut Map<String, Value>,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Map<String, Value> {
     match map.remove(key) {
         Some(Value::Object(m)) => m,
         None | Some(Value::Null) => Map::new(),
         Some(other) => {
-            problems.push(format!("{key}: expected object, got {}", limits::kind(&other)));
+            problems.push(format!(
+                "{key}: expected object, got {}",
+                limits::kind(&other)
+            ));
             Map::new()
         }
     }
@@ -145,15 +152,22 @@ fn one(
             Some(v) => prop.check(v, &format!("user.traits.{name}"), false, &mut problems),
             // Claimed by the event's own schema and present there: satisfied.
             None if properties.contains_key(name) => {}
-            None if prop.required && enforce => {
-                problems.push(format!("user.traits.{name}: required Identify property missing"))
-            }
+            None if prop.required && enforce => problems.push(format!(
+                "user.traits.{name}: required Identify property missing"
+            )),
             None => {}
         }
     }
 
     if let Some(s) = schema {
-        check_props(&s.properties, &mut properties, "properties.", false, true, &mut problems);
+        check_props(
+            &s.properties,
+            &mut properties,
+            "properties.",
+            false,
+            true,
+            &mut problems,
+        );
     }
     let known = schema.is_some() || is_identify || event.starts_with('$');
     let session_id = as_text(properties.get("$session_id"));

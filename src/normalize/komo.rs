@@ -57,7 +57,12 @@ pub(super) fn normalize(
         match schema {
             Some(s) => match s.properties.get(&key) {
                 Some(prop) => {
-                    prop.check(&mut value, &format!("properties.{key}"), true, &mut problems);
+                    prop.check(
+                        &mut value,
+                        &format!("properties.{key}"),
+                        true,
+                        &mut problems,
+                    );
                     properties.insert(key, value);
                 }
                 None => {

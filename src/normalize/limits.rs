@@ -14,7 +14,8 @@ pub(crate) fn parse_checked(raw: &[u8], max_bytes: usize) -> Result<Value, Norma
             limit: max_bytes,
         });
     }
-    let text = std::str::from_utf8(raw).map_err(|e| NormalizeError::InvalidUtf8(e.valid_up_to()))?;
+    let text =
+        std::str::from_utf8(raw).map_err(|e| NormalizeError::InvalidUtf8(e.valid_up_to()))?;
     check_depth(text.as_bytes(), MAX_DEPTH)?;
     parse_str(text)
 }

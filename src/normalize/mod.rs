@@ -202,7 +202,14 @@ impl Normalizer {
 /// Komo bodies are flat with `site_id` / `user_session_id`; acemate bodies carry
 /// `distinct_id`, `properties`, `batch` or PostHog's `data` string.
 fn looks_like_komo(map: &Map<String, Value>) -> bool {
-    let acemate_keys = ["distinct_id", "properties", "batch", "data", "uuid", "api_key"];
+    let acemate_keys = [
+        "distinct_id",
+        "properties",
+        "batch",
+        "data",
+        "uuid",
+        "api_key",
+    ];
     if acemate_keys.iter().any(|k| map.contains_key(*k)) {
         return false;
     }
@@ -263,12 +270,18 @@ pub(crate) fn event_name(map: &Map<String, Value>) -> Result<String, NormalizeEr
 }
 
 /// Normalizes a payload timestamp to RFC 3339 UTC; absent → received time.
-pub(crate) fn timestamp(map: &Map<String, Value>, key: &str, received_at: &str) -> Result<String, NormalizeError> {
+pub(crate) fn timestamp(
+    map: &Map<String, Value>,
+    key: &str,
+    received_at: &str,
+) -> Result<String, NormalizeError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(received_at.to_string()),
         Some(Value::String(s)) => {
             let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| {
-                NormalizeError::InvalidTimestamp(format!("`{key}` {s:?} is not an RFC 3339 date-time"))
+                NormalizeError::InvalidTimestamp(format!(
+                    "`{key}` {s:?} is not an RFC 3339 date-time"
+                ))
             })?;
             let utc = t.with_timezone(&chrono::Utc);
             let limit = chrono::Utc::now() + chrono::Duration::days(7);

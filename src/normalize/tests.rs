@@ -41,12 +41,23 @@ fn every_valid_fixture_normalizes_as_valid_in_auto_mode() {
     let s = settings(SourceFormat::Auto, ValidationMode::Strict);
     for line in lines {
         let raw = serde_json::to_vec(&line).unwrap();
-        let out = n.normalize(&raw, &s, origin()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let out = n
+            .normalize(&raw, &s, origin())
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!(out.events.len(), 1);
         let env = &out.events[0].0;
-        assert_eq!(env.validation.status, ValidationStatus::Valid, "{line}: {:?}", env.validation);
+        assert_eq!(
+            env.validation.status,
+            ValidationStatus::Valid,
+            "{line}: {:?}",
+            env.validation
+        );
         assert_eq!(env.event, line["event"].as_str().unwrap());
-        let expected_source = if line.get("distinct_id").is_some() { Source::Acemate } else { Source::Komo };
+        let expected_source = if line.get("distinct_id").is_some() {
+            Source::Acemate
+        } else {
+            Source::Komo
+        };
         assert_eq!(env.source, expected_source);
         assert!(env.distinct_id.is_some());
     }
@@ -58,13 +69,21 @@ fn every_invalid_fixture_is_rejected_naming_the_property() {
     let lines = fixture_lines("invalid_events.jsonl");
     assert!(lines.len() >= 7);
     for case in lines {
-        let format = if case["source"] == "komo" { SourceFormat::Komo } else { SourceFormat::Acemate };
+        let format = if case["source"] == "komo" {
+            SourceFormat::Komo
+        } else {
+            SourceFormat::Acemate
+        };
         let raw = serde_json::to_vec(&case["payload"]).unwrap();
         let strict = n.normalize(&raw, &settings(format, ValidationMode::Strict), origin());
         let prop = case["expect_problem_property"].as_str().unwrap_or_default();
         if case["expect_valid"] == true {
             let out = strict.unwrap_or_else(|e| panic!("{case}: {e}"));
-            assert_eq!(out.events[0].0.validation.status, ValidationStatus::Valid, "{case}");
+            assert_eq!(
+                out.events[0].0.validation.status,
+                ValidationStatus::Valid,
+                "{case}"
+            );
             continue;
         }
         let err = strict.expect_err(&case.to_string());
@@ -75,7 +94,11 @@ fn every_invalid_fixture_is_rejected_naming_the_property() {
         }
         assert_eq!(err.reason(), "invalid", "{case}: {err}");
         let bare = prop.trim_start_matches("properties.");
-        assert!(err.problems().iter().any(|p| p.contains(bare)), "{case}: {:?}", err.problems());
+        assert!(
+            err.problems().iter().any(|p| p.contains(bare)),
+            "{case}: {:?}",
+            err.problems()
+        );
         // lenient forwards the same event, flagged
         let lenient = n
             .normalize(&raw, &settings(format, ValidationMode::Lenient), origin())
@@ -90,13 +113,20 @@ fn every_invalid_fixture_is_rejected_naming_the_property() {
 fn komo_strings_are_coerced_and_attributes_become_traits() {
     let raw = br#"{"id":"54e635de-92f5-4419-a498-5f69323db34c","event":"CardViewed","timestamp":"2000-01-01T00:00:00.000Z","site_id":"2d5776b8-158a-4216-aaa1-edbc249e005b","site_name":"My site","user_session_id":"d40cc0e7-7243-4060-a75f-b2062c94462a","card_id":"dd0b77cd-35ca-404e-8b23-1d86a7471f78","card_name":"card name","card_type":"Quiz","score":"1","correct":"1","team":"Lions","optin":"true"}"#;
     let out = normalizer()
-        .normalize(raw, &settings(SourceFormat::Komo, ValidationMode::Strict), origin())
+        .normalize(
+            raw,
+            &settings(SourceFormat::Komo, ValidationMode::Strict),
+            origin(),
+        )
         .unwrap();
     let env = &out.events[0].0;
     assert_eq!(env.properties["score"], Value::from(1));
     assert_eq!(env.user.traits["team"], "Lions");
     assert_eq!(env.user.traits["optin"], Value::Bool(true));
-    assert_eq!(env.distinct_id.as_deref(), Some("d40cc0e7-7243-4060-a75f-b2062c94462a"));
+    assert_eq!(
+        env.distinct_id.as_deref(),
+        Some("d40cc0e7-7243-4060-a75f-b2062c94462a")
+    );
     assert_eq!(env.site.as_ref().unwrap().name.as_deref(), Some("My site"));
 }
 
@@ -112,9 +142,13 @@ fn acemate_batch_and_ingestion_record() {
     assert_eq!(out.events[0].0.session_id.as_deref(), Some("s9"));
     assert_ne!(out.events[0].0.id, out.events[1].0.id);
 
-    let data = serde_json::json!({"event":"$pageview","distinct_id":"u1","properties":{"email":"a@b.co"}}).to_string();
+    let data =
+        serde_json::json!({"event":"$pageview","distinct_id":"u1","properties":{"email":"a@b.co"}})
+            .to_string();
     let rec = serde_json::json!({"uuid":"0190a4b2-7c1e-7d2a-9a1b-1c2d3e4f5a6b","distinct_id":"u1","ip":"127.0.0.1","data":data,"now":"2024-01-01T00:00:00Z","token":"phc"});
-    let out = n.normalize(rec.to_string().as_bytes(), &s, origin()).unwrap();
+    let out = n
+        .normalize(rec.to_string().as_bytes(), &s, origin())
+        .unwrap();
     let env = &out.events[0].0;
     assert_eq!(env.id, "0190a4b2-7c1e-7d2a-9a1b-1c2d3e4f5a6b");
     assert_eq!(env.user.email.as_deref(), Some("a@b.co"));
@@ -138,11 +172,27 @@ fn hard_limits_have_reasons() {
         (b"42".to_vec(), "not_object"),
         (deep.into_bytes(), "too_deep"),
         (b"{\"distinct_id\":\"u\"}".to_vec(), "missing_event"),
-        (b"{\"event\":7,\"distinct_id\":\"u\"}".to_vec(), "missing_event"),
-        (b"{\"event\":\"\",\"site_id\":\"x\"}".to_vec(), "missing_event"),
-        (b"{\"event\":\"e\",\"distinct_id\":\"u\",\"timestamp\":12}".to_vec(), "invalid_timestamp"),
-        (b"{\"event\":\"e\",\"distinct_id\":\"u\",\"timestamp\":\"9999-01-01T00:00:00Z\"}".to_vec(), "invalid_timestamp"),
-        (b"{\"event\":\"e\",\"distinct_id\":\"u\",\"timestamp\":\"yesterday\"}".to_vec(), "invalid_timestamp"),
+        (
+            b"{\"event\":7,\"distinct_id\":\"u\"}".to_vec(),
+            "missing_event",
+        ),
+        (
+            b"{\"event\":\"\",\"site_id\":\"x\"}".to_vec(),
+            "missing_event",
+        ),
+        (
+            b"{\"event\":\"e\",\"distinct_id\":\"u\",\"timestamp\":12}".to_vec(),
+            "invalid_timestamp",
+        ),
+        (
+            b"{\"event\":\"e\",\"distinct_id\":\"u\",\"timestamp\":\"9999-01-01T00:00:00Z\"}"
+                .to_vec(),
+            "invalid_timestamp",
+        ),
+        (
+            b"{\"event\":\"e\",\"distinct_id\":\"u\",\"timestamp\":\"yesterday\"}".to_vec(),
+            "invalid_timestamp",
+        ),
         (b"{\"batch\":[]}".to_vec(), "bad_shape"),
     ];
     for (raw, reason) in cases {
@@ -157,13 +207,19 @@ fn unknown_events_follow_policy() {
     let raw = br#"{"id":"54e635de-92f5-4419-a498-5f69323db34c","event":"PrizeAwarded","timestamp":"2000-01-01T00:00:00.000Z","site_id":"2d5776b8-158a-4216-aaa1-edbc249e005b","site_name":"s","user_session_id":"d40cc0e7-7243-4060-a75f-b2062c94462a","prize":"car"}"#;
     let s = settings(SourceFormat::Komo, ValidationMode::Strict);
     let out = n.normalize(raw, &s, origin()).unwrap();
-    assert_eq!(out.events[0].0.validation.status, ValidationStatus::UnknownEvent);
+    assert_eq!(
+        out.events[0].0.validation.status,
+        ValidationStatus::UnknownEvent
+    );
     assert_eq!(out.events[0].0.properties["prize"], "car");
     let dl = SourceSettings {
         unknown_events: UnknownEvents::DeadLetter,
         ..s
     };
-    assert_eq!(n.normalize(raw, &dl, origin()).unwrap_err().reason(), "unknown_event");
+    assert_eq!(
+        n.normalize(raw, &dl, origin()).unwrap_err().reason(),
+        "unknown_event"
+    );
 }
 
 #[test]
@@ -171,8 +227,14 @@ fn id_less_payloads_get_a_deterministic_id() {
     let n = normalizer();
     let s = settings(SourceFormat::Acemate, ValidationMode::Lenient);
     let raw = br#"{"event":"$pageview","distinct_id":"u1"}"#;
-    let a = n.normalize(raw, &s, origin()).unwrap().events[0].0.id.clone();
-    let b = n.normalize(raw, &s, origin()).unwrap().events[0].0.id.clone();
+    let a = n.normalize(raw, &s, origin()).unwrap().events[0]
+        .0
+        .id
+        .clone();
+    let b = n.normalize(raw, &s, origin()).unwrap().events[0]
+        .0
+        .id
+        .clone();
     assert_eq!(a, b);
     assert!(uuid::Uuid::parse_str(&a).is_ok());
 }

@@ -39,32 +39,71 @@ url = "http://127.0.0.1:1/c"
 }
 
 fn targets(routes: &str) -> Vec<usize> {
-    Router::new(&config(routes)).unwrap().route(&sample()).targets
+    Router::new(&config(routes))
+        .unwrap()
+        .route(&sample())
+        .targets
 }
 
 #[test]
 fn globs_and_negation() {
-    assert!(glob_match(&"Card*".chars().collect::<Vec<_>>(), &"CardViewed".chars().collect::<Vec<_>>()));
-    assert!(glob_match(&"*View?d".chars().collect::<Vec<_>>(), &"CardViewed".chars().collect::<Vec<_>>()));
-    assert!(!glob_match(&"Card".chars().collect::<Vec<_>>(), &"CardViewed".chars().collect::<Vec<_>>()));
-    assert_eq!(targets("[[routes]]\nname='r'\nevents=['Card*']\ntargets=['a']"), vec![0]);
-    assert_eq!(targets("[[routes]]\nname='r'\nevents=['Card*','!CardViewed']\ntargets=['a']"), Vec::<usize>::new());
-    assert_eq!(targets("[[routes]]\nname='r'\nevents=['!SignUp*']\ntargets=['a']"), vec![0]);
-    assert_eq!(targets("[[routes]]\nname='r'\nsources=['acemate']\ntargets=['a']"), Vec::<usize>::new());
+    assert!(glob_match(
+        &"Card*".chars().collect::<Vec<_>>(),
+        &"CardViewed".chars().collect::<Vec<_>>()
+    ));
+    assert!(glob_match(
+        &"*View?d".chars().collect::<Vec<_>>(),
+        &"CardViewed".chars().collect::<Vec<_>>()
+    ));
+    assert!(!glob_match(
+        &"Card".chars().collect::<Vec<_>>(),
+        &"CardViewed".chars().collect::<Vec<_>>()
+    ));
+    assert_eq!(
+        targets("[[routes]]\nname='r'\nevents=['Card*']\ntargets=['a']"),
+        vec![0]
+    );
+    assert_eq!(
+        targets("[[routes]]\nname='r'\nevents=['Card*','!CardViewed']\ntargets=['a']"),
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        targets("[[routes]]\nname='r'\nevents=['!SignUp*']\ntargets=['a']"),
+        vec![0]
+    );
+    assert_eq!(
+        targets("[[routes]]\nname='r'\nsources=['acemate']\ntargets=['a']"),
+        Vec::<usize>::new()
+    );
 }
 
 #[test]
 fn every_operator() {
     let cases = [
         ("{ field = 'properties.courseType', equals = 'demo' }", true),
-        ("{ field = 'properties.courseType', equals = 'private' }", false),
-        ("{ field = 'properties.courseType', not_equals = 'private' }", true),
-        ("{ field = 'properties.courseType', in = ['classroom', 'demo'] }", true),
-        ("{ field = 'properties.courseType', not_in = ['classroom', 'demo'] }", false),
+        (
+            "{ field = 'properties.courseType', equals = 'private' }",
+            false,
+        ),
+        (
+            "{ field = 'properties.courseType', not_equals = 'private' }",
+            true,
+        ),
+        (
+            "{ field = 'properties.courseType', in = ['classroom', 'demo'] }",
+            true,
+        ),
+        (
+            "{ field = 'properties.courseType', not_in = ['classroom', 'demo'] }",
+            false,
+        ),
         ("{ field = 'site.id', exists = true }", true),
         ("{ field = 'properties.nope', exists = false }", true),
         ("{ field = 'properties.nope', exists = true }", false),
-        ("{ field = 'event', matches = '^Card(Viewed|Shared)$' }", true),
+        (
+            "{ field = 'event', matches = '^Card(Viewed|Shared)$' }",
+            true,
+        ),
         ("{ field = 'event', matches = '^Sign' }", false),
         ("{ field = 'properties.score', gt = 6 }", true),
         ("{ field = 'properties.score', gt = 7 }", false),
@@ -75,7 +114,9 @@ fn every_operator() {
         ("{ field = 'user.traits.tenant', equals = 'acemate' }", true),
     ];
     for (cond, expect) in cases {
-        let got = targets(&format!("[[routes]]\nname='r'\nwhere=[{cond}]\ntargets=['a']"));
+        let got = targets(&format!(
+            "[[routes]]\nname='r'\nwhere=[{cond}]\ntargets=['a']"
+        ));
         assert_eq!(!got.is_empty(), expect, "{cond}");
     }
 }

@@ -60,7 +60,11 @@ impl ConsumerContext for RelayContext {
                         let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(pos));
                     }
                 }
-                tracing::info!(partitions = tpl.count(), committing = commit.count(), "partitions revoked");
+                tracing::info!(
+                    partitions = tpl.count(),
+                    committing = commit.count(),
+                    "partitions revoked"
+                );
                 if commit.count() > 0 {
                     if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
                         tracing::warn!(error = %e, "commit on revoke failed; those events will be redelivered");
@@ -101,7 +105,8 @@ impl ConsumerContext for RelayContext {
             Err(e) => {
                 for el in offsets.elements() {
                     if let Offset::Offset(pos) = el.offset() {
-                        self.tracker.commit_failed(&(el.topic().to_string(), el.partition()), pos);
+                        self.tracker
+                            .commit_failed(&(el.topic().to_string(), el.partition()), pos);
                     }
                 }
                 tracing::debug!(error = %e, "offset commit failed; will retry");

@@ -164,10 +164,16 @@ fn count_rejection(p: &Pipeline, source: &str, err: &NormalizeError) {
     match err {
         NormalizeError::Invalid { event, catalog, .. } => {
             let label = event_label(&p.normalizer, catalog, event);
-            p.metrics.events_normalized.with_label_values(&[catalog, label, "invalid"]).inc();
+            p.metrics
+                .events_normalized
+                .with_label_values(&[catalog, label, "invalid"])
+                .inc();
         }
         NormalizeError::UnknownEvent(_) => {
-            p.metrics.events_normalized.with_label_values(&[source, "other", "unknown_event"]).inc();
+            p.metrics
+                .events_normalized
+                .with_label_values(&[source, "other", "unknown_event"])
+                .inc();
         }
         _ => {}
     }
@@ -180,30 +186,35 @@ fn source_label(err: &NormalizeError, fallback: &'static str) -> &'static str {
     }
 }
 
+/// One dead letter to write for a message (or one event of a batch).
+struct Rejection {
+    raw: Vec<u8>,
+    key: Option<Vec<u8>>,
+    err: NormalizeError,
+    batch_index: Option<usize>,
+}
+
 fn spawn_dead_letter(
     p: &Pipeline,
     ticket: Arc<Ticket>,
-    raw: Vec<u8>,
-    key: Option<Vec<u8>>,
     origin: &Origin,
     source: &'static str,
-    err: NormalizeError,
-    batch_index: Option<usize>,
+    r: Rejection,
 ) {
     let reporter = p.reporter.clone();
     let origin = origin.clone();
     tokio::spawn(async move {
         let dl = DeadLetter {
-            source: source_label(&err, source),
+            source: source_label(&r.err, source),
             topic: &origin.topic,
             partition: origin.partition,
             offset: origin.offset,
-            reason: err.reason(),
-            error: err.to_string(),
-            problems: err.problems(),
-            batch_index,
+            reason: r.err.reason(),
+            error: r.err.to_string(),
+            problems: r.err.problems(),
+            batch_index: r.batch_index,
         };
-        if reporter.dead_letter(&raw, key.as_deref(), &dl).await {
+        if reporter.dead_letter(&r.raw, r.key.as_deref(), &dl).await {
             ticket.finish_one();
         }
     });
@@ -213,7 +224,10 @@ fn spawn_dead_letter(
 fn handle(p: &Pipeline, msg: OwnedMessage, permit: OwnedSemaphorePermit) {
     let tp: Tp = (msg.topic().to_string(), msg.partition());
     let offset = msg.offset();
-    p.metrics.messages_consumed.with_label_values(&[&tp.0]).inc();
+    p.metrics
+        .messages_consumed
+        .with_label_values(&[&tp.0])
+        .inc();
     let generation = p.tracker.begin(&tp, offset);
     let Some(settings) = p.settings.get(&tp.0) else {
         tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
@@ -234,13 +248,26 @@ fn handle(p: &Pipeline, msg: OwnedMessage, permit: OwnedSemaphorePermit) {
     let raw = msg.payload().unwrap_or_default();
     let t0 = Instant::now();
     let result = p.normalizer.normalize(raw, settings, origin.clone());
-    p.metrics.normalize_duration.observe(t0.elapsed().as_secs_f64());
+    p.metrics
+        .normalize_duration
+        .observe(t0.elapsed().as_secs_f64());
     let normalized = match result {
         Ok(n) => n,
         Err(err) => {
             count_rejection(p, source, &err);
             let ticket = Ticket::new(p.tracker.clone(), tp, offset, generation, 1, Some(permit));
-            spawn_dead_letter(p, ticket, raw.to_vec(), msg.key().map(<[u8]>::to_vec), &origin, source, err, None);
+            spawn_dead_letter(
+                p,
+                ticket,
+                &origin,
+                source,
+                Rejection {
+                    raw: raw.to_vec(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    err,
+                    batch_index: None,
+                },
+            );
             return;
         }
     };
@@ -261,10 +288,28 @@ fn handle(p: &Pipeline, msg: OwnedMessage, permit: OwnedSemaphorePermit) {
         work += decision.targets.len();
         plan.push((Arc::new(env), raw, decision.targets));
     }
-    let ticket = Ticket::new(p.tracker.clone(), tp, offset, generation, work, Some(permit));
+    let ticket = Ticket::new(
+        p.tracker.clone(),
+        tp,
+        offset,
+        generation,
+        work,
+        Some(permit),
+    );
     for r in normalized.rejected {
         count_rejection(p, source, &r.error);
-        spawn_dead_letter(p, ticket.clone(), r.raw, msg.key().map(<[u8]>::to_vec), &origin, source, r.error, Some(r.index));
+        spawn_dead_letter(
+            p,
+            ticket.clone(),
+            &origin,
+            source,
+            Rejection {
+                raw: r.raw,
+                key: msg.key().map(<[u8]>::to_vec),
+                err: r.error,
+                batch_index: Some(r.index),
+            },
+        );
     }
     for (env, raw, targets) in plan {
         for t in targets {

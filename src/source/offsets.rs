@@ -123,7 +123,12 @@ impl OffsetTracker {
 
     /// Number of pending (not final) offsets over all partitions.
     pub fn pending(&self) -> usize {
-        self.parts.lock().unwrap().values().map(|s| s.pending.len()).sum()
+        self.parts
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.pending.len())
+            .sum()
     }
 }
 

@@ -1,0 +1,355 @@
+//! Relay core against a real broker and real loopback HTTP receivers: delivery, retries,
+//! final failures, Retry-After, dead letters, offsets across restarts, graceful shutdown.
+
+mod common;
+
+use common::receiver::{Receiver, Reply};
+use common::*;
+use std::time::Duration;
+
+fn webhook(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[targets]]
+name = "hook"
+kind = "webhook"
+url = "{url}/hook"
+timeout = "5s"
+{extra}
+[targets.retry]
+max_attempts = 5
+initial_backoff = "50ms"
+max_backoff = "200ms"
+max_elapsed = "60s"
+[[routes]]
+name = "all"
+targets = ["hook"]
+"#
+    )
+}
+
+async fn results(broker: &Broker, topics: &Topics, n: usize) -> Vec<serde_json::Value> {
+    broker
+        .read(&topics.results, n, Duration::from_secs(60))
+        .await
+        .iter()
+        .map(Record::json)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_and_reports_success() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 2).await;
+    let rx = Receiver::start(vec![]).await;
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-success",
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    let ids = ids(3);
+    broker
+        .produce(
+            &topics.source,
+            &ids.iter()
+                .map(|i| komo_event(i, "CardViewed"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+
+    let res = results(&broker, &topics, 3).await;
+    assert_eq!(res.len(), 3, "three result events");
+    for r in &res {
+        assert_eq!(r["event"], "WebhookSuccess");
+        assert_eq!(r["target"], "hook");
+        assert_eq!(r["attempts"], 1);
+        assert_eq!(r["status_code"], 200);
+        assert_eq!(r["webhook_trigger"], "CardViewed");
+        assert_eq!(r["site_name"], "My site");
+        assert_eq!(
+            r["favourite_team"], "Lions",
+            "user attributes ride along as keys"
+        );
+        assert!(r["error"].is_null());
+        assert!(ids.contains(&r["source_event_id"].as_str().unwrap().to_string()));
+        let integration =
+            uuid::Uuid::new_v5(&event_relay::envelope::RELAY_NAMESPACE, b"hook").to_string();
+        assert_eq!(r["integration_id"], integration.as_str());
+    }
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 3);
+    for r in &reqs {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/hook");
+        let env = r.json();
+        assert_eq!(env["source"], "komo");
+        assert_eq!(env["event"], "CardViewed");
+        assert_eq!(env["properties"]["score"], 1, "Komo numbers are typed");
+        assert_eq!(env["origin"]["topic"], topics.source.as_str());
+        assert_eq!(env["validation"]["status"], "valid");
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            relay.get("/readyz").await.0 == 200
+        })
+        .await
+    );
+    assert_eq!(relay.get("/healthz").await.0, 200);
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_503_then_succeeds_with_one_result() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![Reply::status(503), Reply::status(503)]).await;
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-retry",
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    let id = uuid::Uuid::new_v4().to_string();
+    broker
+        .produce(&topics.source, &[komo_event(&id, "CardViewed")])
+        .await;
+    let res = results(&broker, &topics, 1).await;
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0]["event"], "WebhookSuccess");
+    assert_eq!(res[0]["attempts"], 3);
+    assert_eq!(rx.count(), 3);
+    // no second result for the same delivery
+    let more = broker
+        .read(&topics.results, 2, Duration::from_secs(15))
+        .await;
+    assert_eq!(more.len(), 1);
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_error_is_final_without_retry() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![Reply::status(400)]).await;
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-400",
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    let id = uuid::Uuid::new_v4().to_string();
+    broker
+        .produce(&topics.source, &[komo_event(&id, "CardViewed")])
+        .await;
+    let res = results(&broker, &topics, 1).await;
+    assert_eq!(res[0]["event"], "WebhookError");
+    assert_eq!(res[0]["status_code"], 400);
+    assert_eq!(res[0]["attempts"], 1);
+    assert!(res[0]["error"].as_str().unwrap().contains("400"));
+    assert_eq!(res[0]["source_event_id"], id.as_str());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count(), 1, "a 400 is never retried");
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![Reply::status(429).header("Retry-After", "2")]).await;
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-429",
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    broker
+        .produce(
+            &topics.source,
+            &[komo_event(&uuid::Uuid::new_v4().to_string(), "CardViewed")],
+        )
+        .await;
+    let res = results(&broker, &topics, 1).await;
+    assert_eq!(res[0]["event"], "WebhookSuccess");
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 2);
+    // The backoff alone would be at most 200ms; the server asked for 2s.
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(
+        gap >= Duration::from_secs(2),
+        "second attempt came after {gap:?}"
+    );
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparseable_message_goes_to_dead_letters_and_the_next_flows() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-dlq",
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    let good = uuid::Uuid::new_v4().to_string();
+    broker
+        .produce(
+            &topics.source,
+            &[b"{not json".to_vec(), komo_event(&good, "CardViewed")],
+        )
+        .await;
+    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(60)).await;
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].value, b"{not json");
+    assert_eq!(dl[0].header("reason"), Some("not_json"));
+    assert_eq!(dl[0].header("source_topic"), Some(topics.source.as_str()));
+    assert_eq!(dl[0].header("source_partition"), Some("0"));
+    assert_eq!(dl[0].header("source_offset"), Some("0"));
+    let res = results(&broker, &topics, 1).await;
+    assert_eq!(res[0]["source_event_id"], good.as_str());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            relay
+                .metric("event_relay_dead_letters_total{reason=\"not_json\",source=\"komo\"}")
+                .await
+                == 1.0
+        })
+        .await
+    );
+    relay.stop().await.unwrap();
+    assert_eq!(broker.committed("g-dlq", &topics.source, 1), vec![2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_redelivers_nothing_final_and_loses_nothing_pending() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 2).await;
+    let rx = Receiver::start(vec![]).await;
+    let group = "g-restart";
+    let first = ids(4);
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        group,
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    broker
+        .produce(
+            &topics.source,
+            &first
+                .iter()
+                .map(|i| komo_event(i, "CardViewed"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(results(&broker, &topics, 4).await.len(), 4);
+    relay.stop().await.unwrap();
+    assert_eq!(rx.count(), 4);
+
+    // Target down while the next events arrive: they are retried, then the relay is stopped
+    // before their fate is final, so their offsets must stay uncommitted.
+    rx.set_default(Reply::status(503));
+    let second = ids(3);
+    let cfg = config_text(&broker, &topics, group, "komo", "", &webhook(&rx.url, ""))
+        .replace("drain_timeout = \"5s\"", "drain_timeout = \"500ms\"")
+        .replace("max_attempts = 5", "max_attempts = 1000");
+    let relay = Relay::start(&cfg);
+    broker
+        .produce(
+            &topics.source,
+            &second
+                .iter()
+                .map(|i| komo_event(i, "CardViewed"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert!(eventually(Duration::from_secs(30), || async { rx.count() >= 4 + 3 }).await);
+    relay.stop().await.unwrap();
+
+    // Target back: the pending three are delivered, the first four are not re-sent.
+    rx.set_default(Reply::status(200));
+    let before = rx.count();
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        group,
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    let res = results(&broker, &topics, 7).await;
+    let successes: Vec<_> = res
+        .iter()
+        .filter(|r| r["event"] == "WebhookSuccess")
+        .collect();
+    assert_eq!(successes.len(), 7);
+    relay.stop().await.unwrap();
+    let delivered_after: Vec<String> = rx.requests()[before..]
+        .iter()
+        .filter(|r| r.json().is_object())
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &second {
+        assert!(
+            delivered_after.contains(id),
+            "pending event {id} was delivered after restart"
+        );
+    }
+    for id in &first {
+        assert!(
+            !delivered_after.contains(id),
+            "final event {id} was re-delivered"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_and_commits() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(200).delay(Duration::from_millis(1500)));
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-drain",
+        "komo",
+        "",
+        &webhook(&rx.url, ""),
+    ));
+    broker
+        .produce(
+            &topics.source,
+            &ids(2)
+                .iter()
+                .map(|i| komo_event(i, "CardViewed"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert!(eventually(Duration::from_secs(30), || async { rx.count() >= 2 }).await);
+    relay.stop().await.unwrap();
+    let res = broker
+        .read(&topics.results, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        res.len(),
+        2,
+        "in-flight deliveries finished and reported during the drain"
+    );
+    assert_eq!(broker.committed("g-drain", &topics.source, 1), vec![2]);
+}
