@@ -198,34 +198,39 @@ async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery
     }
 }
 
-/// Delivers a batch, then reports every event's outcome and finishes its ticket.
+/// Delivers a batch, then reports every event's outcome (concurrently: the producer batches
+/// them) and finishes each ticket once its result event is acknowledged.
 async fn run_batch(rt: Arc<TargetRuntime>, batch: Vec<Delivery>) {
     let outcomes = deliver(rt.clone(), batch, 0).await;
-    for (d, outcome) in outcomes {
-        let label = if outcome.success { "success" } else { "error" };
-        rt.metrics
-            .deliveries
-            .with_label_values(&[&rt.info.name, label])
-            .inc();
-        rt.metrics
-            .delivery_duration
-            .with_label_values(&[&rt.info.name])
-            .observe(outcome.duration.as_secs_f64());
-        if !outcome.success {
-            tracing::warn!(
-                target_name = %rt.info.name,
-                source_event_id = %d.env.id,
-                event = %d.env.event,
-                attempts = outcome.attempts,
-                status_code = outcome.status_code,
-                error = outcome.error.as_deref().unwrap_or_default(),
-                "delivery failed for good"
-            );
+    let reports = outcomes.into_iter().map(|(d, outcome)| {
+        let rt = rt.clone();
+        async move {
+            let label = if outcome.success { "success" } else { "error" };
+            rt.metrics
+                .deliveries
+                .with_label_values(&[&rt.info.name, label])
+                .inc();
+            rt.metrics
+                .delivery_duration
+                .with_label_values(&[&rt.info.name])
+                .observe(outcome.duration.as_secs_f64());
+            if !outcome.success {
+                tracing::warn!(
+                    target_name = %rt.info.name,
+                    source_event_id = %d.env.id,
+                    event = %d.env.event,
+                    attempts = outcome.attempts,
+                    status_code = outcome.status_code,
+                    error = outcome.error.as_deref().unwrap_or_default(),
+                    "delivery failed for good"
+                );
+            }
+            if rt.reporter.result(&d.env, &rt.info, &outcome).await {
+                d.ticket.finish_one();
+            }
         }
-        if rt.reporter.result(&d.env, &rt.info, &outcome).await {
-            d.ticket.finish_one();
-        }
-    }
+    });
+    futures_util::future::join_all(reports).await;
 }
 
 type Outcomes = Vec<(Delivery, Outcome)>;
