@@ -22,9 +22,7 @@ pub mod source;
 use anyhow::Context;
 use config::Config;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,27 +74,6 @@ fn is_consumer_only(key: &str) -> bool {
     CONSUMER.contains(&key)
 }
 
-fn commit_positions(
-    consumer: &source::RelayConsumer,
-    tracker: &source::offsets::OffsetTracker,
-    mode: CommitMode,
-) {
-    let commits = tracker.take_commits();
-    if commits.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), pos) in &commits {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*pos));
-    }
-    if let Err(e) = consumer.commit(&tpl, mode) {
-        tracing::warn!(error = %e, "offset commit failed; will retry");
-        for (tp, pos) in commits {
-            tracker.commit_failed(&tp, pos);
-        }
-    }
-}
-
 /// Runs the relay until `shutdown` is cancelled, then drains: stop consuming, let in-flight
 /// deliveries finish within `pipeline.drain_timeout`, flush the producer, commit, return.
 /// Events not final by the deadline stay uncommitted and are redelivered after a restart.
@@ -105,7 +82,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let health = Arc::new(server::Health::default());
+    let health = Arc::new(server::Health::new(
+        config.server.liveness_deadline.get(),
+        config.server.circuit_open_threshold.get(),
+    ));
     let normalizer = Arc::new(normalize::Normalizer::builtin().map_err(anyhow::Error::msg)?);
     let router = route::Router::new(&config).map_err(anyhow::Error::msg)?;
     let abort = CancellationToken::new();
@@ -120,6 +100,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.dead_letter.topic.clone(),
         metrics.clone(),
         abort.clone(),
+        config.log.include_payloads,
     ));
     let (targets, workers) = deliver::Targets::start(
         &config.targets,
@@ -171,21 +152,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
 
     // Periodic commit of the highest contiguous finished offsets.
-    let committer = {
-        let consumer = consumer.clone();
-        let tracker = tracker.clone();
-        let stop = shutdown.clone();
-        let every = config.pipeline.commit_interval.get();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => commit_positions(&consumer, &tracker, CommitMode::Async),
-                    _ = stop.cancelled() => return,
-                }
-            }
-        })
-    };
+    let committer = tokio::spawn(source::commit::commit_loop(
+        consumer.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        config.pipeline.commit_interval.get(),
+        shutdown.clone(),
+    ));
 
     tracing::info!(topics = ?config.sources.iter().map(|s| &s.topic).collect::<Vec<_>>(), group = %config.kafka.group_id, "relay started");
     source::consume_loop(&consumer, &pipeline, &health, &shutdown).await;
@@ -198,8 +171,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let _ = committer.await;
     let deadline = Instant::now() + config.pipeline.drain_timeout.get();
+    let mut last_commit = Instant::now();
     while permits.available_permits() < max_in_flight && Instant::now() < deadline {
-        commit_positions(&consumer, &tracker, CommitMode::Async);
+        if last_commit.elapsed() >= Duration::from_millis(200) {
+            source::commit::commit_blocking(&consumer, &tracker, &metrics).await;
+            last_commit = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = max_in_flight - permits.available_permits();
@@ -218,7 +195,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Err(e) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(error = %e, "producer flush failed");
     }
-    commit_positions(&consumer, &tracker, CommitMode::Sync);
+    source::commit::commit_blocking(&consumer, &tracker, &metrics).await;
     metrics.in_flight_events.set(left as i64);
     drop(consumer);
     server_stop.cancel();

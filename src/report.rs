@@ -51,6 +51,8 @@ pub struct Reporter {
     dlq_topic: String,
     metrics: Arc<Metrics>,
     abort: CancellationToken,
+    /// `log.include_payloads`: put (truncated) payloads into dead-letter log lines.
+    log_payloads: bool,
 }
 
 /// Builds the result event JSON for one outcome (pure; unit-tested).
@@ -131,6 +133,7 @@ impl Reporter {
         dlq_topic: String,
         metrics: Arc<Metrics>,
         abort: CancellationToken,
+        log_payloads: bool,
     ) -> Self {
         Self {
             producer,
@@ -138,6 +141,7 @@ impl Reporter {
             dlq_topic,
             metrics,
             abort,
+            log_payloads,
         }
     }
 
@@ -245,7 +249,12 @@ impl Reporter {
                 .dead_letters
                 .with_label_values(&[dl.source, dl.reason])
                 .inc();
+            // Payloads carry personal data: only logged when the operator opted in.
+            let payload = self
+                .log_payloads
+                .then(|| String::from_utf8_lossy(&raw[..raw.len().min(2048)]).into_owned());
             tracing::warn!(
+                payload = payload.as_deref(),
                 reason = dl.reason,
                 source = dl.source,
                 topic = dl.topic,

@@ -14,14 +14,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Liveness deadline: the consume loop must tick at least this often.
-pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(30);
-/// Readiness turns red when a circuit has been open longer than this.
-pub const CIRCUIT_READY_THRESHOLD: Duration = Duration::from_secs(60);
-
 /// Health state written by the pipeline, read by the endpoints.
 #[derive(Debug)]
 pub struct Health {
+    liveness_deadline: Duration,
+    circuit_threshold: Duration,
     started: Instant,
     last_tick_ms: AtomicU64,
     joined: AtomicBool,
@@ -40,7 +37,17 @@ impl std::fmt::Debug for TargetRuntime {
 
 impl Default for Health {
     fn default() -> Self {
+        Self::new(Duration::from_secs(30), Duration::from_secs(60))
+    }
+}
+
+impl Health {
+    /// `liveness_deadline`: longest allowed gap between consume-loop ticks;
+    /// `circuit_threshold`: longest a circuit may be open before readiness turns red.
+    pub fn new(liveness_deadline: Duration, circuit_threshold: Duration) -> Self {
         Self {
+            liveness_deadline,
+            circuit_threshold,
             started: Instant::now(),
             last_tick_ms: AtomicU64::new(0),
             joined: AtomicBool::new(false),
@@ -49,9 +56,7 @@ impl Default for Health {
             targets: OnceLock::new(),
         }
     }
-}
 
-impl Health {
     pub fn tick(&self) {
         self.last_tick_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -77,7 +82,8 @@ impl Health {
         let now = self.started.elapsed().as_millis() as u64;
         let since = now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed));
         (
-            !self.running.load(Ordering::Relaxed) || since <= LIVENESS_DEADLINE.as_millis() as u64,
+            !self.running.load(Ordering::Relaxed)
+                || since <= self.liveness_deadline.as_millis() as u64,
             since,
         )
     }
@@ -90,7 +96,7 @@ impl Health {
         let mut circuits_ok = true;
         for t in self.targets.get().map(Vec::as_slice).unwrap_or_default() {
             let state = match t.circuit_open_for() {
-                Some(d) if d > CIRCUIT_READY_THRESHOLD => {
+                Some(d) if d > self.circuit_threshold => {
                     circuits_ok = false;
                     format!("open for {}s", d.as_secs())
                 }
@@ -184,4 +190,39 @@ pub async fn serve(
             .await;
     });
     Ok((addr, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_loop_turns_liveness_red() {
+        let h = Health::new(Duration::from_millis(20), Duration::from_secs(60));
+        h.tick();
+        assert!(h.alive().0);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!h.alive().0, "no tick for longer than the deadline");
+        h.tick();
+        assert!(h.alive().0);
+        h.set_running(false);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(h.alive().0, "a deliberate shutdown is not a stuck loop");
+    }
+
+    #[test]
+    fn readiness_names_what_is_missing() {
+        let h = Health::default();
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert_eq!(body["group_joined"], false);
+        h.set_joined(true);
+        h.set_broker_reachable(true);
+        let (ready, body) = h.readiness();
+        assert!(ready, "{body}");
+        h.set_broker_reachable(false);
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert_eq!(body["not_ready"][0], "broker unreachable");
+    }
 }

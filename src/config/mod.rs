@@ -232,6 +232,12 @@ pub struct ServerConfig {
     /// Address for `/healthz`, `/readyz` and `/metrics`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// `/healthz` turns red when the consume loop has not ticked for this long (stuck loop).
+    #[serde(default = "default_liveness_deadline")]
+    pub liveness_deadline: ConfigDuration,
+    /// `/readyz` turns red when a target's circuit has been open longer than this.
+    #[serde(default = "default_circuit_open_threshold")]
+    pub circuit_open_threshold: ConfigDuration,
 }
 
 /// Log output.
@@ -270,6 +276,12 @@ fn default_max_message_bytes() -> usize {
 fn default_listen() -> String {
     "127.0.0.1:9464".into()
 }
+fn default_liveness_deadline() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+fn default_circuit_open_threshold() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
+}
 fn default_log_format() -> String {
     "text".into()
 }
@@ -291,6 +303,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            liveness_deadline: default_liveness_deadline(),
+            circuit_open_threshold: default_circuit_open_threshold(),
         }
     }
 }

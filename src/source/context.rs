@@ -66,8 +66,18 @@ impl ConsumerContext for RelayContext {
                     "partitions revoked"
                 );
                 if commit.count() > 0 {
-                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                        tracing::warn!(error = %e, "commit on revoke failed; those events will be redelivered");
+                    match consumer.commit(&commit, CommitMode::Sync) {
+                        Ok(()) => {
+                            for e in commit.elements() {
+                                self.metrics
+                                    .offsets_committed
+                                    .with_label_values(&[e.topic(), &e.partition().to_string()])
+                                    .inc();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "commit on revoke failed; those events will be redelivered")
+                        }
                     }
                 }
                 self.health.set_joined(false);
@@ -90,27 +100,10 @@ impl ConsumerContext for RelayContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                for e in offsets.elements() {
-                    if let Offset::Offset(_) = e.offset() {
-                        self.metrics
-                            .offsets_committed
-                            .with_label_values(&[e.topic(), &e.partition().to_string()])
-                            .inc();
-                    }
-                }
-            }
-            Err(e) => {
-                for el in offsets.elements() {
-                    if let Offset::Offset(pos) = el.offset() {
-                        self.tracker
-                            .commit_failed(&(el.topic().to_string(), el.partition()), pos);
-                    }
-                }
-                tracing::debug!(error = %e, "offset commit failed; will retry");
-            }
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        // Commits are synchronous (see `source::commit`) and counted there.
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "offset commit callback reported an error");
         }
     }
 }

@@ -5,6 +5,7 @@
 //! none is left the assigned partitions are paused until one frees up, so memory stays bounded
 //! while the group membership stays alive.
 
+pub mod commit;
 pub mod context;
 pub mod offsets;
 

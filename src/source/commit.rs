@@ -1,0 +1,73 @@
+//! Offset commits: the highest contiguous finished offset of every partition, committed
+//! synchronously off the async runtime so every result is known (and counted) exactly.
+
+use super::offsets::{OffsetTracker, Tp};
+use super::RelayConsumer;
+use crate::metrics::Metrics;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Counts successful commits per partition.
+pub fn count(metrics: &Metrics, commits: &[(Tp, i64)]) {
+    for ((topic, partition), _) in commits {
+        metrics
+            .offsets_committed
+            .with_label_values(&[topic, &partition.to_string()])
+            .inc();
+    }
+}
+
+/// Commits every position that advanced; failed ones are retried on the next call.
+pub fn commit_now(consumer: &RelayConsumer, tracker: &OffsetTracker, metrics: &Metrics) {
+    let commits = tracker.take_commits();
+    if commits.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), pos) in &commits {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*pos));
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            count(metrics, &commits);
+            tracing::debug!(partitions = commits.len(), "offsets committed");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "offset commit failed; will retry");
+            for (tp, pos) in commits {
+                tracker.commit_failed(&tp, pos);
+            }
+        }
+    }
+}
+
+/// [`commit_now`] on a blocking thread.
+pub async fn commit_blocking(
+    consumer: &Arc<RelayConsumer>,
+    tracker: &Arc<OffsetTracker>,
+    metrics: &Arc<Metrics>,
+) {
+    let (c, t, m) = (consumer.clone(), tracker.clone(), metrics.clone());
+    let _ = tokio::task::spawn_blocking(move || commit_now(&c, &t, &m)).await;
+}
+
+/// Commits every `every` until `stop`.
+pub async fn commit_loop(
+    consumer: Arc<RelayConsumer>,
+    tracker: Arc<OffsetTracker>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => commit_blocking(&consumer, &tracker, &metrics).await,
+            _ = stop.cancelled() => return,
+        }
+    }
+}

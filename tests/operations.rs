@@ -1,0 +1,341 @@
+//! Operating the relay: every metric after a known workload, backpressure, health endpoints
+//! turning red for the right reasons, and logs free of secrets and personal data.
+
+mod common;
+
+use common::receiver::{Receiver, Reply};
+use common::*;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn routes(url: &str, extra_target: &str) -> String {
+    format!(
+        r#"
+[[targets]]
+name = "hook"
+kind = "webhook"
+url = "{url}/hook"
+{extra_target}
+[targets.retry]
+max_attempts = 5
+initial_backoff = "20ms"
+max_backoff = "50ms"
+[[routes]]
+name = "cards"
+events = ["Card*"]
+targets = ["hook"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_match_a_known_workload() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 2).await;
+    let rx = Receiver::start(vec![Reply::status(503)]).await;
+    let cfg = config_text(
+        &broker,
+        &topics,
+        "g-metrics",
+        "komo",
+        "",
+        &routes(&rx.url, ""),
+    );
+    let relay = Relay::start(&cfg);
+    let n = 6;
+    let mut payloads: Vec<Vec<u8>> = ids(n).iter().map(|i| komo_event(i, "CardViewed")).collect();
+    payloads.push(b"not json".to_vec()); // dead letter: not_json
+    let mut invalid: serde_json::Value =
+        serde_json::from_slice(&komo_event(&uuid::Uuid::new_v4().to_string(), "CardViewed"))
+            .unwrap();
+    invalid["score"] = "lots".into();
+    payloads.push(invalid.to_string().into_bytes()); // dead letter: invalid (strict)
+    payloads.push(komo_event(&uuid::Uuid::new_v4().to_string(), "SiteViewed")); // unrouted
+    payloads.push(komo_event(
+        &uuid::Uuid::new_v4().to_string(),
+        "PrizeAwarded",
+    )); // unknown event, unrouted
+    broker.produce(&topics.source, &payloads).await;
+    let total = payloads.len() as f64;
+
+    let results = broker
+        .read(&topics.results, n, Duration::from_secs(60))
+        .await;
+    assert_eq!(results.len(), n);
+    let src = &topics.source;
+    let ok = eventually(Duration::from_secs(20), || async {
+        let text = relay.get("/metrics").await.1;
+        metric_value(
+            &text,
+            &format!("event_relay_messages_consumed_total{{topic=\"{src}\"}}"),
+        ) == total
+            && metric_value(
+                &text,
+                "event_relay_results_produced_total{event=\"WebhookSuccess\"}",
+            ) == n as f64
+            && metric_value(
+                &text,
+                "event_relay_dead_letters_total{reason=\"invalid\",source=\"komo\"}",
+            ) == 1.0
+    })
+    .await;
+    let text = relay.get("/metrics").await.1;
+    assert!(ok, "{text}");
+    let m = |k: &str| metric_value(&text, k);
+    assert_eq!(m("event_relay_events_normalized_total{event=\"CardViewed\",source=\"komo\",status=\"valid\"}"), n as f64);
+    assert_eq!(m("event_relay_events_normalized_total{event=\"CardViewed\",source=\"komo\",status=\"invalid\"}"), 1.0);
+    assert_eq!(m("event_relay_events_normalized_total{event=\"SiteViewed\",source=\"komo\",status=\"valid\"}"), 1.0);
+    assert_eq!(m("event_relay_events_normalized_total{event=\"other\",source=\"komo\",status=\"unknown_event\"}"), 1.0);
+    assert_eq!(
+        m("event_relay_dead_letters_total{reason=\"not_json\",source=\"komo\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("event_relay_deliveries_total{outcome=\"success\",target=\"hook\"}"),
+        n as f64
+    );
+    assert_eq!(
+        m("event_relay_deliveries_total{outcome=\"error\",target=\"hook\"}"),
+        0.0
+    );
+    assert_eq!(m("event_relay_delivery_attempts_total{result=\"ok\",status_class=\"2xx\",target=\"hook\"}"), n as f64);
+    assert_eq!(m("event_relay_delivery_attempts_total{result=\"retryable\",status_class=\"5xx\",target=\"hook\"}"), 1.0);
+    assert_eq!(
+        m("event_relay_delivery_duration_seconds_count{target=\"hook\"}"),
+        n as f64
+    );
+    assert_eq!(
+        m("event_relay_request_duration_seconds_count{target=\"hook\"}"),
+        n as f64 + 1.0
+    );
+    assert_eq!(
+        m("event_relay_batch_size_count{target=\"hook\"}"),
+        n as f64 + 1.0
+    );
+    assert_eq!(
+        m("event_relay_batch_size_sum{target=\"hook\"}"),
+        n as f64 + 1.0
+    );
+    assert_eq!(m("event_relay_unrouted_total{source=\"komo\"}"), 2.0);
+    assert_eq!(
+        m("event_relay_results_produced_total{event=\"WebhookError\"}"),
+        0.0
+    );
+    assert_eq!(m("event_relay_circuit_open{target=\"hook\"}"), 0.0);
+    assert_eq!(m("event_relay_backpressure_paused"), 0.0);
+    assert_eq!(
+        m(&format!(
+            "event_relay_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert!(text.contains("event_relay_in_flight_events"));
+    // Commits and lag arrive asynchronously (commit interval, statistics interval).
+    let committed = eventually(Duration::from_secs(20), || async {
+        let text = relay.get("/metrics").await.1;
+        (0..2)
+            .map(|p| {
+                metric_value(
+                    &text,
+                    &format!(
+                        "event_relay_offsets_committed_total{{partition=\"{p}\",topic=\"{src}\"}}"
+                    ),
+                )
+            })
+            .sum::<f64>()
+            >= 1.0
+            && text.contains(&format!(
+                "event_relay_consumer_lag{{partition=\"0\",topic=\"{src}\"}} 0"
+            ))
+    })
+    .await;
+    assert!(committed, "{}", relay.get("/metrics").await.1);
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_in_flight_pauses_consumption_and_loses_nothing() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(200).delay(Duration::from_millis(300)));
+    let cfg = config_text(&broker, &topics, "g-bp", "komo", "", &routes(&rx.url, ""))
+        .replace("[pipeline]", "[pipeline]\nmax_in_flight_events = 2");
+    let relay = Relay::start(&cfg);
+    let ids = ids(12);
+    broker
+        .produce(
+            &topics.source,
+            &ids.iter()
+                .map(|i| komo_event(i, "CardViewed"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let paused = eventually(Duration::from_secs(30), || async {
+        relay.metric("event_relay_backpressure_paused").await == 1.0
+    })
+    .await;
+    assert!(paused, "consumption paused while in-flight was full");
+    assert!(relay.metric("event_relay_in_flight_events").await <= 2.0);
+    let results = broker
+        .read(&topics.results, 12, Duration::from_secs(60))
+        .await;
+    assert_eq!(results.len(), 12);
+    let mut got: Vec<String> = results
+        .iter()
+        .map(|r| r.json()["source_event_id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_red_when_the_broker_goes_away() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-ready",
+        "komo",
+        "",
+        &routes(&rx.url, ""),
+    ));
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            relay.get("/readyz").await.0 == 200
+        })
+        .await
+    );
+    let (_, body) = relay.get("/readyz").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["group_joined"], true);
+    assert_eq!(v["circuits"]["hook"], "closed");
+    drop(broker); // kills tansu
+    let red = eventually(Duration::from_secs(30), || async {
+        relay.get("/readyz").await.0 == 503
+    })
+    .await;
+    let (_, body) = relay.get("/readyz").await;
+    assert!(red, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["broker_reachable"], false, "{body}");
+    assert_eq!(
+        relay.get("/healthz").await.0,
+        200,
+        "liveness stays green: the loop is alive"
+    );
+    relay.shutdown.cancel();
+}
+
+/// Runs the real binary with debug logging and checks that nothing it wrote contains a secret
+/// or the payload's personal data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_no_secrets_or_personal_data() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(400));
+    let secret_header = "Bearer hdr-secret-7f3a";
+    let signing = "whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtZm9yLXRlc3Q=";
+    let api_key = "phc_apikey_secret_91b2";
+    let extra = format!(
+        "signing_secret = \"{signing}\"\nheaders = {{ Authorization = \"${{TEST_AUTH}}\" }}"
+    );
+    let targets = format!(
+        "{}\n[[targets]]\nname = \"ph\"\nkind = \"posthog\"\nurl = \"{}\"\napi_key = \"{api_key}\"\n[[routes]]\nname = \"ph\"\ntargets = [\"ph\"]\n",
+        routes(&rx.url, &extra),
+        rx.url
+    );
+    let cfg = config_text(&broker, &topics, "g-logs", "komo", "", &targets).replace(
+        "[kafka.options]",
+        "[kafka.options]\n\"sasl.password\" = \"kafka-pw-secret-55\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, cfg).unwrap();
+
+    let check = Command::new(env!("CARGO_BIN_EXE_event-relay"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("TEST_AUTH", secret_header)
+        .output()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_event-relay"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("TEST_AUTH", secret_header)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let email = "jane.private@example.org";
+    let mut ev: serde_json::Value =
+        serde_json::from_slice(&komo_event(&uuid::Uuid::new_v4().to_string(), "CardViewed"))
+            .unwrap();
+    ev["email"] = email.into();
+    ev["first_name"] = "Janeprivate".into();
+    let mut bad = ev.clone();
+    bad["score"] = "not-a-number".into();
+    broker
+        .produce(
+            &topics.source,
+            &[ev.to_string().into_bytes(), bad.to_string().into_bytes()],
+        )
+        .await;
+    let results = broker
+        .read(&topics.results, 2, Duration::from_secs(60))
+        .await;
+    assert_eq!(results.len(), 2, "the WebhookError results were produced");
+    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(dl.len(), 1);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    logs.push_str(&String::from_utf8_lossy(&check.stdout));
+    logs.push_str(&String::from_utf8_lossy(&check.stderr));
+    assert!(
+        logs.contains("delivery failed for good"),
+        "the run was logged: {logs}"
+    );
+    assert!(logs.contains("message dead-lettered"));
+    for secret in [
+        "hdr-secret-7f3a",
+        "c2lnbmluZy1zZWNyZXQtdmFsdWUtZm9yLXRlc3Q",
+        api_key,
+        "kafka-pw-secret-55",
+        email,
+        "Janeprivate",
+    ] {
+        assert!(!logs.contains(secret), "{secret} appeared in the logs");
+    }
+    // ...nor in result events or metrics
+    for r in &results {
+        let text = String::from_utf8_lossy(&r.value);
+        for secret in ["hdr-secret-7f3a", api_key, "kafka-pw-secret-55"] {
+            assert!(!text.contains(secret));
+        }
+    }
+}
