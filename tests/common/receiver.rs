@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,6 +48,8 @@ pub struct Req {
     /// The body, gunzipped when it was gzip.
     pub body: Vec<u8>,
     pub at: Instant,
+    /// The status this request was answered with.
+    pub status: u16,
 }
 
 impl Req {
@@ -69,19 +72,38 @@ struct Inner {
     default: Option<Reply>,
     rule: Option<Rule>,
     requests: Vec<Req>,
+    /// Closed: kept-alive connections get `503` + `Connection: close`, new ones are refused.
+    closed: bool,
 }
 
 /// The receiver; stops when dropped.
 pub struct Receiver {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
-    stop: tokio_util::sync::CancellationToken,
+    stop: Mutex<tokio_util::sync::CancellationToken>,
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.stop.lock().unwrap().cancel();
     }
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    inner: Arc<Mutex<Inner>>,
+) -> tokio_util::sync::CancellationToken {
+    let app = axum::Router::new().fallback(handle).with_state(inner);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).into_future();
+        tokio::select! {
+            _ = server => {},
+            _ = s.cancelled() => {},
+        }
+    });
+    stop
 }
 
 async fn handle(
@@ -111,7 +133,16 @@ async fn handle(
         raw,
         body: decoded,
         at: Instant::now(),
+        status: 0,
     };
+    if inner.lock().unwrap().closed {
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, "closed").into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
     let reply = {
         let mut g = inner.lock().unwrap();
         let ruled = g.rule.as_ref().and_then(|r| r(&req));
@@ -119,6 +150,8 @@ async fn handle(
             .or_else(|| g.script.pop_front())
             .or_else(|| g.default.clone())
             .unwrap_or_else(|| Reply::status(200));
+        let mut req = req;
+        req.status = reply.status;
         g.requests.push(req);
         reply
     };
@@ -148,17 +181,31 @@ impl Receiver {
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
-        let stop = tokio_util::sync::CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await;
-        });
-        Self { url, inner, stop }
+        let stop = serve(listener, inner.clone());
+        Self {
+            url,
+            inner,
+            stop: Mutex::new(stop),
+        }
+    }
+
+    /// Stops listening: connections are refused until [`Receiver::reopen`].
+    pub fn close(&self) {
+        self.inner.lock().unwrap().closed = true;
+        self.stop.lock().unwrap().cancel();
+    }
+
+    /// Listens again on the same port.
+    pub async fn reopen(&self) {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.inner.lock().unwrap().closed = false;
+        *self.stop.lock().unwrap() = serve(listener, self.inner.clone());
     }
 
     /// Answer every unscripted request with `reply`.
