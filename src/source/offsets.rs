@@ -67,23 +67,15 @@ impl OffsetTracker {
         (Some(pos) != state.committed).then_some(pos)
     }
 
-    /// Registers a consumed offset as pending; returns its generation.
-    pub fn begin(&self, tp: &Tp, offset: i64) -> u64 {
+    /// Registers a consumed offset as pending; returns its generation, or `None` when the
+    /// partition is not (or no longer) assigned to us — such a message belongs to another
+    /// group member and must not be processed or committed here.
+    pub fn begin(&self, tp: &Tp, offset: i64) -> Option<u64> {
         let mut parts = self.parts.lock().unwrap();
-        if !parts.contains_key(tp) {
-            let generation = self.next_generation();
-            parts.insert(
-                tp.clone(),
-                PartitionState {
-                    generation,
-                    ..Default::default()
-                },
-            );
-        }
-        let st = parts.get_mut(tp).expect("inserted above");
+        let st = parts.get_mut(tp)?;
         st.pending.insert(offset);
         st.next = Some(st.next.map_or(offset + 1, |n| n.max(offset + 1)));
-        st.generation
+        Some(st.generation)
     }
 
     /// Marks an offset final.
@@ -190,7 +182,7 @@ mod tests {
     fn commits_highest_contiguous_finished() {
         let tr = OffsetTracker::new();
         tr.assign(tp());
-        let g = tr.begin(&tp(), 10);
+        let g = tr.begin(&tp(), 10).unwrap();
         tr.begin(&tp(), 11);
         tr.begin(&tp(), 12);
         tr.finish(&tp(), g, 11);
@@ -205,10 +197,15 @@ mod tests {
     fn stale_generation_is_ignored_after_revoke() {
         let tr = OffsetTracker::new();
         tr.assign(tp());
-        let g = tr.begin(&tp(), 5);
+        let g = tr.begin(&tp(), 5).unwrap();
         assert_eq!(tr.revoke(&tp()), Some(5));
+        assert_eq!(
+            tr.begin(&tp(), 6),
+            None,
+            "not assigned: not ours to process"
+        );
         tr.assign(tp());
-        let g2 = tr.begin(&tp(), 5);
+        let g2 = tr.begin(&tp(), 5).unwrap();
         assert_ne!(g, g2);
         tr.finish(&tp(), g, 5);
         assert_eq!(tr.pending(), 1);
@@ -217,14 +214,15 @@ mod tests {
     #[test]
     fn ticket_finishes_after_all_work() {
         let tr = OffsetTracker::new();
-        let g = tr.begin(&tp(), 0);
+        tr.assign(tp());
+        let g = tr.begin(&tp(), 0).unwrap();
         let t = Ticket::new(tr.clone(), tp(), 0, g, 2, None);
         t.finish_one();
         assert_eq!(tr.pending(), 1);
         t.finish_one();
         assert_eq!(tr.pending(), 0);
         assert_eq!(tr.take_commits(), vec![(tp(), 1)]);
-        let g = tr.begin(&tp(), 1);
+        let g = tr.begin(&tp(), 1).unwrap();
         let _t = Ticket::new(tr.clone(), tp(), 1, g, 0, None);
         assert_eq!(tr.pending(), 0);
     }
