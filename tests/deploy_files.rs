@@ -16,8 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The metrics the relay exports (issue 5). Histograms also expose `_bucket`, `_sum`
-/// and `_count` series.
-// TODO(lead): derive this from the code's metrics registry once it exists.
+/// and `_count` series. `metric_list_matches_the_code` keeps this list equal to the names
+/// defined in `src/metrics.rs`.
 const COUNTERS: &[&str] = &[
     "event_relay_messages_consumed_total",
     "event_relay_events_normalized_total",
@@ -1599,4 +1599,30 @@ fn metric_name_scanner_and_catalog_work() {
     assert_eq!(known_metric("event_relay_deliveries"), None);
     assert_eq!(port_of("0.0.0.0:9464"), Some(9464));
     assert_eq!(port_of("[::]:9464"), Some(9464));
+}
+
+/// The list above is exactly what `src/metrics.rs` defines (plus the normalizer's internal
+/// timing histogram), so dashboards and alerts are checked against the code.
+#[test]
+fn metric_list_matches_the_code() {
+    let src =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs")).unwrap();
+    let mut in_code: Vec<String> = src
+        .split('"')
+        .filter(|s| {
+            s.starts_with("event_relay_") && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .map(String::from)
+        .collect();
+    in_code.sort();
+    in_code.dedup();
+    let mut listed: Vec<String> = COUNTERS
+        .iter()
+        .chain(GAUGES)
+        .chain(HISTOGRAMS)
+        .map(|s| s.to_string())
+        .chain(["event_relay_normalize_duration_seconds".to_string()])
+        .collect();
+    listed.sort();
+    assert_eq!(in_code, listed);
 }
