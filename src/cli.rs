@@ -46,7 +46,7 @@ pub enum Command {
     Route {
         #[arg(long, short)]
         config: PathBuf,
-        /// The source topic the events would arrive on (default: the first source).
+        /// The source topic the events would arrive on (default: per line, the first source whose format fits the payload).
         #[arg(long)]
         topic: Option<String>,
     },
@@ -221,20 +221,64 @@ pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some((topic, settings)) = pick_settings(&cfg, topic.as_deref(), None) else {
+    // With --topic, that source's settings. Without, each line is read as by the first source
+    // whose format fits its shape (as it would be on that source's topic), so one input can mix
+    // Komo and acemate events and acemate events get their source's site.
+    let sources: Vec<(String, SourceSettings)> = if topic.is_some() {
+        pick_settings(&cfg, topic.as_deref(), None)
+            .into_iter()
+            .collect()
+    } else {
+        cfg.sources
+            .iter()
+            .map(|s| {
+                (
+                    s.topic.clone(),
+                    SourceSettings::from_config(s, cfg.pipeline.max_message_bytes),
+                )
+            })
+            .collect()
+    };
+    let Some(first) = sources.first() else {
         eprintln!("no matching [[sources]] entry");
         return ExitCode::from(2);
+    };
+    let detect = SourceSettings {
+        format: SourceFormat::Auto,
+        validation: config::ValidationMode::Lenient,
+        unknown_events: config::UnknownEvents::Forward,
+        ..first.1.clone()
     };
     let normalizer = Normalizer::builtin().expect("builtin catalogs compile");
     let mut rejected = false;
     for (n, line) in stdin_lines() {
-        let origin = Origin {
-            topic: topic.clone(),
+        let origin = |topic: &str| Origin {
+            topic: topic.to_string(),
             partition: 0,
             offset: n as i64 - 1,
             key: None,
         };
-        let res = match normalizer.normalize(&line, &settings, origin) {
+        let (topic, settings) = if sources.len() == 1 {
+            first
+        } else {
+            let shape = normalizer
+                .normalize(&line, &detect, origin(&first.0))
+                .ok()
+                .and_then(|r| r.events.first().map(|(e, _)| e.source));
+            sources
+                .iter()
+                .find(|(_, s)| {
+                    use crate::envelope::Source;
+                    matches!(
+                        (s.format, shape),
+                        (SourceFormat::Auto, _)
+                            | (SourceFormat::Komo, Some(Source::Komo))
+                            | (SourceFormat::Acemate, Some(Source::Acemate))
+                    )
+                })
+                .unwrap_or(first)
+        };
+        let res = match normalizer.normalize(&line, settings, origin(topic)) {
             Ok(r) => r,
             Err(e) => {
                 rejected = true;

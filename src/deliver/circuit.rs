@@ -86,6 +86,11 @@ impl Circuit {
         }
     }
 
+    /// Ends a probe that never reached the target (nothing was sent), so another can go out.
+    pub fn release_probe(&self) {
+        self.state.lock().unwrap().probing = false;
+    }
+
     /// How long the circuit has been open, if it is.
     pub fn open_for(&self) -> Option<Duration> {
         self.state.lock().unwrap().opened_at.map(|t| t.elapsed())
@@ -143,5 +148,22 @@ mod tests {
         c.record(true);
         assert!(c.open_for().is_none());
         assert_eq!(c.gauge.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_released_probe_lets_the_next_one_out() {
+        let c = Circuit::new(
+            &CircuitConfig {
+                failure_threshold: 1,
+                cool_down: ConfigDuration::from_millis(10),
+            },
+            prometheus::IntGauge::new("g", "g").unwrap(),
+        );
+        c.record(false);
+        c.admit().await; // the probe
+        c.release_probe(); // it was never sent
+        tokio::time::timeout(std::time::Duration::from_secs(2), c.admit())
+            .await
+            .expect("another probe may go out");
     }
 }

@@ -290,21 +290,46 @@ fn deliver(
                 .attempt(&name, false, err.is_retryable(), err.status());
             if err.is_retryable() {
                 rt.circuit.record(false);
+            } else if err.status().is_some() {
+                // A final answer (4xx/3xx) proves the target reachable: it resets the failure
+                // count and ends a probe (else the circuit would wait for a probe forever).
+                rt.circuit.record(true);
+            } else {
+                // Nothing was sent (body too large): free the probe slot if this held it.
+                rt.circuit.release_probe();
             }
             let split = batch.len() > 1
                 && match rt.kind {
                     TargetKind::Posthog => posthog::PosthogService::splittable(&err),
-                    TargetKind::Webhook => matches!(err.status(), Some(400) | Some(413)),
+                    TargetKind::Webhook => matches!(
+                        err,
+                        AttemptError::Fatal {
+                            status: Some(400) | Some(413) | None,
+                            ..
+                        }
+                    ),
                 };
             if split {
                 let mut left = batch;
                 let right = left.split_off(left.len() / 2);
                 let attempts = prior_attempts + st.attempts;
-                let (a, b) = tokio::join!(
-                    deliver(rt.clone(), left, attempts),
-                    deliver(rt.clone(), right, attempts)
-                );
-                return a.into_iter().chain(b).collect();
+                // The halves share this batch's request slot: they go out side by side only
+                // when another slot is free, so splitting never exceeds `max_in_flight`.
+                return match rt.slots.clone().try_acquire_owned() {
+                    Ok(extra) => {
+                        let (a, b) = tokio::join!(
+                            deliver(rt.clone(), left, attempts),
+                            deliver(rt.clone(), right, attempts)
+                        );
+                        drop(extra);
+                        a.into_iter().chain(b).collect()
+                    }
+                    Err(_) => {
+                        let mut a = deliver(rt.clone(), left, attempts).await;
+                        a.extend(deliver(rt.clone(), right, attempts).await);
+                        a
+                    }
+                };
             }
             match st.next_delay(&err) {
                 Some(wait) => {

@@ -16,6 +16,10 @@ pub struct WebhookService {
     headers: Vec<(reqwest::header::HeaderName, Template)>,
     body: BodyFormat,
     signer: Option<Signer>,
+    /// `batch_max_events` > 1: every body is a JSON array, even of one event.
+    array: bool,
+    /// `batch_max_bytes`: bound on multi-event bodies (a single event is always sent).
+    max_bytes: usize,
 }
 
 impl WebhookService {
@@ -40,6 +44,8 @@ impl WebhookService {
             headers,
             body: cfg.body,
             signer: cfg.signing_secret.as_deref().map(Signer::new).transpose()?,
+            array: cfg.batch_events() > 1,
+            max_bytes: cfg.batch_bytes(),
         })
     }
 
@@ -54,9 +60,10 @@ impl WebhookService {
         }
     }
 
-    /// The exact body bytes for a batch: one event as itself, several as a JSON array.
+    /// The exact body bytes for a batch: a JSON array on batching targets (whatever the batch's
+    /// size, so receivers always get one shape), else the one event as itself.
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
-        if batch.len() == 1 {
+        if batch.len() == 1 && !self.array {
             return self.one_body(&batch[0]);
         }
         let mut out = Vec::with_capacity(batch.len() * 600);
@@ -85,6 +92,17 @@ impl WebhookService {
         let first = &batch[0].env;
         let url = self.url.render(first, true);
         let body = self.body(batch);
+        if batch.len() > 1 && body.len() > self.max_bytes {
+            // Not sent: the caller splits the batch (the worker bounds batches by raw sizes,
+            // which can be smaller than the bodies built from them).
+            return Err(AttemptError::Fatal {
+                status: None,
+                message: format!(
+                    "request body of {} bytes exceeds batch_max_bytes",
+                    body.len()
+                ),
+            });
+        }
         let mut req = self
             .client
             .request(self.method.clone(), &url)

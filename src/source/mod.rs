@@ -287,7 +287,7 @@ fn handle(p: &Pipeline, msg: OwnedMessage, permit: OwnedSemaphorePermit) {
             .with_label_values(&[src, label, env.validation.status.as_str()])
             .inc();
         let decision = p.router.route(&env);
-        if decision.targets.is_empty() {
+        if decision.routes.is_empty() && decision.targets.is_empty() {
             p.metrics.unrouted.with_label_values(&[src]).inc();
             tracing::debug!(event_id = %env.id, event = %env.event, "unrouted");
         }
