@@ -56,6 +56,11 @@ impl ConsumerContext for RelayContext {
                 let mut commit = TopicPartitionList::new();
                 for e in tpl.elements() {
                     let tp = (e.topic().to_string(), e.partition());
+                    // A revoked partition's lag is its new owner's to report.
+                    let _ = self
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[&tp.0, &tp.1.to_string()]);
                     if let Some(pos) = self.tracker.revoke(&tp) {
                         let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(pos));
                     }
