@@ -191,17 +191,21 @@ async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery
             return;
         };
         let rt = rt.clone();
-        tokio::spawn(async move {
-            run_batch(rt, batch).await;
-            drop(permit);
-        });
+        tokio::spawn(run_batch(rt, batch, permit));
     }
 }
 
 /// Delivers a batch, then reports every event's outcome (concurrently: the producer batches
-/// them) and finishes each ticket once its result event is acknowledged.
-async fn run_batch(rt: Arc<TargetRuntime>, batch: Vec<Delivery>) {
+/// them) and finishes each ticket once its result event is acknowledged. The target's request
+/// slot is released as soon as the HTTP work is done: waiting for Kafka's acknowledgement of
+/// the result events must not hold back the next request.
+async fn run_batch(
+    rt: Arc<TargetRuntime>,
+    batch: Vec<Delivery>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let outcomes = deliver(rt.clone(), batch, 0).await;
+    drop(slot);
     let reports = outcomes.into_iter().map(|(d, outcome)| {
         let rt = rt.clone();
         async move {

@@ -9,7 +9,7 @@ use super::retry::{classify_transport, parse_retry_after, AttemptError};
 use super::Delivery;
 use crate::config::{EventNames, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::io::Write;
 
 /// PostHog refuses single events above about 1 MB.
@@ -40,54 +40,113 @@ pub fn snake_case(name: &str) -> String {
     out
 }
 
-/// The PostHog event shape of one envelope (also the webhook `body = "posthog"`).
-pub fn event_json(env: &Envelope, names: EventNames) -> Value {
-    let mut props: Map<String, Value> = env.properties.clone();
-    if let Some(s) = &env.session_id {
-        props.insert("$session_id".into(), Value::from(s.clone()));
+/// Appends a JSON string.
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
+}
+
+/// Appends `"key":` (after a comma unless `first`).
+fn put_key(buf: &mut Vec<u8>, first: &mut bool, key: &str) {
+    if !std::mem::take(first) {
+        buf.push(b',');
     }
-    props.insert("$lib".into(), Value::from("event-relay"));
-    props.insert(
-        "$lib_version".into(),
-        Value::from(env!("CARGO_PKG_VERSION")),
-    );
-    props.insert("source".into(), Value::from(env.source.as_str()));
+    put_str(buf, key);
+    buf.push(b':');
+}
+
+/// Property keys the relay sets itself (they win over same-named event properties).
+fn relay_owned(key: &str, env: &Envelope) -> bool {
+    match key {
+        "$lib" | "$lib_version" | "source" => true,
+        "$session_id" => env.session_id.is_some(),
+        "site_id" => env.site.as_ref().is_some_and(|s| s.id.is_some()),
+        "site_name" => env.site.as_ref().is_some_and(|s| s.name.is_some()),
+        "$set" => !env.user.traits.is_empty() || env.user.email.is_some(),
+        _ => false,
+    }
+}
+
+/// Writes the PostHog event shape of one envelope straight into `buf` (no intermediate maps):
+/// `{event, distinct_id, uuid, timestamp, properties}` with `$session_id`, `$lib`,
+/// `$lib_version`, `source`, `site_id`/`site_name` and `$set` (user traits + email) added.
+pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
+    buf.extend_from_slice(b"{\"event\":");
+    match names {
+        EventNames::Original => put_str(buf, &env.event),
+        EventNames::SnakeCase => put_str(buf, &snake_case(&env.event)),
+    }
+    buf.extend_from_slice(b",\"distinct_id\":");
+    let distinct = env
+        .distinct_id
+        .as_deref()
+        .or(env.session_id.as_deref())
+        .unwrap_or(&env.id);
+    put_str(buf, distinct);
+    buf.extend_from_slice(b",\"uuid\":");
+    match uuid::Uuid::parse_str(&env.id) {
+        Ok(u) => put_str(
+            buf,
+            u.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        ),
+        Err(_) => put_str(
+            buf,
+            &uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
+        ),
+    }
+    buf.extend_from_slice(b",\"timestamp\":");
+    put_str(buf, &env.timestamp);
+    buf.extend_from_slice(b",\"properties\":{");
+    let mut first = true;
+    for (k, v) in &env.properties {
+        if relay_owned(k, env) {
+            continue;
+        }
+        put_key(buf, &mut first, k);
+        serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+    }
+    if let Some(s) = &env.session_id {
+        put_key(buf, &mut first, "$session_id");
+        put_str(buf, s);
+    }
+    put_key(buf, &mut first, "$lib");
+    put_str(buf, "event-relay");
+    put_key(buf, &mut first, "$lib_version");
+    put_str(buf, env!("CARGO_PKG_VERSION"));
+    put_key(buf, &mut first, "source");
+    put_str(buf, env.source.as_str());
     if let Some(site) = &env.site {
         if let Some(id) = &site.id {
-            props.insert("site_id".into(), Value::from(id.clone()));
+            put_key(buf, &mut first, "site_id");
+            put_str(buf, id);
         }
         if let Some(name) = &site.name {
-            props.insert("site_name".into(), Value::from(name.clone()));
+            put_key(buf, &mut first, "site_name");
+            put_str(buf, name);
         }
     }
-    let mut set = env.user.traits.clone();
-    if let Some(email) = &env.user.email {
-        set.entry("email")
-            .or_insert_with(|| Value::from(email.clone()));
+    if relay_owned("$set", env) {
+        put_key(buf, &mut first, "$set");
+        buf.push(b'{');
+        let mut first_set = true;
+        for (k, v) in &env.user.traits {
+            put_key(buf, &mut first_set, k);
+            serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+        }
+        if let (Some(email), false) = (&env.user.email, env.user.traits.contains_key("email")) {
+            put_key(buf, &mut first_set, "email");
+            put_str(buf, email);
+        }
+        buf.push(b'}');
     }
-    if !set.is_empty() {
-        props.insert("$set".into(), Value::Object(set));
-    }
-    let event = match names {
-        EventNames::Original => env.event.clone(),
-        EventNames::SnakeCase => snake_case(&env.event),
-    };
-    let uuid = match uuid::Uuid::parse_str(&env.id) {
-        Ok(u) => u.to_string(),
-        Err(_) => uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
-    };
-    let distinct_id = env
-        .distinct_id
-        .clone()
-        .or_else(|| env.session_id.clone())
-        .unwrap_or_else(|| env.id.clone());
-    json!({
-        "event": event,
-        "distinct_id": distinct_id,
-        "uuid": uuid,
-        "timestamp": env.timestamp,
-        "properties": props,
-    })
+    buf.extend_from_slice(b"}}");
+}
+
+/// The PostHog event shape of one envelope as a JSON value (for `event-relay route` output).
+pub fn event_json(env: &Envelope, names: EventNames) -> Value {
+    let mut buf = Vec::with_capacity(1024);
+    write_event(&mut buf, env, names);
+    serde_json::from_slice(&buf).expect("write_event writes valid JSON")
 }
 
 /// Gzips a body (PostHog detects gzip by its magic bytes).
@@ -126,17 +185,23 @@ impl PosthogService {
 
     /// The exact JSON body for a batch (before gzip).
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
-        let events: Vec<Value> = batch
-            .iter()
-            .map(|d| event_json(&d.env, self.names))
-            .collect();
-        serde_json::to_vec(&json!({
-            "api_key": self.api_key,
-            "historical_migration": self.historical,
-            "sent_at": crate::envelope::now_rfc3339(),
-            "batch": events,
-        }))
-        .expect("JSON values serialize")
+        let estimate: usize = batch.iter().map(|d| d.raw.len() + 512).sum();
+        let mut buf = Vec::with_capacity(estimate + 256);
+        buf.extend_from_slice(b"{\"api_key\":");
+        put_str(&mut buf, &self.api_key);
+        buf.extend_from_slice(b",\"historical_migration\":");
+        buf.extend_from_slice(if self.historical { b"true" } else { b"false" });
+        buf.extend_from_slice(b",\"sent_at\":");
+        put_str(&mut buf, &crate::envelope::now_rfc3339());
+        buf.extend_from_slice(b",\"batch\":[");
+        for (i, d) in batch.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            write_event(&mut buf, &d.env, self.names);
+        }
+        buf.extend_from_slice(b"]}");
+        buf
     }
 
     pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {

@@ -51,11 +51,16 @@ impl WebhookService {
 
     fn one_body(&self, d: &Delivery) -> Vec<u8> {
         match self.body {
-            BodyFormat::Envelope => serde_json::to_vec(&*d.env).expect("envelopes serialize"),
+            BodyFormat::Envelope => {
+                let mut buf = Vec::with_capacity(d.raw.len() * 2 + 512);
+                serde_json::to_writer(&mut buf, &*d.env).expect("envelopes serialize");
+                buf
+            }
             BodyFormat::Original => d.raw.to_vec(),
             BodyFormat::Posthog => {
-                serde_json::to_vec(&super::posthog::event_json(&d.env, EventNames::Original))
-                    .expect("JSON values serialize")
+                let mut buf = Vec::with_capacity(d.raw.len() + 512);
+                super::posthog::write_event(&mut buf, &d.env, EventNames::Original);
+                buf
             }
         }
     }

@@ -94,6 +94,9 @@ pub async fn consume_loop(
     shutdown: &CancellationToken,
 ) {
     let mut stash: VecDeque<OwnedMessage> = VecDeque::new();
+    // One idle timer, re-armed only when it fires (not one timer per message).
+    let idle = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(idle);
     loop {
         health.tick();
         p.metrics
@@ -141,7 +144,10 @@ pub async fn consume_loop(
                         continue;
                     }
                 },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = &mut idle => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                    continue;
+                }
             },
         };
         handle(p, msg, permit);
