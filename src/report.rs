@@ -14,6 +14,66 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Payload prefix kept in a dead letter that Kafka refused for its size.
+const CUT_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Longest key, header value or result-event string kept in a cut-down record.
+const CUT_FIELD_BYTES: usize = 1024;
+
+/// Kafka refused the record for its size (the producer's `message.max.bytes`, or the broker's
+/// or topic's limit): sending the same record again cannot succeed.
+fn too_large(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+    )
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut_str(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The envelope as a result event may carry it when the full one is too large for Kafka: no
+/// user attributes or properties, ids and names cut to [`CUT_FIELD_BYTES`].
+fn cut_envelope(env: &Envelope) -> Envelope {
+    let cut = |s: &Option<String>| {
+        s.as_deref()
+            .map(|s| cut_str(s, CUT_FIELD_BYTES).to_string())
+    };
+    Envelope {
+        envelope_version: env.envelope_version,
+        source: env.source,
+        timestamp: env.timestamp.clone(),
+        received_at: env.received_at.clone(),
+        origin: env.origin.clone(),
+        id: cut_str(&env.id, CUT_FIELD_BYTES).to_string(),
+        event: cut_str(&env.event, CUT_FIELD_BYTES).to_string(),
+        session_id: cut(&env.session_id),
+        distinct_id: cut(&env.distinct_id),
+        site: env.site.as_ref().map(|s| crate::envelope::Site {
+            id: cut(&s.id),
+            name: cut(&s.name),
+        }),
+        user: crate::envelope::User {
+            profile_id: cut(&env.user.profile_id),
+            session_id: cut(&env.user.session_id),
+            email: cut(&env.user.email),
+            traits: Map::new(),
+        },
+        properties: Map::new(),
+        validation: crate::envelope::Validation {
+            catalog: env.validation.catalog.clone(),
+            status: env.validation.status,
+            problems: Vec::new(),
+        },
+    }
+}
+
 /// Final outcome of one (event, target) delivery.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -57,6 +117,54 @@ pub struct Reporter {
 
 /// Builds the result event JSON for one outcome (pure; unit-tested).
 pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (String, Value) {
+    let mut buf = Vec::with_capacity(1024);
+    let kind = write_result_event(&mut buf, env, target, outcome);
+    (
+        kind.to_string(),
+        serde_json::from_slice(&buf).expect("valid JSON"),
+    )
+}
+
+/// Keys of a result event that the relay sets; user attributes with these names are left out.
+const RESULT_KEYS: [&str; 17] = [
+    "id",
+    "event",
+    "timestamp",
+    "site_id",
+    "site_name",
+    "user_session_id",
+    "user_profile_id",
+    "integration_id",
+    "webhook_trigger",
+    "target",
+    "source",
+    "source_event_id",
+    "attempts",
+    "status_code",
+    "error",
+    "duration_ms",
+    "email",
+];
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
+}
+
+fn put_opt(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(buf, s),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+/// Writes the result event JSON for one outcome straight into `buf`; returns its kind.
+/// User attributes come first as separate keys; the relay's keys win on a name clash.
+pub fn write_result_event(
+    buf: &mut Vec<u8>,
+    env: &Envelope,
+    target: &TargetRef,
+    outcome: &Outcome,
+) -> &'static str {
     let kind = if outcome.success {
         "WebhookSuccess"
     } else {
@@ -66,64 +174,63 @@ pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (S
         &RELAY_NAMESPACE,
         format!("{}|{}|{}", env.id, target.guid, kind).as_bytes(),
     );
-    let mut m = Map::new();
-    // User attributes first, as separate keys; the fixed keys below win on a name clash.
+    buf.push(b'{');
     for (k, v) in &env.user.traits {
-        m.insert(k.clone(), v.clone());
-    }
-    let site = env.site.as_ref();
-    let fields: [(&str, Value); 17] = [
-        ("id", Value::from(id.to_string())),
-        ("event", Value::from(kind)),
-        ("timestamp", Value::from(now_rfc3339())),
-        (
-            "site_id",
-            site.and_then(|s| s.id.clone())
-                .map_or(Value::Null, Value::from),
-        ),
-        (
-            "site_name",
-            site.and_then(|s| s.name.clone())
-                .map_or(Value::Null, Value::from),
-        ),
-        (
-            "user_session_id",
-            env.session_id.clone().map_or(Value::Null, Value::from),
-        ),
-        (
-            "user_profile_id",
-            env.user.profile_id.clone().map_or(Value::Null, Value::from),
-        ),
-        ("integration_id", Value::from(target.guid.to_string())),
-        ("webhook_trigger", Value::from(env.event.clone())),
-        ("target", Value::from(target.name.clone())),
-        ("source", Value::from(env.source.as_str())),
-        ("source_event_id", Value::from(env.id.clone())),
-        ("attempts", Value::from(outcome.attempts)),
-        (
-            "status_code",
-            outcome.status_code.map_or(Value::Null, Value::from),
-        ),
-        (
-            "error",
-            outcome.error.clone().map_or(Value::Null, Value::from),
-        ),
-        (
-            "duration_ms",
-            Value::from(outcome.duration.as_millis() as u64),
-        ),
-        (
-            "email",
-            env.user.email.clone().map_or(Value::Null, Value::from),
-        ),
-    ];
-    for (k, v) in fields {
-        if k == "email" && v.is_null() {
+        if RESULT_KEYS.contains(&k.as_str()) {
             continue;
         }
-        m.insert(k.to_string(), v);
+        put_str(buf, k);
+        buf.push(b':');
+        serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+        buf.push(b',');
     }
-    (kind.to_string(), Value::Object(m))
+    let site = env.site.as_ref();
+    buf.extend_from_slice(b"\"id\":");
+    put_str(buf, &id.to_string());
+    buf.extend_from_slice(b",\"event\":");
+    put_str(buf, kind);
+    buf.extend_from_slice(b",\"timestamp\":");
+    put_str(buf, &now_rfc3339());
+    buf.extend_from_slice(b",\"site_id\":");
+    put_opt(buf, site.and_then(|s| s.id.as_deref()));
+    buf.extend_from_slice(b",\"site_name\":");
+    put_opt(buf, site.and_then(|s| s.name.as_deref()));
+    buf.extend_from_slice(b",\"user_session_id\":");
+    put_opt(buf, env.session_id.as_deref());
+    buf.extend_from_slice(b",\"user_profile_id\":");
+    put_opt(buf, env.user.profile_id.as_deref());
+    buf.extend_from_slice(b",\"integration_id\":");
+    put_str(buf, &target.guid.to_string());
+    buf.extend_from_slice(b",\"webhook_trigger\":");
+    put_str(buf, &env.event);
+    buf.extend_from_slice(b",\"target\":");
+    put_str(buf, &target.name);
+    buf.extend_from_slice(b",\"source\":");
+    put_str(buf, env.source.as_str());
+    buf.extend_from_slice(b",\"source_event_id\":");
+    put_str(buf, &env.id);
+    buf.extend_from_slice(format!(",\"attempts\":{}", outcome.attempts).as_bytes());
+    match outcome.status_code {
+        Some(c) => buf.extend_from_slice(format!(",\"status_code\":{c}").as_bytes()),
+        None => buf.extend_from_slice(b",\"status_code\":null"),
+    }
+    buf.extend_from_slice(b",\"error\":");
+    put_opt(buf, outcome.error.as_deref());
+    buf.extend_from_slice(format!(",\"duration_ms\":{}", outcome.duration.as_millis()).as_bytes());
+    let email = env
+        .user
+        .email
+        .as_deref()
+        .or(match env.user.traits.get("email") {
+            Some(Value::String(e)) => Some(e.as_str()),
+            _ => None,
+        });
+    if let Some(e) = email {
+        buf.extend_from_slice(b",\"email\":");
+        put_str(buf, e);
+    }
+    buf.push(b'}');
+    kind
 }
 
 impl Reporter {
@@ -149,14 +256,16 @@ impl Reporter {
         &self.producer
     }
 
-    /// Produces until acknowledged; `false` only when the relay is aborting.
+    /// Produces until acknowledged: `Ok(true)` once acknowledged, `Ok(false)` only when the relay
+    /// is aborting, `Err` when Kafka refuses the record for its size (the producer's
+    /// `message.max.bytes` or the broker's limit), which no retry can change.
     async fn produce(
         &self,
         topic: &str,
         key: &str,
         payload: &[u8],
         headers: Option<OwnedHeaders>,
-    ) -> bool {
+    ) -> Result<bool, String> {
         let mut delay = Duration::from_millis(100);
         loop {
             let mut record = FutureRecord::to(topic).key(key).payload(payload);
@@ -165,15 +274,16 @@ impl Reporter {
             }
             let sent = tokio::select! {
                 r = self.producer.send(record, Duration::from_secs(30)) => r,
-                _ = self.abort.cancelled() => return false,
+                _ = self.abort.cancelled() => return Ok(false),
             };
             match sent {
-                Ok(_) => return true,
+                Ok(_) => return Ok(true),
+                Err((e, _)) if too_large(&e) => return Err(e.to_string()),
                 Err((e, _)) => {
                     tracing::warn!(topic, error = %e, "producing to Kafka failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
-                        _ = self.abort.cancelled() => return false,
+                        _ = self.abort.cancelled() => return Ok(false),
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -181,13 +291,53 @@ impl Reporter {
         }
     }
 
+    /// Produces an already cut-down record until acknowledged. A size refusal now means the
+    /// broker's limit is absurdly low (a few KiB): it is logged as an error and retried like any
+    /// other failure until the operator raises it. `false` only when the relay is aborting.
+    async fn produce_cut(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> bool {
+        loop {
+            match self.produce(topic, key, payload, headers.clone()).await {
+                Ok(ok) => return ok,
+                Err(e) => {
+                    tracing::error!(topic, error = %e, size = payload.len(), "Kafka refuses even a cut-down record; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {},
+                        _ = self.abort.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
     /// Produces the result event for one outcome; `true` once Kafka acknowledged it.
     pub async fn result(&self, env: &Envelope, target: &TargetRef, outcome: &Outcome) -> bool {
-        let (kind, value) = result_event(env, target, outcome);
-        let payload = serde_json::to_vec(&value).expect("JSON values serialize");
-        let ok = self
+        let mut payload = Vec::with_capacity(1024);
+        let kind = write_result_event(&mut payload, env, target, outcome);
+        let ok = match self
             .produce(&self.results_topic, &env.id, &payload, None)
-            .await;
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                // The triggering event's user attributes and ids ride along, so an event with
+                // huge ones can make its result larger than Kafka takes. Retrying the same
+                // record forever would stall the partition's commits: send it without user
+                // attributes and with long values cut, marked `"truncated": true`.
+                tracing::warn!(error = %e, size = payload.len(), "result event too large for Kafka; producing it cut down");
+                let small = cut_envelope(env);
+                let (_, mut value) = result_event(&small, target, outcome);
+                value["truncated"] = Value::Bool(true);
+                let payload = serde_json::to_vec(&value).expect("JSON values serialize");
+                self.produce_cut(&self.results_topic, &small.id, &payload, None)
+                    .await
+            }
+        };
         if ok {
             self.metrics
                 .results_produced
@@ -202,48 +352,91 @@ impl Reporter {
         let partition = dl.partition.to_string();
         let offset = dl.offset.to_string();
         let problems = serde_json::to_string(&dl.problems).unwrap_or_default();
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "reason",
-                value: Some(dl.reason),
-            })
-            .insert(Header {
-                key: "error",
-                value: Some(&dl.error),
-            })
-            .insert(Header {
-                key: "problems",
-                value: Some(&problems),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(dl.source),
-            })
-            .insert(Header {
-                key: "source_topic",
-                value: Some(dl.topic),
-            })
-            .insert(Header {
-                key: "source_partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "source_offset",
-                value: Some(&offset),
-            });
-        if let Some(i) = dl.batch_index {
-            let i = i.to_string();
-            headers = headers.insert(Header {
-                key: "batch_index",
-                value: Some(&i),
-            });
-        }
+        // `cut`: the original size when the payload is cut down (see below).
+        let headers = |error: &str, problems: &str, cut: Option<usize>| {
+            let mut headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "reason",
+                    value: Some(dl.reason),
+                })
+                .insert(Header {
+                    key: "error",
+                    value: Some(error),
+                })
+                .insert(Header {
+                    key: "problems",
+                    value: Some(problems),
+                })
+                .insert(Header {
+                    key: "source",
+                    value: Some(dl.source),
+                })
+                .insert(Header {
+                    key: "source_topic",
+                    value: Some(dl.topic),
+                })
+                .insert(Header {
+                    key: "source_partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "source_offset",
+                    value: Some(&offset),
+                });
+            if let Some(i) = dl.batch_index {
+                let i = i.to_string();
+                headers = headers.insert(Header {
+                    key: "batch_index",
+                    value: Some(&i),
+                });
+            }
+            if let Some(size) = cut {
+                let size = size.to_string();
+                headers = headers
+                    .insert(Header {
+                        key: "truncated",
+                        value: Some("true"),
+                    })
+                    .insert(Header {
+                        key: "original_size",
+                        value: Some(&size),
+                    });
+            }
+            headers
+        };
         let key = key
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_else(|| format!("{}/{}/{}", dl.topic, dl.partition, dl.offset));
-        let ok = self
-            .produce(&self.dlq_topic, &key, raw, Some(headers))
-            .await;
+        let ok = match self
+            .produce(
+                &self.dlq_topic,
+                &key,
+                raw,
+                Some(headers(&dl.error, &problems, None)),
+            )
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Larger than Kafka takes (e.g. a `too_large` message, or error headers quoting
+                // huge values). Retrying the same record forever would stall the partition's
+                // commits: keep a prefix of the payload and of the headers, mark it with
+                // `truncated` / `original_size`; source_topic/partition/offset still point at
+                // the original message.
+                tracing::warn!(error = %e, size = raw.len(), reason = dl.reason, "dead letter too large for Kafka; producing it cut down");
+                self.produce_cut(
+                    &self.dlq_topic,
+                    cut_str(&key, CUT_FIELD_BYTES),
+                    &raw[..raw.len().min(CUT_PAYLOAD_BYTES)],
+                    Some(headers(
+                        cut_str(&dl.error, CUT_FIELD_BYTES),
+                        cut_str(&problems, CUT_FIELD_BYTES),
+                        Some(raw.len()),
+                    )),
+                )
+                .await
+            }
+        };
         if ok {
             self.metrics
                 .dead_letters
@@ -261,7 +454,8 @@ impl Reporter {
                 partition = dl.partition,
                 offset = dl.offset,
                 batch_index = dl.batch_index,
-                error = %dl.error,
+                // Problems may quote (attacker-sized) values: bound the log line.
+                error = %cut_str(&dl.error, CUT_FIELD_BYTES),
                 "message dead-lettered"
             );
         }
@@ -304,5 +498,43 @@ mod tests {
             ..outcome
         };
         assert_ne!(result_event(&env, &target, &ok).1["id"], v["id"]);
+    }
+
+    #[test]
+    fn cut_down_result_events_are_small_and_keep_their_identity() {
+        assert_eq!(cut_str("héllo", 2), "h", "cut at a character boundary");
+        assert_eq!(cut_str("abc", 10), "abc");
+        let mut env = crate::envelope::sample();
+        let huge = "x".repeat(2 * 1024 * 1024);
+        env.user
+            .traits
+            .insert("favourite_team".into(), Value::from(huge.clone()));
+        env.user.email = Some(huge.clone());
+        env.event = huge.clone();
+        let target = TargetRef {
+            name: "crm".into(),
+            guid: uuid::Uuid::nil(),
+        };
+        let outcome = Outcome {
+            success: true,
+            attempts: 1,
+            status_code: Some(200),
+            error: None,
+            duration: Duration::from_millis(1),
+        };
+        let small = cut_envelope(&env);
+        let (_, v) = result_event(&small, &target, &outcome);
+        assert!(serde_json::to_vec(&v).unwrap().len() < 16 * 1024);
+        assert!(v.get("favourite_team").is_none(), "user attributes dropped");
+        assert_eq!(
+            v["source_event_id"],
+            env.id.as_str(),
+            "short ids kept whole"
+        );
+        assert_eq!(
+            v["id"],
+            result_event(&env, &target, &outcome).1["id"],
+            "same result id as the full event"
+        );
     }
 }

@@ -72,7 +72,7 @@ fn expand_value(
     }
 }
 
-/// Expands `${VAR}` (and `$$` as a literal `$`) in `s`.
+/// Expands `${VAR}` references in `s` (a `$` not followed by `{` stays as it is).
 pub fn expand_str(s: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
