@@ -10,11 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The librdkafka options every relay (and the bare consumer) gets before `--kafka-option`s:
-/// tansu needs the short session for group joins; the prefetch bound is the reference config's.
+/// tansu needs the short session for group joins (librdkafka's prefetch defaults otherwise).
 pub const KAFKA_OPTIONS: &[(&str, &str)] = &[
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "500"),
-    ("queued.max.messages.kbytes", "16384"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

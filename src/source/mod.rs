@@ -40,8 +40,6 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // Bounded prefetch: memory stays small, throughput is unaffected at these sizes.
-        .set("queued.max.messages.kbytes", "16384")
         .set("statistics.interval.ms", "5000")
         .set("client.id", "event-relay");
     for (k, v) in &config.kafka.options {
