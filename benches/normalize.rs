@@ -1,1 +1,168 @@
-fn main() {}
+//! Normalizer throughput on a realistic mixed corpus built from the fixtures:
+//! ~70% acemate events (Identify properties riding along in `properties`) and ~30% Komo webhook
+//! bodies (user attributes as extra keys, numbers/booleans as strings), ~600 bytes each.
+//!
+//! `cargo bench --bench normalize` runs the criterion group (throughput in events/s) and then a
+//! plain timed loop on one thread that prints `normalize: N events/s per core`: N counts the
+//! `normalize` call plus dropping its result, per second of CPU time on one core; the figure for
+//! the `normalize` calls alone is printed alongside.
+
+use criterion::{black_box, criterion_group, Criterion, Throughput};
+
+/// The relay binary's allocator (`src/main.rs`), so the figure is what the relay gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use event_relay::config::SourceFormat;
+use event_relay::envelope::Origin;
+use event_relay::normalize::{Normalizer, SourceSettings};
+use std::time::{Duration, Instant};
+
+const CORPUS_EVENTS: usize = 1000;
+/// Rounds of the per-core loop (one second each).
+const ROUNDS: usize = 8;
+
+/// 700 acemate + 300 Komo raw events, interleaved (every tenth event: 3 Komo, 7 acemate).
+fn corpus() -> Vec<Vec<u8>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/valid_events.jsonl"
+    );
+    let text = std::fs::read_to_string(path).expect("valid_events.jsonl");
+    let (mut acemate, mut komo) = (Vec::new(), Vec::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("fixture line is JSON");
+        if v.get("distinct_id").is_some() {
+            acemate.push(line.as_bytes().to_vec());
+        } else {
+            komo.push(line.as_bytes().to_vec());
+        }
+    }
+    assert!(!acemate.is_empty() && !komo.is_empty());
+    let (mut a, mut k) = (acemate.iter().cycle(), komo.iter().cycle());
+    (0..CORPUS_EVENTS)
+        .map(|i| {
+            if i % 10 < 3 {
+                k.next().unwrap().clone()
+            } else {
+                a.next().unwrap().clone()
+            }
+        })
+        .collect()
+}
+
+fn origin(offset: i64) -> Origin {
+    Origin {
+        topic: "events".into(),
+        partition: 0,
+        offset,
+        key: None,
+    }
+}
+
+/// Normalizes the whole corpus once, dropping each result right away (as a streaming relay
+/// does after delivery). Returns the number of envelopes produced and the time spent inside
+/// the `normalize` calls alone (what the relay's `event_relay_normalize_duration_seconds`
+/// measures), when `timed`.
+fn run_once(
+    n: &Normalizer,
+    settings: &SourceSettings,
+    corpus: &[Vec<u8>],
+    timed: bool,
+) -> (usize, Duration) {
+    let mut produced = 0;
+    let mut in_normalize = Duration::ZERO;
+    for (i, raw) in corpus.iter().enumerate() {
+        let origin = origin(i as i64);
+        let t = timed.then(Instant::now);
+        let out = n
+            .normalize(black_box(raw), settings, origin)
+            .expect("corpus events normalize");
+        if let Some(t) = t {
+            in_normalize += t.elapsed();
+        }
+        produced += black_box(out).events.len();
+    }
+    (produced, in_normalize)
+}
+
+fn bench_normalize(c: &mut Criterion) {
+    let n = Normalizer::builtin().expect("builtin catalogs");
+    let settings = SourceSettings::standalone(SourceFormat::Auto);
+    let corpus = corpus();
+    let bytes: usize = corpus.iter().map(Vec::len).sum();
+    assert_eq!(run_once(&n, &settings, &corpus, false).0, corpus.len());
+    let mut g = c.benchmark_group("normalize");
+    g.throughput(Throughput::Elements(corpus.len() as u64));
+    g.bench_function(
+        format!(
+            "mixed_{}_events_avg_{}_bytes",
+            corpus.len(),
+            bytes / corpus.len()
+        ),
+        |b| b.iter(|| run_once(&n, &settings, &corpus, false)),
+    );
+    g.finish();
+}
+
+/// CPU time this thread has spent on a core (Linux `/proc/thread-self/schedstat`), so that
+/// time spent waiting for a core on a busy machine doesn't count; `None` elsewhere.
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    (ns > 0).then(|| Duration::from_nanos(ns))
+}
+
+/// A plain timed loop on one thread, for the figure quoted in the README: events per second
+/// of CPU time on one core, best of several one-second rounds (on a shared machine other
+/// processes only ever slow a round down). Reported for the whole loop (normalize + drop the
+/// result) and for the `normalize` calls alone (the loop's CPU time scaled by the share of
+/// wall time spent inside them).
+fn per_core_figure() {
+    let n = Normalizer::builtin().expect("builtin catalogs");
+    let settings = SourceSettings::standalone(SourceFormat::Auto);
+    let corpus = corpus();
+    let bytes: usize = corpus.iter().map(Vec::len).sum();
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(500) {
+        run_once(&n, &settings, &corpus, false);
+    }
+    // (events/s incl. drop, events/s in normalize, events, CPU seconds)
+    let mut best: Option<(f64, f64, usize, f64)> = None;
+    for _ in 0..ROUNDS {
+        let (mut events, mut in_normalize) = (0usize, Duration::ZERO);
+        let cpu0 = thread_cpu_time();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(1) {
+            let (e, t) = run_once(&n, &settings, &corpus, true);
+            events += e;
+            in_normalize += t;
+        }
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = match (cpu0, thread_cpu_time()) {
+            (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+            _ => wall,
+        };
+        let rate = events as f64 / cpu;
+        let share = (in_normalize.as_secs_f64() / wall).min(1.0);
+        if best.is_none_or(|b| rate > b.0) {
+            best = Some((rate, events as f64 / (cpu * share), events, cpu));
+        }
+    }
+    let (rate, normalize_only, events, cpu) = best.expect("rounds ran");
+    println!(
+        "normalize: {rate:.0} events/s per core (normalize + drop the envelopes; \
+         {normalize_only:.0} events/s in the normalize calls alone; best of {ROUNDS} one-second \
+         rounds, {events} events in {cpu:.2}s of CPU time; avg {} bytes, 70% acemate / 30% \
+         komo)",
+        bytes / corpus.len(),
+    );
+}
+
+criterion_group!(benches, bench_normalize);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    per_core_figure();
+}

@@ -8,6 +8,46 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small, fast, non-cryptographic string hasher (the Fx hash of rustc) for the catalogs'
+/// fixed lookup tables: they are built once from trusted data and only probed with input
+/// names, so flooding is not a concern, and SipHash would dominate the per-property cost.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Hasher state for the catalog tables.
+pub type FxBuild = BuildHasherDefault<FxHasher>;
+/// A catalog table keyed by name.
+pub type NameMap<V> = HashMap<String, V, FxBuild>;
 
 const KOMO_JSON: &str = include_str!("../catalog/komo.json");
 const ACEMATE_JSON: &str = include_str!("../catalog/acemate.json");
@@ -74,7 +114,7 @@ pub struct Prop {
     pub required: bool,
     pub nullable: bool,
     pub format: Option<Format>,
-    pub enum_values: Option<HashSet<String>>,
+    pub enum_values: Option<HashSet<String, FxBuild>>,
     pub items: Option<Box<Prop>>,
 }
 
@@ -82,9 +122,11 @@ pub struct Prop {
 #[derive(Debug)]
 pub struct EventSchema {
     pub name: String,
-    pub properties: HashMap<String, Prop>,
+    pub properties: NameMap<Prop>,
     /// Komo: the spec says user attributes / data-capture fields ride along as extra keys.
     pub extra_keys: bool,
+    /// acemate: the Identify names (sorted) this event does not define as its own properties.
+    pub identify_unclaimed: Vec<String>,
 }
 
 /// One compiled catalog.
@@ -92,10 +134,12 @@ pub struct EventSchema {
 pub struct Catalog {
     pub name: String,
     /// Fields every event of this catalog has (Komo's id, site_id, ...).
-    pub common: HashMap<String, Prop>,
+    pub common: NameMap<Prop>,
     /// acemate's Identify property set.
-    pub identify: HashMap<String, Prop>,
-    pub events: HashMap<String, EventSchema>,
+    pub identify: NameMap<Prop>,
+    /// The Identify names, sorted.
+    pub identify_names: Vec<String>,
+    pub events: NameMap<EventSchema>,
 }
 
 /// Both catalogs.
@@ -146,7 +190,7 @@ fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, String> {
     })
 }
 
-fn compile_map(raw: &BTreeMap<String, RawProp>) -> Result<HashMap<String, Prop>, String> {
+fn compile_map(raw: &BTreeMap<String, RawProp>) -> Result<NameMap<Prop>, String> {
     raw.iter()
         .map(|(k, v)| compile_prop(k, v).map(|p| (k.clone(), p)))
         .collect()
@@ -156,7 +200,8 @@ impl Catalog {
     /// Compiles a catalog from its JSON text.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let raw: RawCatalog = serde_json::from_str(text).map_err(|e| format!("catalog: {e}"))?;
-        let mut events = HashMap::new();
+        let identify_names: Vec<String> = raw.identify.keys().cloned().collect();
+        let mut events = NameMap::default();
         for (name, ev) in &raw.events {
             events.insert(
                 name.clone(),
@@ -165,12 +210,18 @@ impl Catalog {
                     properties: compile_map(&ev.properties)
                         .map_err(|e| format!("{}: event {name}: {e}", raw.catalog))?,
                     extra_keys: ev.extra_keys.as_deref().is_some_and(|k| k != "none"),
+                    identify_unclaimed: identify_names
+                        .iter()
+                        .filter(|n| !ev.properties.contains_key(*n))
+                        .cloned()
+                        .collect(),
                 },
             );
         }
         Ok(Self {
             common: compile_map(&raw.common)?,
             identify: compile_map(&raw.identify)?,
+            identify_names,
             name: raw.catalog,
             events,
         })
@@ -200,14 +251,21 @@ fn is_email(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// `8-4-4-4-12` hex digits (either case): the only 36-character form `uuid::Uuid::parse_str`
+/// accepts, checked without decoding.
+fn is_hyphenated_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && (b[8], b[13], b[18], b[23]) == (b'-', b'-', b'-', b'-')
+        && [&b[..8], &b[9..13], &b[14..18], &b[19..23], &b[24..]]
+            .iter()
+            .all(|part| part.iter().all(u8::is_ascii_hexdigit))
+}
+
 fn check_format(f: Format, s: &str) -> Result<(), &'static str> {
     let ok = match f {
         // The specs' pattern: 8-4-4-4-12 hex with a version digit of 1-8.
-        Format::Uuid => {
-            s.len() == 36
-                && uuid::Uuid::parse_str(s).is_ok()
-                && matches!(s.as_bytes()[14], b'1'..=b'8')
-        }
+        Format::Uuid => is_hyphenated_uuid(s) && matches!(s.as_bytes()[14], b'1'..=b'8'),
         Format::Email => is_email(s),
         Format::DateTime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
         Format::Uri => url::Url::parse(s).is_ok(),
@@ -261,6 +319,18 @@ impl Prop {
     /// Checks (and, with `coerce`, converts string-encoded numbers/booleans in place) one value.
     /// Problems are pushed as `<path>: <rule>`.
     pub fn check(&self, value: &mut Value, path: &str, coerce: bool, problems: &mut Vec<String>) {
+        self.check_at(value, &path, coerce, problems)
+    }
+
+    /// [`Prop::check`] with the path given as anything displayable (e.g. [`PropPath`]), so it is
+    /// only rendered into a `String` when there is a problem to report.
+    pub fn check_at(
+        &self,
+        value: &mut Value,
+        path: &dyn std::fmt::Display,
+        coerce: bool,
+        problems: &mut Vec<String>,
+    ) {
         if value.is_null() {
             if !self.nullable {
                 problems.push(format!("{path}: must not be null"));
@@ -311,7 +381,7 @@ impl Prop {
             Value::Array(items) => {
                 if let Some(item) = &self.items {
                     for (i, v) in items.iter_mut().enumerate() {
-                        item.check(v, &format!("{path}[{i}]"), coerce, problems);
+                        item.check_at(v, &ItemPath(path, i), coerce, problems);
                     }
                 }
             }
@@ -329,22 +399,49 @@ impl Prop {
     }
 }
 
+/// A problem path `<prefix><name>` (e.g. `properties.` + `score`), rendered only on failure.
+pub struct PropPath<'a>(pub &'a str, pub &'a str);
+
+impl std::fmt::Display for PropPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)
+    }
+}
+
+/// The path of an array item: `<path>[<index>]`.
+struct ItemPath<'a>(&'a dyn std::fmt::Display, usize);
+
+impl std::fmt::Display for ItemPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
 /// Checks the properties of `map` that `schema` defines and reports missing required ones.
 pub fn check_props(
-    schema: &HashMap<String, Prop>,
+    schema: &NameMap<Prop>,
     map: &mut Map<String, Value>,
     prefix: &str,
     coerce: bool,
     enforce_required: bool,
     problems: &mut Vec<String>,
 ) {
-    for (name, prop) in schema {
-        match map.get_mut(name) {
-            Some(v) => prop.check(v, &format!("{prefix}{name}"), coerce, problems),
-            None if prop.required && enforce_required => {
-                problems.push(format!("{prefix}{name}: required property missing"))
+    // One pass over the keys present, each looked up in the schema (a hash probe is cheaper
+    // than a map search); the schema is walked for missing required properties only when some
+    // are actually missing.
+    let mut required_seen = 0usize;
+    for (name, v) in map.iter_mut() {
+        if let Some(prop) = schema.get(name.as_str()) {
+            required_seen += usize::from(prop.required);
+            prop.check_at(v, &PropPath(prefix, name), coerce, problems);
+        }
+    }
+    if enforce_required && required_seen < schema.values().filter(|p| p.required).count() {
+        for (name, prop) in schema {
+            if prop.required && !map.contains_key(name) {
+                problems.push(format!("{prefix}{name}: required property missing"));
             }
-            None => {}
         }
     }
 }
@@ -360,6 +457,37 @@ mod tests {
         assert_eq!(c.acemate.events.len(), 71);
         assert!(c.acemate.identify.contains_key("email"));
         assert!(c.komo.common.contains_key("site_id"));
+    }
+
+    #[test]
+    fn uuid_check_agrees_with_the_uuid_crate() {
+        let cases = [
+            "0fdbb943-511c-4220-9266-31465374f43b",
+            "0FDBB943-511C-4220-9266-31465374F43B",
+            "0fdbb943-511c-4220-9266-31465374f43",
+            "0fdbb943-511c-4220-9266-31465374f43bb",
+            "0fdbb943x511c-4220-9266-31465374f43b",
+            "0fdbb943-511c-4220-9266-31465374f43g",
+            "0fdbb943511c422092663146-5374f43b-00",
+            "{0fdbb943-511c-4220-9266-31465374f4}",
+            "urn:uuid:0fdbb943-511c-4220-9266-314",
+            "0fdbb943-511c-4220-9266-31465374f4\u{e9}",
+            "",
+        ];
+        for s in cases {
+            let crate_says = s.len() == 36 && uuid::Uuid::parse_str(s).is_ok();
+            assert_eq!(is_hyphenated_uuid(s), crate_says, "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn uuid_check_agrees_with_the_uuid_crate_on_random_input(
+            s in "[0-9a-fA-F-]{36}|[0-9a-gA-G{}:-]{30,40}|\\PC{36}"
+        ) {
+            let crate_says = s.len() == 36 && uuid::Uuid::parse_str(&s).is_ok();
+            proptest::prop_assert_eq!(is_hyphenated_uuid(&s), crate_says, "{:?}", s);
+        }
     }
 
     #[test]

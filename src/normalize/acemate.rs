@@ -10,10 +10,13 @@ use super::{
     apply_policy, as_text, event_id, event_name, limits, timestamp, validation, Ctx,
     NormalizeError, Normalized, Rejected,
 };
-use crate::catalog::{check_props, Catalog};
+use crate::catalog::{check_props, Catalog, PropPath};
 use crate::envelope::{Envelope, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// Most events accepted in one PostHog-style batch message (PostHog's own SDKs send ≤ 100).
+pub const MAX_BATCH_EVENTS: usize = 1000;
 
 pub(super) fn normalize(
     catalog: &Catalog,
@@ -29,6 +32,13 @@ pub(super) fn normalize(
         };
         if items.is_empty() {
             return Err(NormalizeError::BadShape("`batch` is empty".into()));
+        }
+        if items.len() > MAX_BATCH_EVENTS {
+            // One message must not fan out into unbounded work (dead letters, tasks).
+            return Err(NormalizeError::BadShape(format!(
+                "`batch` has {} events, more than the limit of {MAX_BATCH_EVENTS}",
+                items.len()
+            )));
         }
         let mut out = Normalized::default();
         for (index, item) in items.into_iter().enumerate() {
@@ -108,7 +118,7 @@ fn one(
     salt: usize,
 ) -> Result<Envelope, NormalizeError> {
     let event = event_name(&map)?;
-    let ts = timestamp(&map, "timestamp", ctx.received_at)?;
+    let ts = timestamp(&map, "timestamp", ctx)?;
     let mut problems = Vec::new();
     let id = event_id(map.get("uuid"), raw, salt);
     if let Some(Value::String(u)) = map.get("uuid") {
@@ -122,10 +132,19 @@ fn one(
     }
     let mut properties = take_object(&mut map, "properties", &mut problems);
     let mut traits = Map::new();
-    // Person properties: top-level and in-properties `$set` / `$set_once`.
+    // Person properties: top-level and in-properties `$set` / `$set_once`. (Keys are sorted:
+    // a look at the few up to "$set_once" tells whether `properties` has either.)
+    let inner_sets = properties
+        .keys()
+        .take_while(|k| k.as_str() <= "$set_once")
+        .any(|k| k == "$set" || k == "$set_once");
     for key in ["$set_once", "$set"] {
         let mut top = take_object(&mut map, key, &mut problems);
-        let mut inner = take_object(&mut properties, key, &mut problems);
+        let mut inner = if inner_sets {
+            take_object(&mut properties, key, &mut problems)
+        } else {
+            Map::new()
+        };
         for m in [&mut top, &mut inner] {
             for (k, v) in std::mem::take(m) {
                 traits.insert(k, v);
@@ -135,27 +154,46 @@ fn one(
     let schema = catalog.events.get(&event);
     // Identify properties ride along on every event; where the event's own catalog entry
     // defines the same name (e.g. `signup.userType`), the event's rule wins and it stays.
-    for name in catalog.identify.keys() {
-        if schema.is_some_and(|s| s.properties.contains_key(name)) {
-            continue;
+    // The names each event leaves to the Identify set are listed (sorted) once, at start-up;
+    // one in-place pass over the (sorted) properties picks them out, merge-join style.
+    let names = schema.map_or(&catalog.identify_names, |s| &s.identify_unclaimed);
+    let mut moved = Vec::with_capacity(names.len());
+    let mut next = names.iter().peekable();
+    properties.retain(|key, value| {
+        while next.next_if(|n| n.as_str() < key.as_str()).is_some() {}
+        if next.next_if(|n| *n == key).is_some() {
+            moved.push((key.clone(), std::mem::take(value)));
+            false
+        } else {
+            true
         }
-        if let Some(v) = properties.remove(name) {
-            traits.insert(name.clone(), v);
+    });
+    if traits.is_empty() {
+        traits = moved.into_iter().collect();
+    } else {
+        for (name, v) in moved {
+            traits.insert(name, v);
         }
     }
     // The Identify set is attached to every acemate event (spec: "automatically attached to
     // all events"), so its required members are enforced on catalog events and `$identify`.
     let is_identify = event == "$identify";
     let enforce = is_identify || schema.is_some();
-    for (name, prop) in &catalog.identify {
-        match traits.get_mut(name) {
-            Some(v) => prop.check(v, &format!("user.traits.{name}"), false, &mut problems),
+    let mut required_seen = 0usize;
+    for (name, v) in traits.iter_mut() {
+        if let Some(prop) = catalog.identify.get(name.as_str()) {
+            required_seen += usize::from(prop.required);
+            prop.check_at(v, &PropPath("user.traits.", name), false, &mut problems);
+        }
+    }
+    if enforce && required_seen < catalog.identify.values().filter(|p| p.required).count() {
+        for (name, prop) in &catalog.identify {
             // Claimed by the event's own schema and present there: satisfied.
-            None if properties.contains_key(name) => {}
-            None if prop.required && enforce => problems.push(format!(
-                "user.traits.{name}: required Identify property missing"
-            )),
-            None => {}
+            if prop.required && !traits.contains_key(name) && !properties.contains_key(name) {
+                problems.push(format!(
+                    "user.traits.{name}: required Identify property missing"
+                ));
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! user attribute or data-capture field and goes to `user.traits`.
 
 use super::{as_text, event_id, event_name, timestamp, validation, Ctx, NormalizeError};
-use crate::catalog::{check_props, Catalog};
+use crate::catalog::{check_props, Catalog, PropPath};
 use crate::envelope::{Envelope, Site, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 
@@ -29,7 +29,7 @@ pub(super) fn normalize(
     ctx: &Ctx<'_>,
 ) -> Result<Envelope, NormalizeError> {
     let event = event_name(&map)?;
-    let ts = timestamp(&map, "timestamp", ctx.received_at)?;
+    let ts = timestamp(&map, "timestamp", ctx)?;
     let mut problems = Vec::new();
     check_props(&catalog.common, &mut map, "", true, true, &mut problems);
 
@@ -48,8 +48,9 @@ pub(super) fn normalize(
     };
 
     let schema = catalog.events.get(&event);
-    let mut properties = Map::new();
-    let mut traits = Map::new();
+    // Gathered in key order, then each map is built in one go.
+    let mut properties = Vec::with_capacity(map.len());
+    let mut traits = Vec::with_capacity(map.len());
     for (key, mut value) in map {
         if COMMON.contains(&key.as_str()) {
             continue;
@@ -57,26 +58,28 @@ pub(super) fn normalize(
         match schema {
             Some(s) => match s.properties.get(&key) {
                 Some(prop) => {
-                    prop.check(
+                    prop.check_at(
                         &mut value,
-                        &format!("properties.{key}"),
+                        &PropPath("properties.", &key),
                         true,
                         &mut problems,
                     );
-                    properties.insert(key, value);
+                    properties.push((key, value));
                 }
                 None => {
-                    traits.insert(key, coerce_trait(value));
+                    traits.push((key, coerce_trait(value)));
                 }
             },
             None if IDENTITY_KEYS.contains(&key.as_str()) => {
-                traits.insert(key, coerce_trait(value));
+                traits.push((key, coerce_trait(value)));
             }
             None => {
-                properties.insert(key, value);
+                properties.push((key, value));
             }
         }
     }
+    let properties: Map<String, Value> = properties.into_iter().collect();
+    let traits: Map<String, Value> = traits.into_iter().collect();
     if let Some(s) = schema {
         for (name, prop) in &s.properties {
             if prop.required && !properties.contains_key(name) {

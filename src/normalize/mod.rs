@@ -147,6 +147,8 @@ pub(crate) struct Ctx<'a> {
     pub settings: &'a SourceSettings,
     pub origin: &'a Origin,
     pub received_at: &'a str,
+    /// The same instant as `received_at`.
+    pub now: chrono::DateTime<chrono::Utc>,
     pub raw: &'a [u8],
 }
 
@@ -174,11 +176,12 @@ impl Normalizer {
         let Value::Object(map) = value else {
             return Err(NormalizeError::NotObject(limits::kind(&value)));
         };
-        let received_at = crate::envelope::now_rfc3339();
+        let (now, received_at) = received_now();
         let ctx = Ctx {
             settings,
             origin: &origin,
             received_at: &received_at,
+            now,
             raw,
         };
         let use_komo = match settings.format {
@@ -199,44 +202,67 @@ impl Normalizer {
     }
 }
 
+/// The current time as [`crate::envelope::now_rfc3339`] renders it, formatted at most once per
+/// millisecond per thread (at hundreds of thousands of messages a second, most share one).
+fn received_now() -> (chrono::DateTime<chrono::Utc>, String) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let now = chrono::Utc::now();
+    let ms = now.timestamp_millis();
+    LAST.with_borrow_mut(|(last_ms, text)| {
+        if *last_ms != ms {
+            *last_ms = ms;
+            *text = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        }
+        (now, text.clone())
+    })
+}
+
 /// Komo bodies are flat with `site_id` / `user_session_id`; acemate bodies carry
 /// `distinct_id`, `properties`, `batch` or PostHog's `data` string.
+/// (Without any of the acemate keys — `distinct_id` among them — a body is Komo.)
 fn looks_like_komo(map: &Map<String, Value>) -> bool {
-    let acemate_keys = [
-        "distinct_id",
-        "properties",
-        "batch",
-        "data",
-        "uuid",
-        "api_key",
-    ];
-    if acemate_keys.iter().any(|k| map.contains_key(*k)) {
-        return false;
-    }
-    ["site_id", "user_session_id", "site_name", "user_profile_id"]
-        .iter()
-        .any(|k| map.contains_key(*k))
-        || !map.contains_key("distinct_id")
+    // One pass over the keys rather than a map search per candidate key.
+    !map.keys().any(|k| {
+        matches!(
+            k.as_str(),
+            "distinct_id" | "properties" | "batch" | "data" | "uuid" | "api_key"
+        )
+    })
 }
 
 /// Applies the strict/lenient and unknown-event policies to a freshly built envelope.
+///
+/// An event whose name is not in the catalog still has to follow the rules every event of its
+/// catalog shares (Komo's common fields; acemate's `distinct_id`, `uuid` and Identify values):
+/// a strict source dead-letters it as `invalid` when it breaks them (e.g. an acemate payload
+/// on a Komo source), a lenient one forwards it as `unknown_event` with the problems listed.
 pub(crate) fn apply_policy(env: Envelope, s: &SourceSettings) -> Result<Envelope, NormalizeError> {
+    let strict = s.validation == ValidationMode::Strict;
     match env.validation.status {
-        ValidationStatus::Invalid if s.validation == ValidationMode::Strict => {
-            Err(NormalizeError::Invalid {
-                event: env.event.clone(),
-                catalog: if env.source == crate::envelope::Source::Komo {
-                    "komo"
-                } else {
-                    "acemate"
-                },
-                problems: env.validation.problems,
-            })
+        ValidationStatus::Invalid if strict => Err(invalid(env)),
+        ValidationStatus::UnknownEvent if strict && !env.validation.problems.is_empty() => {
+            Err(invalid(env))
         }
         ValidationStatus::UnknownEvent if s.unknown_events == UnknownEvents::DeadLetter => {
             Err(NormalizeError::UnknownEvent(env.event))
         }
         _ => Ok(env),
+    }
+}
+
+fn invalid(env: Envelope) -> NormalizeError {
+    NormalizeError::Invalid {
+        catalog: if env.source == crate::envelope::Source::Komo {
+            "komo"
+        } else {
+            "acemate"
+        },
+        event: env.event,
+        problems: env.validation.problems,
     }
 }
 
@@ -273,10 +299,10 @@ pub(crate) fn event_name(map: &Map<String, Value>) -> Result<String, NormalizeEr
 pub(crate) fn timestamp(
     map: &Map<String, Value>,
     key: &str,
-    received_at: &str,
+    ctx: &Ctx<'_>,
 ) -> Result<String, NormalizeError> {
     match map.get(key) {
-        None | Some(Value::Null) => Ok(received_at.to_string()),
+        None | Some(Value::Null) => Ok(ctx.received_at.to_string()),
         Some(Value::String(s)) => {
             let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| {
                 NormalizeError::InvalidTimestamp(format!(
@@ -284,11 +310,21 @@ pub(crate) fn timestamp(
                 ))
             })?;
             let utc = t.with_timezone(&chrono::Utc);
-            let limit = chrono::Utc::now() + chrono::Duration::days(7);
+            let limit = ctx.now + chrono::Duration::days(7);
             if utc > limit {
                 return Err(NormalizeError::InvalidTimestamp(format!(
                     "`{key}` {s:?} is more than 7 days in the future"
                 )));
+            }
+            if chrono::Datelike::year(&utc) < 0 {
+                // e.g. 0000-01-01T00:00:00+14:00: in UTC before year 0000, not RFC 3339.
+                return Err(NormalizeError::InvalidTimestamp(format!(
+                    "`{key}` {s:?} is before the year 0000 in UTC"
+                )));
+            }
+            if is_canonical_utc_millis(s) {
+                // Already exactly what formatting would produce: skip the re-format.
+                return Ok(s.clone());
             }
             Ok(utc.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         }
@@ -297,6 +333,17 @@ pub(crate) fn timestamp(
             limits::kind(other)
         ))),
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (no leap second): the form [`timestamp`] normalizes to.
+fn is_canonical_utc_millis(s: &str) -> bool {
+    const DIGITS: [usize; 17] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
+    let b = s.as_bytes();
+    b.len() == 24
+        && (b[4], b[7], b[10], b[13], b[16], b[19], b[23])
+            == (b'-', b'-', b'T', b':', b':', b'.', b'Z')
+        && DIGITS.iter().all(|&i| b[i].is_ascii_digit())
+        && &b[17..19] != b"60"
 }
 
 /// The event id: the payload's id if it is a string, else a UUIDv5 of the raw bytes.
@@ -320,5 +367,7 @@ pub(crate) fn as_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

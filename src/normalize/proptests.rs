@@ -1,0 +1,555 @@
+//! Property tests: hostile or random input never panics the normalizer, and whatever it accepts
+//! comes out as serializable envelopes with a non-empty event name.
+
+use super::*;
+use proptest::prelude::*;
+
+/// The valid fixture lines (read at run time: test data is not part of the build).
+fn valid_lines() -> Vec<&'static str> {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/valid_events.jsonl"
+        );
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    });
+    text.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+fn normalizer() -> &'static Normalizer {
+    static N: std::sync::OnceLock<Normalizer> = std::sync::OnceLock::new();
+    N.get_or_init(|| Normalizer::builtin().expect("builtin catalogs"))
+}
+
+fn all_settings() -> Vec<SourceSettings> {
+    let mut out = Vec::new();
+    for format in [
+        SourceFormat::Komo,
+        SourceFormat::Acemate,
+        SourceFormat::Auto,
+    ] {
+        for validation in [ValidationMode::Strict, ValidationMode::Lenient] {
+            out.push(SourceSettings {
+                validation,
+                ..SourceSettings::standalone(format)
+            });
+        }
+    }
+    out.push(SourceSettings {
+        unknown_events: UnknownEvents::DeadLetter,
+        site_id: Some("site".into()),
+        max_message_bytes: 512,
+        ..SourceSettings::standalone(SourceFormat::Auto)
+    });
+    out
+}
+
+fn origin() -> Origin {
+    Origin {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the envelope's timestamp form (a leap second allowed).
+fn utc_millis(s: &str) -> bool {
+    is_canonical_utc_millis(s)
+        || (s.len() == 24 && is_canonical_utc_millis(&s.replace(":60.", ":59.")))
+}
+
+/// Runs every setting over `raw`; panics (failing the property) on any broken invariant.
+fn check_all(raw: &[u8]) {
+    let n = normalizer();
+    for s in all_settings() {
+        match n.normalize(raw, &s, origin()) {
+            Ok(out) => {
+                for (env, _) in &out.events {
+                    assert!(!env.event.is_empty(), "empty event from {raw:?}");
+                    assert!(!env.id.is_empty(), "empty id from {raw:?}");
+                    assert!(utc_millis(&env.timestamp), "timestamp {:?}", env.timestamp);
+                    assert!(
+                        utc_millis(&env.received_at),
+                        "received_at {:?}",
+                        env.received_at
+                    );
+                    if s.validation == ValidationMode::Strict {
+                        assert!(
+                            env.validation.problems.is_empty(),
+                            "strict forwarded {env:?}"
+                        );
+                    }
+                    let text = serde_json::to_string(env).expect("envelope serializes");
+                    let back: Value = serde_json::from_str(&text).expect("envelope JSON parses");
+                    assert!(back.is_object());
+                }
+                for r in &out.rejected {
+                    assert!(!r.error.reason().is_empty());
+                    assert!(!r.error.problems().is_empty());
+                }
+            }
+            Err(e) => {
+                assert!(!e.reason().is_empty());
+                assert!(!e.problems().is_empty());
+            }
+        }
+    }
+}
+
+/// Keys the normalizer looks at, so random objects hit its branches, plus arbitrary ones.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "event", "distinct_id", "properties", "batch", "data", "uuid", "id", "timestamp",
+            "now", "api_key", "site_id", "site_name", "user_session_id", "user_profile_id",
+            "$set", "$set_once", "$session_id", "email", "userType", "usageReasons",
+            "universityId", "isPartOfAnyClassroom", "score", "correct", "card_id", "optin",
+            "courseId", "courseType", "first_name",
+        ])
+        .prop_map(str::to_string),
+        1 => any::<String>(),
+    ]
+}
+
+/// Odd strings: empty, control characters, look-alikes of booleans, numbers, dates and uuids.
+fn odd_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "",
+            " ",
+            "\u{0}",
+            "\u{feff}",
+            "true",
+            "false",
+            "True",
+            "1",
+            "0",
+            "-0",
+            "1e400",
+            "NaN",
+            "inf",
+            "3.5",
+            "  42  ",
+            "CardViewed",
+            "$identify",
+            "$pageview",
+            "node_clicked",
+            "PrizeAwarded",
+            "2024-05-01T12:00:00.000Z",
+            "2024-05-01T12:00:00+14:00",
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "0000-01-01T00:00:00+14:00",
+            "2016-12-31T23:59:60Z",
+            "2024-13-45T99:00:00Z",
+            "yesterday",
+            "0fdbb943-511c-4220-9266-31465374f43b",
+            "0fdbb943-511c-9220-9266-31465374f43b",
+            "a@b.co",
+            "@",
+            "a@.",
+            "student",
+            "free",
+            "\u{1F600}\u{200D}",
+            "\\",
+            "\"",
+        ])
+        .prop_map(str::to_string),
+        any::<String>(),
+        "[a-z]{0,3}".prop_map(|s| s.repeat(500)),
+    ]
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop::sample::select(vec![f64::MAX, f64::MIN, f64::MIN_POSITIVE, 1e300, -1e-300])
+            .prop_map(Value::from),
+        odd_string().prop_map(Value::String),
+    ]
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(8, 96, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..10)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// An object shaped like one of the accepted payloads, with arbitrary values inside.
+fn shaped() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec((key(), arb_json()), 0..12),
+        prop::sample::select(vec!["CardViewed", "node_clicked", "$identify", "Prize", ""]),
+        0..5u8,
+    )
+        .prop_map(|(kv, event, shape)| {
+            let mut m: Map<String, Value> = kv.into_iter().collect();
+            if shape != 4 {
+                m.entry("event").or_insert_with(|| Value::from(event));
+            }
+            let obj = Value::Object(m);
+            match shape {
+                0 => serde_json::json!({"api_key": "k", "batch": [obj.clone(), obj, 5]}),
+                1 => serde_json::json!({"uuid": "x", "distinct_id": "u", "data": obj.to_string()}),
+                2 => serde_json::json!({"distinct_id": "u", "event": event, "properties": obj}),
+                _ => obj,
+            }
+        })
+}
+
+/// `depth` levels of alternating arrays/objects around a value, inside an event.
+fn deep(depth: usize, inner: Value, key_side: bool) -> Vec<u8> {
+    let mut v = inner;
+    for i in 0..depth {
+        v = if (i % 2 == 0) == key_side {
+            Value::Array(vec![v])
+        } else {
+            serde_json::json!({ "k": v })
+        };
+    }
+    // Built as text: serde_json's own Value drop/serialize would recurse as deep as we nest.
+    let text = serde_json::to_string(&v).unwrap_or_default();
+    format!(r#"{{"event":"node_clicked","distinct_id":"u","properties":{{"x":{text}}}}}"#)
+        .into_bytes()
+}
+
+/// Raw nesting beyond what a `Value` could hold safely.
+fn raw_deep(depth: usize, open: u8, close: u8, closed: bool) -> Vec<u8> {
+    let mut out = br#"{"event":"x","distinct_id":"u","properties":{"p":"#.to_vec();
+    out.extend(std::iter::repeat_n(open, depth));
+    if closed {
+        out.extend(std::iter::repeat_n(close, depth));
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+    Truncate(usize),
+    Splice(usize, String),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<usize>().prop_map(Mutation::Delete),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                "\"",
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                "null",
+                "\"\"",
+                "\\u0000",
+                "\\ud800",
+                "1e999",
+                "-",
+                "99999999999999999999999",
+                "\"event\":null,",
+                "\"batch\":[],",
+                "\"properties\":7,",
+                "\"timestamp\":\"x\",",
+                "\"$set\":[],",
+            ])
+            .prop_map(str::to_string)
+        )
+            .prop_map(|(i, s)| Mutation::Splice(i, s)),
+    ]
+}
+
+fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
+    for m in muts {
+        let len = bytes.len().max(1);
+        match m {
+            Mutation::Flip(i, b) => {
+                if !bytes.is_empty() {
+                    let i = i % bytes.len();
+                    bytes[i] ^= b | 1;
+                }
+            }
+            Mutation::Insert(i, b) => bytes.insert(i % (bytes.len() + 1), *b),
+            Mutation::Delete(i) => {
+                if !bytes.is_empty() {
+                    bytes.remove(i % len);
+                }
+            }
+            Mutation::Truncate(i) => bytes.truncate(i % len),
+            Mutation::Splice(i, s) => {
+                let at = i % (bytes.len() + 1);
+                bytes.splice(at..at, s.bytes());
+            }
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_json_never_panics(v in arb_json()) {
+        check_all(&serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn payload_shaped_json_never_panics(v in shaped()) {
+        check_all(&serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        check_all(&bytes);
+    }
+
+    #[test]
+    fn deep_nesting_never_panics(
+        depth in 0usize..200,
+        key_side in any::<bool>(),
+        inner in leaf(),
+    ) {
+        check_all(&deep(depth, inner, key_side));
+    }
+
+    #[test]
+    fn raw_deep_nesting_never_panics(
+        depth in prop_oneof![0usize..130, 1_000usize..50_000],
+        brackets in prop::sample::select(vec![(b'[', b']'), (b'{', b'}')]),
+        closed in any::<bool>(),
+    ) {
+        check_all(&raw_deep(depth, brackets.0, brackets.1, closed));
+    }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn huge_and_odd_numbers_never_panic(
+        digits in "[1-9][0-9]{0,400}",
+        exp in -1000i32..1000,
+        line in 0usize..82,
+    ) {
+        let lines = valid_lines();
+        let base: Value = serde_json::from_str(lines[line % lines.len()]).unwrap();
+        for num in [digits.clone(), format!("-{digits}"), format!("{digits}e{exp}"), format!("0.{digits}")] {
+            // Put the number (as raw JSON text) into every top-level and property slot.
+            let obj = base.as_object().unwrap();
+            for k in obj.keys() {
+                let mut m = obj.clone();
+                m.insert(k.clone(), Value::from("__N__"));
+                let text = Value::Object(m).to_string().replace("\"__N__\"", &num);
+                check_all(text.as_bytes());
+            }
+            if let Some(props) = base.get("properties").and_then(Value::as_object) {
+                for k in props.keys().take(6) {
+                    let mut v = base.clone();
+                    v["properties"][k] = Value::from("__N__");
+                    let text = v.to_string().replace("\"__N__\"", &num);
+                    check_all(text.as_bytes());
+                }
+            }
+        }
+    }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_fixture_lines_never_panic(
+        line in 0usize..82,
+        muts in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let lines = valid_lines();
+        let raw = lines[line % lines.len()].as_bytes().to_vec();
+        check_all(&apply(raw, &muts));
+    }
+
+    #[test]
+    fn fixture_lines_with_arbitrary_values_never_panic(
+        line in 0usize..82,
+        replacements in prop::collection::vec((any::<prop::sample::Index>(), arb_json(), any::<bool>()), 1..4),
+        drop_key in any::<Option<prop::sample::Index>>(),
+    ) {
+        let lines = valid_lines();
+        let mut v: Value = serde_json::from_str(lines[line % lines.len()]).unwrap();
+        for (idx, value, in_props) in replacements {
+            let target = if in_props && v.get("properties").is_some_and(Value::is_object) {
+                v["properties"].as_object_mut().unwrap()
+            } else {
+                v.as_object_mut().unwrap()
+            };
+            let keys: Vec<String> = target.keys().cloned().collect();
+            if !keys.is_empty() {
+                target.insert(idx.get(&keys).clone(), value);
+            }
+        }
+        if let Some(idx) = drop_key {
+            let m = v.as_object_mut().unwrap();
+            let keys: Vec<String> = m.keys().cloned().collect();
+            m.remove(idx.get(&keys));
+        }
+        check_all(&serde_json::to_vec(&v).unwrap());
+    }
+}
+
+#[test]
+fn valid_fixture_lines_pass_the_invariants() {
+    let lines = valid_lines();
+    assert_eq!(lines.len(), 82);
+    for l in lines {
+        check_all(l.as_bytes());
+    }
+}
+
+/// Found by the invariants above: a year-0000 time with a positive offset is before 0000 in UTC,
+/// which has no RFC 3339 form; it is an invalid timestamp, not an envelope with `-0001-...`.
+#[test]
+fn timestamps_before_year_zero_in_utc_are_rejected() {
+    let raw = br#"{"event":"$pageview","distinct_id":"u","timestamp":"0000-01-01T00:00:00+14:00"}"#;
+    let err = normalizer()
+        .normalize(
+            raw,
+            &SourceSettings::standalone(SourceFormat::Auto),
+            origin(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), "invalid_timestamp", "{err}");
+    let ok = br#"{"event":"$pageview","distinct_id":"u","timestamp":"0000-01-01T00:00:00-01:00"}"#;
+    let out = normalizer()
+        .normalize(
+            ok,
+            &SourceSettings::standalone(SourceFormat::Auto),
+            origin(),
+        )
+        .unwrap();
+    assert_eq!(out.events[0].0.timestamp, "0000-01-01T01:00:00.000Z");
+}
+
+/// The depth check as first written: a full scan of bracket depth outside strings.
+fn reference_depth_ok(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Bracket-heavy text: brackets, quotes and escapes in any order.
+fn brackety() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop::sample::select(vec![b'{', b'[', b'}', b']', b'"', b'\\', b'a', b':', b',']),
+        0..400,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The fast depth check decides exactly like the plain scan.
+    #[test]
+    fn depth_check_matches_the_reference(bytes in brackety(), max in 0usize..80) {
+        prop_assert_eq!(limits::check_depth(&bytes, max).is_ok(), reference_depth_ok(&bytes, max));
+    }
+
+    /// The parser gives the same value (or the same error) as `serde_json::from_str`.
+    #[test]
+    fn parse_matches_serde_json(v in arb_json(), muts in prop::collection::vec(mutation(), 0..3)) {
+        let text = String::from_utf8_lossy(&apply(serde_json::to_vec(&v).unwrap(), &muts)).into_owned();
+        let ours = limits::parse_str(&text);
+        let theirs: Result<Value, _> = serde_json::from_str(&text);
+        match (ours, theirs) {
+            (Err(NormalizeError::NotJson(a)), _) if text.trim().is_empty() => {
+                prop_assert_eq!(a, "empty message")
+            }
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(NormalizeError::NotJson(a)), Err(b)) => prop_assert_eq!(a, b.to_string()),
+            (a, b) => prop_assert!(false, "{text:?}: ours {a:?}, serde_json {b:?}"),
+        }
+    }
+
+    /// Duplicate keys: the last one wins, as with `serde_json::from_str`.
+    #[test]
+    fn duplicate_keys_keep_the_last_value(
+        entries in prop::collection::vec((prop::sample::select(vec!["a", "b", "event", "c"]), leaf()), 0..12),
+    ) {
+        let body: Vec<String> = entries
+            .iter()
+            .map(|(k, v)| format!("{}:{}", Value::from(*k), v))
+            .collect();
+        let text = format!("{{{}}}", body.join(","));
+        let theirs: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(limits::parse_str(&text).unwrap(), theirs);
+    }
+}
+
+proptest! {
+    /// A timestamp already in the canonical form is kept as is; that is exactly what parsing
+    /// and re-formatting it would give.
+    #[test]
+    fn canonical_timestamps_are_kept_exactly_as_formatting_would_give(
+        y in 0i32..=2030, mo in 1u32..=12, d in 1u32..=31, h in 0u32..=23, mi in 0u32..=59,
+        s in 0u32..=60, ms in 0u32..=999, offset in prop::sample::select(vec!["Z", "+00:00", "-05:30", "+14:00"]),
+    ) {
+        let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}{offset}");
+        let raw = format!(r#"{{"event":"$pageview","distinct_id":"u","timestamp":"{text}"}}"#);
+        let out = normalizer().normalize(raw.as_bytes(), &SourceSettings::standalone(SourceFormat::Acemate), origin());
+        match chrono::DateTime::parse_from_rfc3339(&text) {
+            Ok(t) if chrono::Datelike::year(&t.with_timezone(&chrono::Utc)) >= 0
+                && t < chrono::Utc::now() + chrono::Duration::days(6) =>
+            {
+                let expected = t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let out = out.unwrap();
+                prop_assert_eq!(&out.events[0].0.timestamp, &expected);
+            }
+            // Around the 7-days-ahead limit either outcome is right.
+            Ok(t) if chrono::Datelike::year(&t.with_timezone(&chrono::Utc)) >= 0
+                && t < chrono::Utc::now() + chrono::Duration::days(8) => {}
+            _ => prop_assert_eq!(out.unwrap_err().reason(), "invalid_timestamp"),
+        }
+    }
+}
