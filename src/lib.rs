@@ -217,3 +217,38 @@ pub fn init_logging(log: &config::LogConfig) {
         builder.try_init()
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::producer::BaseProducer;
+
+    /// Managed Kafka (Confluent Cloud, MSK, Aiven) needs SASL over TLS: the bundled
+    /// librdkafka must be built with OpenSSL, or creating the clients fails.
+    #[test]
+    fn sasl_ssl_clients_can_be_created() {
+        let text = r#"
+            [kafka]
+            brokers = "127.0.0.1:9"
+            group_id = "g"
+            [kafka.options]
+            "security.protocol" = "SASL_SSL"
+            "sasl.mechanisms" = "PLAIN"
+            "sasl.username" = "user"
+            "sasl.password" = "secret"
+            [[sources]]
+            topic = "in"
+            format = "auto"
+            [results]
+            topic = "results"
+            [dead_letter]
+            topic = "dlq"
+        "#;
+        let config = config::load_str(text, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let consumer: Result<BaseConsumer, _> = source::consumer_config(&config).create();
+        consumer.unwrap_or_else(|e| panic!("consumer with SASL_SSL: {e}"));
+        let producer: Result<BaseProducer, _> = producer_config(&config).create();
+        producer.unwrap_or_else(|e| panic!("producer with SASL_SSL: {e}"));
+    }
+}
