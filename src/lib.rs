@@ -204,6 +204,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
+/// Opts the process out of transparent huge pages. mimalloc asks for them where the kernel
+/// offers them (`madvise` mode), and then the heap grows and stays resident in 2 MiB steps:
+/// measured in the benchmark's batch scenario (100,000 events), peak RSS ~160 MiB with them,
+/// ~142 MiB without, at the same throughput. Best effort: on other systems, or if the call fails, nothing changes.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and only sets a flag on
+        // this process's memory descriptor; no memory is passed to the kernel.
+        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if rc != 0 {
+            tracing::debug!("prctl(PR_SET_THP_DISABLE) failed; transparent huge pages stay as the system sets them");
+        }
+    }
+}
+
 /// Sets up `tracing` from the `[log]` section (`RUST_LOG` wins when set).
 pub fn init_logging(log: &config::LogConfig) {
     use tracing_subscriber::{fmt, EnvFilter};

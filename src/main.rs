@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    event_relay::disable_transparent_huge_pages();
     let args = Cli::parse();
     match args.command {
         Command::Check { config } => cli::check(&config),

@@ -53,6 +53,9 @@ struct Args {
     /// (repeatable; e.g. fetch.wait.max.ms=10).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kv)]
     kafka_options: Vec<(String, String)>,
+    /// The relays' `pipeline.max_in_flight_events` (the bound on events held in memory).
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight_events: usize,
     /// Latency scenario: the relay's fetch.wait.max.ms (0: librdkafka's 500). tansu answers a
     /// fetch at the end of the log only when this wait expires, not when records arrive as
     /// Kafka does, so the default keeps the broker's wait out of the relay's latency.
@@ -422,6 +425,7 @@ async fn scenario(ctx: &Ctx, name: &str) -> anyhow::Result<Value> {
         targets,
         kafka_options: &kafka_options,
         keep_retrying: name == "outage",
+        max_in_flight_events: ctx.args.max_in_flight_events,
     }
     .toml();
     ctx.receiver.reset(events);
@@ -930,6 +934,7 @@ async fn main() -> anyhow::Result<()> {
             "latency_secs": ctx.args.latency_secs,
             "latency_rate": ctx.args.latency_rate,
             "latency_fetch_wait_ms": ctx.args.latency_fetch_wait_ms,
+            "max_in_flight_events": ctx.args.max_in_flight_events,
             "kafka_options": ctx.kafka_options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         },
         "scenarios": rows,

@@ -36,6 +36,8 @@ pub struct RelayConfig<'a> {
     pub kafka_options: &'a [(String, String)],
     /// Outage: keep retrying (max_elapsed 15m, max_backoff 2s) and probe the circuit every 2 s.
     pub keep_retrying: bool,
+    /// `pipeline.max_in_flight_events`.
+    pub max_in_flight_events: usize,
 }
 
 impl RelayConfig<'_> {
@@ -73,10 +75,10 @@ topic = "{}"
 topic = "{}"
 
 [pipeline]
-max_in_flight_events = 10000
+max_in_flight_events = {}
 commit_interval = "1s"
 "#,
-            self.source_topic, self.results_topic, self.dlq_topic
+            self.source_topic, self.results_topic, self.dlq_topic, self.max_in_flight_events
         );
         let retry = if self.keep_retrying {
             "\n[targets.retry]\nmax_attempts = 100000\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_elapsed = \"15m\"\n[targets.circuit]\nfailure_threshold = 20\ncool_down = \"2s\"\n"
