@@ -113,6 +113,9 @@ pub async fn consume_loop(
                 tracing::debug!("in-flight limit reached; consumption paused");
                 let permit = loop {
                     health.tick();
+                    p.metrics
+                        .in_flight_events
+                        .set((p.max_in_flight - p.permits.available_permits()) as i64);
                     tokio::select! {
                         _ = shutdown.cancelled() => {
                             p.metrics.backpressure_paused.set(0);
