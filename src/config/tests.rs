@@ -166,3 +166,25 @@ fn secrets_never_appear_in_problems() {
         assert!(!all.contains(secret), "{secret} leaked: {all}");
     }
 }
+
+#[test]
+fn options_the_relay_owns_are_rejected_with_their_key_paths() {
+    let text = example().replace(
+        "[kafka.options]",
+        "[kafka.options]\n\"enable.auto.commit\" = \"true\"\n\"group.id\" = \"x\"",
+    );
+    let err = load_str(&text, env()).unwrap_err();
+    let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+    assert!(
+        paths.contains(&"kafka.options.\"enable.auto.commit\""),
+        "{err}"
+    );
+    assert!(paths.contains(&"kafka.options.\"group.id\""), "{err}");
+    assert!(err.to_string().contains("use kafka.group_id"), "{err}");
+    // Options the relay merely defaults stay overridable.
+    let text = example().replace(
+        "[kafka.options]",
+        "[kafka.options]\n\"queued.max.messages.kbytes\" = \"65536\"",
+    );
+    load_str(&text, env()).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -137,6 +137,21 @@ pub fn check_field_path(path: &str) -> Result<(), String> {
     }
 }
 
+/// librdkafka properties the relay's guarantees depend on: overriding them through
+/// `kafka.options` would commit offsets of events whose fate is not final, or bypass the
+/// config keys that own them.
+fn managed_kafka_option(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "enable.auto.commit" | "enable.auto.offset.store" | "auto.commit.enable" => {
+            "offsets are stored and committed only once an event's fate is final"
+        }
+        "enable.partition.eof" => "the consume loop does not expect end-of-partition events",
+        "bootstrap.servers" | "metadata.broker.list" => "use kafka.brokers",
+        "group.id" => "use kafka.group_id",
+        _ => return None,
+    })
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     // Templates may only appear in path/query; substitute a placeholder to parse the rest.
     let probe = url.replace("{{", "x").replace("}}", "x");
@@ -165,6 +180,14 @@ impl Config {
         }
         if self.kafka.group_id.trim().is_empty() {
             p.push(Problem::new("kafka.group_id", "must not be empty"));
+        }
+        for key in self.kafka.options.keys() {
+            if let Some(why) = managed_kafka_option(key) {
+                p.push(Problem::new(
+                    &format!("kafka.options.\"{key}\""),
+                    format!("is set by the relay and cannot be overridden: {why}"),
+                ));
+            }
         }
         if self.sources.is_empty() {
             p.push(Problem::new(
