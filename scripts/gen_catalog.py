@@ -45,7 +45,7 @@ def die(msg):
 # --------------------------------------------------------------------------- Komo
 
 KOMO_TYPES = {  # spec type (lower-cased) -> (json type, format)
-    "guid": ("string", "uuid"),
+    "guid": ("string", "guid"),  # any 8-4-4-4-12 hex GUID: Komo's spec sets no uuid version
     "string": ("string", None),
     "timestamp": ("string", "date-time"),
     "number": ("number", None),
@@ -77,7 +77,9 @@ def komo_prop(name, typ, desc, optional, where):
         die("komo %s: unknown type %r for %s" % (where, typ, name))
     if optional.lower() not in ("true", "false"):
         die("komo %s: bad Optional %r for %s" % (where, optional, name))
-    p = {"type": t[0], "required": optional.lower() == "false", "nullable": False, "description": desc}
+    # An optional Komo field may come as null (e.g. user_profile_id of a signed-out user).
+    required = optional.lower() == "false"
+    p = {"type": t[0], "required": required, "nullable": not required, "description": desc}
     if t[1]:
         p["format"] = t[1]
     return p
@@ -195,6 +197,10 @@ def parse_ace_type(rest, where):
             note.append("spec gives a single constant 'Value: \"%s\"'; encoded as a one-element enum" % vals[0])
         rest = rest[em.end():]
     p["description"] = rest.strip()
+    if "predefined or custom" in p["description"] and "enum" in p.get("items", {}):
+        # The spec lists suggestions, not a closed set: custom values must pass.
+        vals = p["items"].pop("enum")
+        note.append("spec allows custom values ('predefined or custom'); the listed items are not enforced: %s" % ", ".join(vals))
     return p, note
 
 
@@ -313,7 +319,9 @@ def check_value(v, p, komo):
         if not isinstance(v, str):
             return "not a string"
         f = p.get("format")
-        if f == "uuid" and not (UUID_RE if komo else UUID_V18_RE).match(v):
+        if f == "uuid" and not UUID_V18_RE.match(v):
+            return "bad uuid"
+        if f == "guid" and not UUID_RE.match(v):
             return "bad uuid"
         if f == "email" and not EMAIL_RE.match(v):
             return "bad email"
@@ -404,7 +412,7 @@ def sample_value(name, p, i, komo=False, allow_null=False):
     elif p["type"] == "array":
         it = p["items"]
         return it["enum"][:2] if "enum" in it else ["exam prep", "curiosity"]
-    elif p.get("format") == "uuid":
+    elif p.get("format") in ("uuid", "guid"):
         v = duuid(name, i)
     elif p.get("format") == "email":
         v = "student%d@uni-example.de" % i
@@ -525,7 +533,7 @@ def build_invalid(valid):
     add("wrong_type", "acemate", "properties.usageReasons", a("educator_onboarding_completed", usageReasons="pass_exams"))
     add("enum", "komo", "action", k("CardAction", action="Teleport"))
     add("enum", "acemate", "properties.courseType", a("exam_generated", courseType="public"))
-    add("enum", "acemate", "properties.usageReasons", a("flashcard_deleted", usageReasons=["chat_documents", "procrastinate"]),
+    add("enum", "acemate", "properties.learningGoals", a("flashcard_deleted", learningGoals=["pass_exams", "procrastinate"]),
         "array item outside Items Enum (Identify)")
     add("enum", "acemate", "properties.type", a("template_created", type="notes"), "single 'Value:' constant")
     add("bad_uuid", "komo", "site_id", k("SiteViewed", site_id="not-a-guid"))

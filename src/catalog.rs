@@ -100,7 +100,10 @@ pub enum PropType {
 /// String formats the catalogs use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// acemate's uuid: 8-4-4-4-12 hex with a version digit of 1-8.
     Uuid,
+    /// Komo's GUID: any 8-4-4-4-12 hex (the spec sets no version).
+    Guid,
     Email,
     DateTime,
     Uri,
@@ -162,6 +165,7 @@ fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, String> {
     let format = match raw.format.as_deref() {
         None => None,
         Some("uuid") => Some(Format::Uuid),
+        Some("guid") => Some(Format::Guid),
         Some("email") => Some(Format::Email),
         Some("date-time") => Some(Format::DateTime),
         Some("uri") => Some(Format::Uri),
@@ -266,6 +270,7 @@ fn check_format(f: Format, s: &str) -> Result<(), &'static str> {
     let ok = match f {
         // The specs' pattern: 8-4-4-4-12 hex with a version digit of 1-8.
         Format::Uuid => is_hyphenated_uuid(s) && matches!(s.as_bytes()[14], b'1'..=b'8'),
+        Format::Guid => is_hyphenated_uuid(s),
         Format::Email => is_email(s),
         Format::DateTime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
         Format::Uri => url::Url::parse(s).is_ok(),
@@ -275,6 +280,7 @@ fn check_format(f: Format, s: &str) -> Result<(), &'static str> {
     } else {
         Err(match f {
             Format::Uuid => "not a valid uuid",
+            Format::Guid => "not a valid GUID (8-4-4-4-12 hex digits)",
             Format::Email => "not a valid email address",
             Format::DateTime => "not a valid RFC 3339 date-time",
             Format::Uri => "not a valid URI",

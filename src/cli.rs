@@ -334,7 +334,7 @@ pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
                 "validation": env.validation.status,
                 "routes": d.routes.iter().map(|&i| router.routes[i].name.clone()).collect::<Vec<_>>(),
                 "default_targets": d.defaulted,
-                "unrouted": d.targets.is_empty(),
+                "unrouted": d.routes.is_empty() && d.targets.is_empty(),
                 "targets": targets,
             });
             println!("{line}");

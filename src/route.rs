@@ -142,6 +142,11 @@ impl Condition {
             (Op::In(xs), Some(v)) => xs.iter().any(|x| loose_eq(v, x)),
             (Op::NotIn(xs), Some(v)) => !xs.iter().any(|x| loose_eq(v, x)),
             (Op::Matches(re), Some(Value::String(s))) => re.is_match(s),
+            // Komo sends numbers and booleans as strings and the normalizer types them: match
+            // their text form, so `matches = "^6$"` still works on a coerced `score`.
+            (Op::Matches(re), Some(v @ (Value::Number(_) | Value::Bool(_)))) => {
+                re.is_match(&v.to_string())
+            }
             (Op::Matches(_), Some(_)) => false,
             (Op::Gt(x), Some(v)) => as_number(v).is_some_and(|n| n > *x),
             (Op::Gte(x), Some(v)) => as_number(v).is_some_and(|n| n >= *x),

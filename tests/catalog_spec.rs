@@ -210,7 +210,10 @@ fn parse_acemate(text: &str) -> BTreeMap<String, SpecEvent> {
                 enum_vals: quoted_after(ty, " Enum: ")
                     .filter(|_| !ty.contains("Items Enum:"))
                     .or_else(|| quoted_after(ty, "Value: ")),
-                items_enum: quoted_after(ty, "Items Enum: "),
+                // "(can be predefined or custom)": the listed items are suggestions, and the
+                // catalog must not enforce them.
+                items_enum: quoted_after(ty, "Items Enum: ")
+                    .filter(|_| !ty.contains("predefined or custom")),
                 name_inferred: inferred,
             };
             assert!(

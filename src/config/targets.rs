@@ -33,10 +33,13 @@ pub enum BodyFormat {
 pub enum HttpMethod {
     /// POST (default).
     #[default]
+    #[serde(alias = "post", alias = "Post")]
     Post,
     /// PUT.
+    #[serde(alias = "put", alias = "Put")]
     Put,
     /// PATCH.
+    #[serde(alias = "patch", alias = "Patch")]
     Patch,
 }
 

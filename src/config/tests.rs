@@ -188,3 +188,68 @@ fn options_the_relay_owns_are_rejected_with_their_key_paths() {
     );
     load_str(&text, env()).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn where_fields_must_resolve_to_values() {
+    for ok in [
+        "event",
+        "site.id",
+        "user.email",
+        "user.traits.tenant",
+        "user.traits.a.b",
+        "properties.score",
+        "properties.a.b",
+        "origin.partition",
+        "validation.status",
+    ] {
+        assert!(validate::check_field_path(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "site",
+        "user",
+        "user.traits",
+        "properties",
+        "origin",
+        "validation",
+        "validation.problems",
+        "site.id.x",
+        "properties.",
+        "nope",
+    ] {
+        assert!(validate::check_field_path(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn batched_webhooks_reject_per_event_templates_and_host_is_never_templated() {
+    let text = r#"
+        [kafka]
+        brokers = "b:9092"
+        group_id = "g"
+        [[sources]]
+        topic = "in"
+        format = "auto"
+        [results]
+        topic = "r"
+        [dead_letter]
+        topic = "d"
+        [[targets]]
+        name = "a"
+        kind = "webhook"
+        url = "https://h.example.com/{{event}}"
+        batch_max_events = 10
+        headers = { X-Event = "{{event}}" }
+        [[targets]]
+        name = "b"
+        kind = "webhook"
+        url = "https://h.example.com/x"
+        method = "put"
+        headers = { Host = "{{site.id}}" }
+    "#;
+    let err = load_str(text, Vec::new()).unwrap_err();
+    let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"targets[0].url"), "{err}");
+    assert!(paths.contains(&"targets[0].headers.X-Event"), "{err}");
+    assert!(paths.contains(&"targets[1].headers.Host"), "{err}");
+    assert!(!paths.iter().any(|p| p.contains("method")), "{err}");
+}

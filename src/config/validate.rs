@@ -114,26 +114,31 @@ const ENVELOPE_FIELDS: &[(&str, Option<&[&str]>)] = &[
     ),
     ("properties", None),
     ("origin", Some(&["topic", "partition", "offset", "key"])),
-    ("validation", Some(&["catalog", "status", "problems"])),
+    ("validation", Some(&["catalog", "status"])),
 ];
 
-/// Checks that a dotted envelope path names a known field.
+/// Checks that a dotted envelope path names a field that `Envelope::field` can resolve to a
+/// value: objects themselves (`site`, `user`, `properties`, `user.traits`) are not values.
 pub fn check_field_path(path: &str) -> Result<(), String> {
-    let mut parts = path.split('.');
-    let root = parts.next().unwrap_or_default();
-    let Some((_, subs)) = ENVELOPE_FIELDS.iter().find(|(name, _)| *name == root) else {
-        return Err(format!("unknown envelope field {path:?}"));
+    let unknown = || Err(format!("unknown envelope field {path:?}"));
+    let parts: Vec<&str> = path.split('.').collect();
+    let Some((_, subs)) = ENVELOPE_FIELDS.iter().find(|(name, _)| *name == parts[0]) else {
+        return unknown();
     };
-    let sub = parts.next();
-    match (subs, sub) {
-        (None, _) | (Some(_), None) => Ok(()),
-        (Some(allowed), Some(s)) => {
-            if allowed.contains(&s) && (s == "traits" || parts.next().is_none()) {
-                Ok(())
-            } else {
-                Err(format!("unknown envelope field {path:?}"))
-            }
+    let ok = match (subs, &parts[1..]) {
+        // `properties.<key>[.<nested>...]`
+        (None, rest) => !rest.is_empty() && rest.iter().all(|p| !p.is_empty()),
+        (Some(allowed), []) => allowed.is_empty(),
+        (Some(allowed), [sub]) => allowed.contains(sub) && *sub != "traits",
+        // `user.traits.<key>[.<nested>...]`
+        (Some(allowed), [sub, rest @ ..]) => {
+            *sub == "traits" && allowed.contains(sub) && rest.iter().all(|p| !p.is_empty())
         }
+    };
+    if ok {
+        Ok(())
+    } else {
+        unknown()
     }
 }
 
@@ -315,11 +320,29 @@ impl Config {
                     }
                 }
             }
-            for (name, _) in t.headers.iter() {
+            let batched = t.kind == TargetKind::Webhook && t.batch_max_events.unwrap_or(1) > 1;
+            if batched && t.url.contains("{{") {
+                p.push(Problem::new(
+                    &at("url"),
+                    "a templated URL cannot be combined with batch_max_events > 1 (one request carries events with different values)",
+                ));
+            }
+            for (name, value) in t.headers.iter() {
                 if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     p.push(Problem::new(
                         &at(&format!("headers.{name}")),
                         "invalid HTTP header name",
+                    ));
+                }
+                if value.contains("{{") && name.eq_ignore_ascii_case("host") {
+                    p.push(Problem::new(
+                        &at(&format!("headers.{name}")),
+                        "the Host header cannot be templated (an event would choose the virtual host)",
+                    ));
+                } else if value.contains("{{") && batched {
+                    p.push(Problem::new(
+                        &at(&format!("headers.{name}")),
+                        "a templated header cannot be combined with batch_max_events > 1 (one request carries events with different values)",
                     ));
                 }
             }

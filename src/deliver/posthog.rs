@@ -54,10 +54,13 @@ fn put_key(buf: &mut Vec<u8>, first: &mut bool, key: &str) {
     buf.push(b':');
 }
 
-/// Property keys the relay sets itself (they win over same-named event properties).
+/// Property keys the relay sets itself (they win over same-named event properties). `source`
+/// is not among them: several acemate events carry their own `source` property (where in the
+/// app the action started), which must reach PostHog unchanged; the relay's source (komo /
+/// acemate) then goes to `relay_source` instead.
 fn relay_owned(key: &str, env: &Envelope) -> bool {
     match key {
-        "$lib" | "$lib_version" | "source" => true,
+        "$lib" | "$lib_version" => true,
         "$session_id" => env.session_id.is_some(),
         "site_id" => env.site.as_ref().is_some_and(|s| s.id.is_some()),
         "site_name" => env.site.as_ref().is_some_and(|s| s.name.is_some()),
@@ -113,7 +116,11 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
     put_str(buf, "event-relay");
     put_key(buf, &mut first, "$lib_version");
     put_str(buf, env!("CARGO_PKG_VERSION"));
-    put_key(buf, &mut first, "source");
+    if env.properties.contains_key("source") {
+        put_key(buf, &mut first, "relay_source");
+    } else {
+        put_key(buf, &mut first, "source");
+    }
     put_str(buf, env.source.as_str());
     if let Some(site) = &env.site {
         if let Some(id) = &site.id {
@@ -299,6 +306,17 @@ mod tests {
         assert_eq!(v["properties"]["site_name"], "My site");
         assert_eq!(v["properties"]["$set"]["tenant"], "acemate");
         assert_eq!(v["properties"]["score"], 7);
+        assert_eq!(v["properties"]["source"], env.source.as_str());
+    }
+
+    #[test]
+    fn an_events_own_source_property_is_kept() {
+        let mut env = crate::envelope::sample();
+        env.properties
+            .insert("source".into(), serde_json::json!("sidebar"));
+        let v = event_json(&env, EventNames::Original);
+        assert_eq!(v["properties"]["source"], "sidebar");
+        assert_eq!(v["properties"]["relay_source"], env.source.as_str());
     }
 
     #[test]

@@ -112,9 +112,26 @@ impl WebhookService {
             .client
             .request(self.method.clone(), &url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
+        // Configured headers replace the defaults (a configured Content-Type is sent once);
+        // the signing headers below are set last, so configuration cannot override them.
+        let mut configured = reqwest::header::HeaderMap::new();
         for (name, value) in &self.headers {
-            req = req.header(name.clone(), value.render(first, false));
+            let rendered = value.render(first, false);
+            match reqwest::header::HeaderValue::from_str(&rendered) {
+                Ok(v) => {
+                    configured.insert(name.clone(), v);
+                }
+                Err(_) => {
+                    return Err(AttemptError::Fatal {
+                        status: None,
+                        message: format!(
+                            "header {name}: the rendered value is not a valid HTTP header value"
+                        ),
+                    })
+                }
+            }
         }
+        req = req.headers(configured);
         if let Some(signer) = &self.signer {
             let id = Self::message_id(batch);
             let ts = chrono::Utc::now().timestamp();

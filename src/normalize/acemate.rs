@@ -207,7 +207,9 @@ fn one(
             &mut problems,
         );
     }
-    let known = schema.is_some() || is_identify || event.starts_with('$');
+    // Only `$identify` (checked against the Identify set) is known besides the catalog's events;
+    // other PostHog system events (`$pageview`, ...) are not in the catalog: `unknown_event`.
+    let known = schema.is_some() || is_identify;
     let session_id = as_text(properties.get("$session_id"));
     let email = match traits.get("email") {
         Some(Value::String(e)) => Some(e.clone()),

@@ -236,17 +236,14 @@ fn looks_like_komo(map: &Map<String, Value>) -> bool {
 
 /// Applies the strict/lenient and unknown-event policies to a freshly built envelope.
 ///
-/// An event whose name is not in the catalog still has to follow the rules every event of its
-/// catalog shares (Komo's common fields; acemate's `distinct_id`, `uuid` and Identify values):
-/// a strict source dead-letters it as `invalid` when it breaks them (e.g. an acemate payload
-/// on a Komo source), a lenient one forwards it as `unknown_event` with the problems listed.
+/// An event whose name is not in the catalog (Komo has more event types than the specs list)
+/// is forwarded as `unknown_event` in both modes, with any broken common rule of its catalog
+/// (Komo's common fields; acemate's `distinct_id`, `uuid` and Identify values) listed in
+/// `validation.problems`; only `unknown_events = "dead_letter"` sends it to the dead letters.
 pub(crate) fn apply_policy(env: Envelope, s: &SourceSettings) -> Result<Envelope, NormalizeError> {
     let strict = s.validation == ValidationMode::Strict;
     match env.validation.status {
         ValidationStatus::Invalid if strict => Err(invalid(env)),
-        ValidationStatus::UnknownEvent if strict && !env.validation.problems.is_empty() => {
-            Err(invalid(env))
-        }
         ValidationStatus::UnknownEvent if s.unknown_events == UnknownEvents::DeadLetter => {
             Err(NormalizeError::UnknownEvent(env.event))
         }
