@@ -225,6 +225,67 @@ async fn webhook_error_only_when_the_retry_budget_runs_out() {
     relay.stop().await.unwrap();
 }
 
+/// A target that stays down, with the circuit breaker on (the default): waiting for the open
+/// circuit counts against `max_elapsed`, so every event still ends in a WebhookError and its
+/// offset is committed, instead of holding the in-flight bound forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_behind_an_open_circuit_still_ends_in_webhook_errors() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(503));
+    let targets = format!(
+        r#"
+[[targets]]
+name = "hook"
+kind = "webhook"
+url = "{}/hook"
+timeout = "2s"
+[targets.retry]
+max_attempts = 1000
+initial_backoff = "100ms"
+max_backoff = "400ms"
+max_elapsed = "4s"
+[targets.circuit]
+failure_threshold = 3
+cool_down = "1s"
+[[routes]]
+name = "all"
+targets = ["hook"]
+"#,
+        rx.url
+    );
+    let relay = Relay::start(&config_text(
+        &broker,
+        &topics,
+        "g-dead-circuit",
+        "komo",
+        "",
+        &targets,
+    ));
+    let sent = ids(10);
+    broker.produce(&topics.source, &events(&sent)).await;
+    let res = results_for(&broker, &topics.results, &sent, Duration::from_secs(90)).await;
+    let acc = accounting::check(&sent, &["hook"], &rx.requests(), &res);
+    acc.assert_complete(0);
+    for r in &res {
+        assert_eq!(r.json()["event"], "WebhookError", "{}", r.json());
+    }
+    // The open circuit kept the relay from hammering: far fewer requests than events times
+    // the attempts the schedule alone would allow in 4 s.
+    assert!(
+        rx.requests().len() < 10 * 15,
+        "{} requests",
+        rx.requests().len()
+    );
+    relay.stop().await.unwrap();
+    assert_eq!(
+        broker.committed("g-dead-circuit", &topics.source, 1),
+        vec![10],
+        "every offset committed once each event's fate was final"
+    );
+}
+
 /// A server that accepts connections and never answers.
 async fn black_hole() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

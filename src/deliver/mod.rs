@@ -252,11 +252,25 @@ fn deliver(
         let name = rt.info.name.clone();
         let mut first_attempt: Option<Instant> = None;
         loop {
-            let waited = tokio::select! {
-                w = rt.circuit.admit() => w,
+            tokio::select! {
+                biased;
+                _ = rt.circuit.admit() => {}
+                _ = tokio::time::sleep(st.budget_left()) => {
+                    // The circuit stayed open for the rest of the retry budget: final.
+                    let o = Outcome {
+                        success: false,
+                        attempts: prior_attempts + st.attempts,
+                        status_code: None,
+                        error: Some(format!(
+                            "circuit open (target {name} kept failing); retry budget max_elapsed = {} spent",
+                            rt.config.retry.max_elapsed
+                        )),
+                        duration: st.elapsed(),
+                    };
+                    return batch.into_iter().map(|d| (d, o.clone())).collect();
+                }
                 _ = rt.abort.cancelled() => return Vec::new(),
-            };
-            st.add_paused(waited);
+            }
             if let Some(rate) = &rt.rate {
                 rate.acquire().await;
             }

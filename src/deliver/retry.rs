@@ -106,8 +106,6 @@ pub struct RetryState {
     config: RetryConfig,
     schedule: backon::ExponentialBackoff,
     started: Instant,
-    /// Time excluded from `max_elapsed` (waiting for an open circuit is not the event's fault).
-    paused: Duration,
     pub attempts: usize,
 }
 
@@ -123,19 +121,20 @@ impl RetryState {
             config: config.clone(),
             schedule,
             started: Instant::now(),
-            paused: Duration::ZERO,
             attempts: 0,
         }
     }
 
-    /// Excludes time spent waiting for the circuit breaker from the budget.
-    pub fn add_paused(&mut self, d: Duration) {
-        self.paused += d;
+    /// Time counted against `max_elapsed`: everything since the delivery was taken up,
+    /// including waits for an open circuit (else a dead target would hold its events, and
+    /// with them the in-flight bound, forever).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    /// Time counted against `max_elapsed`.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.paused)
+    /// What is left of `max_elapsed`.
+    pub fn budget_left(&self) -> Duration {
+        self.config.max_elapsed.get().saturating_sub(self.elapsed())
     }
 
     /// The wait before the next attempt, or `None` when the budget is spent.
