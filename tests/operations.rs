@@ -194,6 +194,58 @@ async fn full_in_flight_pauses_consumption_and_loses_nothing() {
     relay.stop().await.unwrap();
 }
 
+/// `max_in_flight_events` bounds events, not messages: a PostHog-style batch message takes one
+/// permit per event, so three 3-event messages do not fit under a bound of 4 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_messages_take_one_in_flight_permit_per_event() {
+    let broker = Broker::start();
+    let topics = Topics::create(&broker, 1).await;
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(200).delay(Duration::from_millis(400)));
+    let targets = format!(
+        "[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}/hook\"\n[[routes]]\nname = \"all\"\nevents = [\"*\"]\ntargets = [\"hook\"]\n",
+        rx.url
+    );
+    let cfg = config_text(&broker, &topics, "g-bp-batch", "acemate", "", &targets)
+        .replace("[pipeline]", "[pipeline]\nmax_in_flight_events = 4");
+    let relay = Relay::start(&cfg);
+    let ids = ids(9);
+    let messages: Vec<Vec<u8>> = ids
+        .chunks(3)
+        .map(|chunk| {
+            let batch: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|id| serde_json::json!({"event": "custom_action", "distinct_id": "u1", "uuid": id}))
+                .collect();
+            serde_json::json!({"api_key": "phc_test", "batch": batch})
+                .to_string()
+                .into_bytes()
+        })
+        .collect();
+    broker.produce(&topics.source, &messages).await;
+    let paused = eventually(Duration::from_secs(30), || async {
+        relay.metric("event_relay_backpressure_paused").await == 1.0
+    })
+    .await;
+    assert!(
+        paused,
+        "the second batch did not fit next to the first: paused"
+    );
+    assert!(relay.metric("event_relay_in_flight_events").await <= 4.0);
+    let results = broker
+        .read(&topics.results, 9, Duration::from_secs(60))
+        .await;
+    let mut got: Vec<String> = results
+        .iter()
+        .map(|r| r.json()["source_event_id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    relay.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_red_when_the_broker_goes_away() {
     let broker = Broker::start();

@@ -204,7 +204,8 @@ pub struct ConditionConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Most consumed-but-not-final messages held at once; consumption pauses at the bound.
+    /// Most consumed-but-not-final events held at once (a batch message counts each of its
+    /// events); consumption pauses at the bound.
     #[serde(
         default = "default_max_in_flight_events",
         deserialize_with = "validate::lenient_usize"

@@ -1,0 +1,301 @@
+//! One consumed message: normalize and route it (`prepare`), then, once it holds its in-flight
+//! permits, hand its deliveries to the targets and its rejections to the dead letters
+//! (`dispatch`).
+
+use super::offsets::{Ticket, Tp};
+use super::Pipeline;
+use crate::deliver::Delivery;
+use crate::envelope::Origin;
+use crate::normalize::{NormalizeError, Normalizer};
+use crate::report::DeadLetter;
+use rdkafka::message::{Message, OwnedMessage};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// The `event` metric label: catalog names as they are, anything else folded into `other`.
+fn event_label<'a>(n: &Normalizer, source: &str, event: &'a str) -> &'a str {
+    let c = n.catalogs();
+    let known = match source {
+        "komo" => c.komo.events.contains_key(event),
+        "acemate" => c.acemate.events.contains_key(event) || event == "$identify",
+        _ => false,
+    };
+    if known {
+        event
+    } else {
+        "other"
+    }
+}
+
+fn count_rejection(p: &Pipeline, source: &str, err: &NormalizeError) {
+    match err {
+        NormalizeError::Invalid { event, catalog, .. } => {
+            let label = event_label(&p.normalizer, catalog, event);
+            p.metrics
+                .events_normalized
+                .with_label_values(&[catalog, label, "invalid"])
+                .inc();
+        }
+        NormalizeError::UnknownEvent(_) => {
+            p.metrics
+                .events_normalized
+                .with_label_values(&[source, "other", "unknown_event"])
+                .inc();
+        }
+        _ => {}
+    }
+}
+
+fn source_label(err: &NormalizeError, fallback: &'static str) -> &'static str {
+    match err {
+        NormalizeError::Invalid { catalog, .. } => catalog,
+        _ => fallback,
+    }
+}
+
+/// One dead letter to write for a message (or one event of a batch).
+struct Rejection {
+    raw: Vec<u8>,
+    key: Option<Vec<u8>>,
+    err: NormalizeError,
+    batch_index: Option<usize>,
+}
+
+fn spawn_dead_letter(
+    p: &Pipeline,
+    ticket: Arc<Ticket>,
+    origin: &Origin,
+    source: &'static str,
+    r: Rejection,
+) {
+    let reporter = p.reporter.clone();
+    let origin = origin.clone();
+    tokio::spawn(async move {
+        let dl = DeadLetter {
+            source: source_label(&r.err, source),
+            topic: &origin.topic,
+            partition: origin.partition,
+            offset: origin.offset,
+            reason: r.err.reason(),
+            error: r.err.to_string(),
+            problems: r.err.problems(),
+            batch_index: r.batch_index,
+        };
+        if reporter.dead_letter(&r.raw, r.key.as_deref(), &dl).await {
+            ticket.finish_one();
+        }
+    });
+}
+
+/// What one consumed message turned into, before it takes its in-flight permits.
+pub(super) struct Job {
+    tp: Tp,
+    offset: i64,
+    generation: u64,
+    origin: Origin,
+    source: &'static str,
+    key: Option<Vec<u8>>,
+    kind: JobKind,
+}
+
+enum JobKind {
+    /// Nothing to do (a topic that is not a source): finished at once.
+    Nothing,
+    /// The whole message is rejected: one dead letter.
+    Rejected { raw: Vec<u8>, err: NormalizeError },
+    /// Events to deliver (each to its targets) and rejected events of a batch.
+    Events {
+        plan: Vec<Planned>,
+        rejected: Vec<crate::normalize::Rejected>,
+        work: usize,
+    },
+}
+
+type Planned = (Arc<crate::envelope::Envelope>, Arc<[u8]>, Vec<usize>);
+
+impl Job {
+    /// In-flight permits this message takes: one per event (a PostHog-style batch message
+    /// holds many), at least one, at most the whole bound (else it could never be admitted).
+    pub(super) fn permits(&self, max_in_flight: usize) -> u32 {
+        let n = match &self.kind {
+            JobKind::Events { plan, rejected, .. } => (plan.len() + rejected.len()).max(1),
+            _ => 1,
+        };
+        u32::try_from(n.min(max_in_flight.max(1))).unwrap_or(u32::MAX)
+    }
+}
+
+/// Normalizes and routes one message; `None` when it belongs to a partition no longer
+/// assigned (left to its new owner).
+pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
+    let tp: Tp = (msg.topic().to_string(), msg.partition());
+    let offset = msg.offset();
+    p.metrics
+        .messages_consumed
+        .with_label_values(&[&tp.0])
+        .inc();
+    let Some(generation) = p.tracker.begin(&tp, offset) else {
+        tracing::debug!(topic = %tp.0, partition = tp.1, offset, "message of a partition no longer assigned; left to its new owner");
+        return None;
+    };
+    let key = msg.key().map(<[u8]>::to_vec);
+    let Some(settings) = p.settings.get(&tp.0) else {
+        tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
+        let origin = Origin {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            offset,
+            key: None,
+        };
+        return Some(Job {
+            tp,
+            offset,
+            generation,
+            origin,
+            source: "auto",
+            key,
+            kind: JobKind::Nothing,
+        });
+    };
+    let source: &'static str = match settings.format {
+        crate::config::SourceFormat::Komo => "komo",
+        crate::config::SourceFormat::Acemate => "acemate",
+        crate::config::SourceFormat::Auto => "auto",
+    };
+    let origin = Origin {
+        topic: tp.0.clone(),
+        partition: tp.1,
+        offset,
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+    };
+    let raw = msg.payload().unwrap_or_default();
+    let t0 = Instant::now();
+    let result = p.normalizer.normalize(raw, settings, origin.clone());
+    p.metrics
+        .normalize_duration
+        .observe(t0.elapsed().as_secs_f64());
+    let normalized = match result {
+        Ok(n) => n,
+        Err(err) => {
+            count_rejection(p, source, &err);
+            return Some(Job {
+                tp,
+                offset,
+                generation,
+                origin,
+                source,
+                key,
+                kind: JobKind::Rejected {
+                    raw: raw.to_vec(),
+                    err,
+                },
+            });
+        }
+    };
+    let mut plan = Vec::with_capacity(normalized.events.len());
+    let mut work = normalized.rejected.len();
+    for (env, raw) in normalized.events {
+        let src = env.source.as_str();
+        let label = event_label(&p.normalizer, src, &env.event);
+        p.metrics
+            .events_normalized
+            .with_label_values(&[src, label, env.validation.status.as_str()])
+            .inc();
+        let decision = p.router.route(&env);
+        if decision.routes.is_empty() && decision.targets.is_empty() {
+            p.metrics.unrouted.with_label_values(&[src]).inc();
+            tracing::debug!(event_id = %env.id, event = %env.event, reason = "unrouted", "event matched no route");
+        }
+        work += decision.targets.len();
+        plan.push((Arc::new(env), raw, decision.targets));
+    }
+    Some(Job {
+        tp,
+        offset,
+        generation,
+        origin,
+        source,
+        key,
+        kind: JobKind::Events {
+            plan,
+            rejected: normalized.rejected,
+            work,
+        },
+    })
+}
+
+/// Hands a prepared message off under its permits: deliveries to the target queues, dead
+/// letters to the reporter; the permits are released when the message's fate is final.
+pub(super) fn dispatch(p: &Pipeline, job: Job, permit: OwnedSemaphorePermit) {
+    let Job {
+        tp,
+        offset,
+        generation,
+        origin,
+        source,
+        key,
+        kind,
+    } = job;
+    match kind {
+        JobKind::Nothing => {
+            Ticket::new(p.tracker.clone(), tp, offset, generation, 0, Some(permit));
+        }
+        JobKind::Rejected { raw, err } => {
+            let ticket = Ticket::new(p.tracker.clone(), tp, offset, generation, 1, Some(permit));
+            spawn_dead_letter(
+                p,
+                ticket,
+                &origin,
+                source,
+                Rejection {
+                    raw,
+                    key,
+                    err,
+                    batch_index: None,
+                },
+            );
+        }
+        JobKind::Events {
+            plan,
+            rejected,
+            work,
+        } => {
+            let ticket = Ticket::new(
+                p.tracker.clone(),
+                tp,
+                offset,
+                generation,
+                work,
+                Some(permit),
+            );
+            for r in rejected {
+                count_rejection(p, source, &r.error);
+                spawn_dead_letter(
+                    p,
+                    ticket.clone(),
+                    &origin,
+                    source,
+                    Rejection {
+                        raw: r.raw,
+                        key: key.clone(),
+                        err: r.error,
+                        batch_index: Some(r.index),
+                    },
+                );
+            }
+            for (env, raw, targets) in plan {
+                for t in targets {
+                    p.targets.submit(
+                        t,
+                        Delivery {
+                            env: env.clone(),
+                            raw: raw.clone(),
+                            ticket: ticket.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
