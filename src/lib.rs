@@ -110,6 +110,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )
     .map_err(anyhow::Error::msg)?;
     health.set_targets(targets.runtimes.clone());
+    // A target worker that dies before shutdown turns /healthz red (its queue would fill up).
+    let workers: Vec<_> = workers
+        .into_iter()
+        .zip(&config.targets)
+        .map(|(w, t)| {
+            server::watch_task(
+                health.clone(),
+                format!("target worker {}", t.name),
+                w,
+                shutdown.clone(),
+            )
+        })
+        .collect();
     let (addr, server) = server::serve(
         &config.server.listen,
         health.clone(),
@@ -152,13 +165,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
 
     // Periodic commit of the highest contiguous finished offsets.
-    let committer = tokio::spawn(source::commit::commit_loop(
-        consumer.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        config.pipeline.commit_interval.get(),
+    let committer = server::watch_task(
+        health.clone(),
+        "commit loop".into(),
+        tokio::spawn(source::commit::commit_loop(
+            consumer.clone(),
+            tracker.clone(),
+            metrics.clone(),
+            config.pipeline.commit_interval.get(),
+            shutdown.clone(),
+        )),
         shutdown.clone(),
-    ));
+    );
 
     tracing::info!(topics = ?config.sources.iter().map(|s| &s.topic).collect::<Vec<_>>(), group = %config.kafka.group_id, "relay started");
     source::consume_loop(&consumer, &pipeline, &health, &shutdown).await;

@@ -24,6 +24,8 @@ pub struct Health {
     joined: AtomicBool,
     broker_reachable: AtomicBool,
     running: AtomicBool,
+    /// Pipeline tasks (commit loop, target workers) that ended while the relay was running.
+    dead_tasks: std::sync::Mutex<Vec<String>>,
     targets: OnceLock<Vec<Arc<TargetRuntime>>>,
 }
 
@@ -53,6 +55,7 @@ impl Health {
             joined: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(false),
             running: AtomicBool::new(true),
+            dead_tasks: std::sync::Mutex::new(Vec::new()),
             targets: OnceLock::new(),
         }
     }
@@ -77,15 +80,35 @@ impl Health {
         self.joined.load(Ordering::Relaxed)
     }
 
-    /// Alive: the consume loop ticked recently (or is shutting down on purpose).
+    /// Records a pipeline task that ended (returned or panicked) while the relay was running.
+    pub fn task_died(&self, name: &str, why: &str) {
+        tracing::error!(
+            task = name,
+            error = why,
+            "pipeline task ended unexpectedly; /healthz is now red"
+        );
+        self.dead_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.to_string());
+    }
+
+    /// Pipeline tasks that died (see `task_died`).
+    pub fn dead_tasks(&self) -> Vec<String> {
+        self.dead_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Alive: the consume loop ticked recently (or is shutting down on purpose) and no other
+    /// pipeline task has died.
     pub fn alive(&self) -> (bool, u64) {
         let now = self.started.elapsed().as_millis() as u64;
         let since = now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed));
-        (
-            !self.running.load(Ordering::Relaxed)
-                || since <= self.liveness_deadline.as_millis() as u64,
-            since,
-        )
+        let ticking = !self.running.load(Ordering::Relaxed)
+            || since <= self.liveness_deadline.as_millis() as u64;
+        (ticking && self.dead_tasks().is_empty(), since)
     }
 
     /// Readiness with a JSON body naming every part's state.
@@ -144,8 +167,33 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     };
     (
         code,
-        Json(json!({"alive": alive, "last_loop_tick_ms_ago": since})),
+        Json(json!({
+            "alive": alive,
+            "last_loop_tick_ms_ago": since,
+            "dead_tasks": s.health.dead_tasks(),
+        })),
     )
+}
+
+/// Watches a pipeline task: if it ends before `shutdown` (a panic, or a loop that returned),
+/// liveness turns red so the orchestrator restarts the relay. Returns a handle that completes
+/// when the task does.
+pub fn watch_task(
+    health: Arc<Health>,
+    name: String,
+    task: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let ended = task.await;
+        if !shutdown.is_cancelled() {
+            let why = match ended {
+                Ok(()) => "returned".to_string(),
+                Err(e) => e.to_string(),
+            };
+            health.task_died(&name, &why);
+        }
+    })
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
@@ -208,6 +256,41 @@ mod tests {
         h.set_running(false);
         std::thread::sleep(Duration::from_millis(60));
         assert!(h.alive().0, "a deliberate shutdown is not a stuck loop");
+    }
+
+    #[tokio::test]
+    async fn a_dead_pipeline_task_turns_liveness_red() {
+        let h = Arc::new(Health::default());
+        h.tick();
+        let shutdown = CancellationToken::new();
+        let fine = watch_task(
+            h.clone(),
+            "commit loop".into(),
+            tokio::spawn(async {}),
+            shutdown.clone(),
+        );
+        fine.await.unwrap();
+        assert!(!h.alive().0, "a loop that returns before shutdown is dead");
+        assert_eq!(h.dead_tasks(), vec!["commit loop".to_string()]);
+
+        let h = Arc::new(Health::default());
+        h.tick();
+        let crashed = watch_task(
+            h.clone(),
+            "target worker crm".into(),
+            tokio::spawn(async { panic!("boom") }),
+            shutdown.clone(),
+        );
+        crashed.await.unwrap();
+        assert!(!h.alive().0);
+
+        let h = Arc::new(Health::default());
+        h.tick();
+        shutdown.cancel();
+        watch_task(h.clone(), "x".into(), tokio::spawn(async {}), shutdown)
+            .await
+            .unwrap();
+        assert!(h.alive().0, "ending after shutdown is not a death");
     }
 
     #[test]
