@@ -102,6 +102,8 @@ pub struct DeadLetter<'a> {
     pub error: String,
     pub problems: Vec<String>,
     pub batch_index: Option<usize>,
+    /// The source event's id, when the message parsed far enough to have one.
+    pub source_event_id: Option<&'a str>,
 }
 
 /// Producer of result events and dead letters.
@@ -390,6 +392,12 @@ impl Reporter {
                     value: Some(&i),
                 });
             }
+            if let Some(id) = dl.source_event_id {
+                headers = headers.insert(Header {
+                    key: "source_event_id",
+                    value: Some(cut_str(id, CUT_FIELD_BYTES)),
+                });
+            }
             if let Some(size) = cut {
                 let size = size.to_string();
                 headers = headers
@@ -454,6 +462,7 @@ impl Reporter {
                 partition = dl.partition,
                 offset = dl.offset,
                 batch_index = dl.batch_index,
+                source_event_id = dl.source_event_id,
                 // Problems may quote (attacker-sized) values: bound the log line.
                 error = %cut_str(&dl.error, CUT_FIELD_BYTES),
                 "message dead-lettered"

@@ -97,6 +97,7 @@ async fn strict_dead_letters_the_invalid_event_and_delivers_the_next() {
     assert_eq!(d.header("source"), Some("komo"));
     assert_eq!(d.header("source_topic"), Some(topics.source.as_str()));
     assert_eq!(d.header("source_offset"), Some("0"));
+    assert_eq!(d.header("source_event_id"), Some(bad.as_str()));
     let problems: Vec<String> =
         serde_json::from_str(d.header("problems").expect("problems header")).unwrap();
     assert!(
@@ -204,6 +205,7 @@ async fn unknown_events_can_be_dead_lettered() {
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].value, prize_bytes);
     assert_eq!(dl[0].header("reason"), Some("unknown_event"));
+    assert_eq!(dl[0].header("source_event_id"), Some(unknown.as_str()));
     assert!(dl[0].header("error").unwrap().contains("PrizeAwarded"));
     let reqs = wait_for_requests(&rx, 1).await;
     assert_eq!(reqs[0]["id"], good.as_str());

@@ -41,12 +41,22 @@ pub enum NormalizeError {
         event: String,
         catalog: &'static str,
         problems: Vec<String>,
+        /// The source event's id (for the dead-letter log line).
+        id: String,
     },
     #[error("event {0:?} is not in the catalog and unknown_events = \"dead_letter\"")]
-    UnknownEvent(String),
+    UnknownEvent(String, String),
 }
 
 impl NormalizeError {
+    /// The source event's id, when the message got far enough to have one.
+    pub fn event_id(&self) -> Option<&str> {
+        match self {
+            NormalizeError::Invalid { id, .. } | NormalizeError::UnknownEvent(_, id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// Short, low-cardinality reason code.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -59,7 +69,7 @@ impl NormalizeError {
             NormalizeError::InvalidTimestamp(_) => "invalid_timestamp",
             NormalizeError::BadShape(_) => "bad_shape",
             NormalizeError::Invalid { .. } => "invalid",
-            NormalizeError::UnknownEvent(_) => "unknown_event",
+            NormalizeError::UnknownEvent(..) => "unknown_event",
         }
     }
 
@@ -245,7 +255,7 @@ pub(crate) fn apply_policy(env: Envelope, s: &SourceSettings) -> Result<Envelope
     match env.validation.status {
         ValidationStatus::Invalid if strict => Err(invalid(env)),
         ValidationStatus::UnknownEvent if s.unknown_events == UnknownEvents::DeadLetter => {
-            Err(NormalizeError::UnknownEvent(env.event))
+            Err(NormalizeError::UnknownEvent(env.event, env.id))
         }
         _ => Ok(env),
     }
@@ -260,6 +270,7 @@ fn invalid(env: Envelope) -> NormalizeError {
         },
         event: env.event,
         problems: env.validation.problems,
+        id: env.id,
     }
 }
 

@@ -37,7 +37,7 @@ fn count_rejection(p: &Pipeline, source: &str, err: &NormalizeError) {
                 .with_label_values(&[catalog, label, "invalid"])
                 .inc();
         }
-        NormalizeError::UnknownEvent(_) => {
+        NormalizeError::UnknownEvent(..) => {
             p.metrics
                 .events_normalized
                 .with_label_values(&[source, "other", "unknown_event"])
@@ -81,6 +81,7 @@ fn spawn_dead_letter(
             error: r.err.to_string(),
             problems: r.err.problems(),
             batch_index: r.batch_index,
+            source_event_id: r.err.event_id(),
         };
         if reporter.dead_letter(&r.raw, r.key.as_deref(), &dl).await {
             ticket.finish_one();
