@@ -253,3 +253,34 @@ fn batched_webhooks_reject_per_event_templates_and_host_is_never_templated() {
     assert!(paths.contains(&"targets[1].headers.Host"), "{err}");
     assert!(!paths.iter().any(|p| p.contains("method")), "{err}");
 }
+
+#[test]
+fn structural_and_semantic_problems_are_reported_together() {
+    let text = example()
+        .replace("[kafka]", "bogus_top = 1\n[kafka]\ntypo_key = \"x\"")
+        .replace("max_backoff = \"60s\"", "max_backoff = \"forever\"");
+    let text = format!("{text}\n[[routes]]\nname = \"extra\"\ntargets = [\"nope\"]\n");
+    let err = load_str(&text, env()).unwrap_err();
+    let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"bogus_top"), "{err}");
+    assert!(paths.contains(&"kafka.typo_key"), "{err}");
+    assert!(
+        paths.iter().any(|p| p.ends_with("retry.max_backoff")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("unknown target \"nope\""),
+        "semantic checks still ran: {err}"
+    );
+}
+
+#[test]
+fn unset_variables_are_reported_with_the_other_problems() {
+    let mut e = env();
+    e.retain(|(k, _)| k != "POSTHOG_API_KEY");
+    let text = example().replace("[kafka]", "[kafka]\ntypo_key = \"x\"");
+    let err = load_str(&text, e).unwrap_err();
+    let s = err.to_string();
+    assert!(s.contains("POSTHOG_API_KEY is not set"), "{s}");
+    assert!(s.contains("kafka.typo_key"), "{s}");
+}
