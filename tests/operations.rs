@@ -33,7 +33,9 @@ targets = ["hook"]
 async fn metrics_match_a_known_workload() {
     let broker = Broker::start();
     let topics = Topics::create(&broker, 2).await;
-    let rx = Receiver::start(vec![Reply::status(503)]).await;
+    // The first request is retried (503), the second is refused for good (400): whichever
+    // events they hit, one delivery fails and the rest succeed.
+    let rx = Receiver::start(vec![Reply::status(503), Reply::status(400)]).await;
     let cfg = config_text(
         &broker,
         &topics,
@@ -73,7 +75,11 @@ async fn metrics_match_a_known_workload() {
             && metric_value(
                 &text,
                 "event_relay_results_produced_total{event=\"WebhookSuccess\"}",
-            ) == n as f64
+            ) == (n - 1) as f64
+            && metric_value(
+                &text,
+                "event_relay_results_produced_total{event=\"WebhookError\"}",
+            ) == 1.0
             && metric_value(
                 &text,
                 "event_relay_dead_letters_total{reason=\"invalid\",source=\"komo\"}",
@@ -82,7 +88,8 @@ async fn metrics_match_a_known_workload() {
     .await;
     let text = relay.get("/metrics").await.1;
     assert!(ok, "{text}");
-    let m = |k: &str| metric_value(&text, k);
+    // Every asserted series must exist (a misspelled name or label fails instead of reading 0).
+    let m = |k: &str| metric_series(&text, k).unwrap_or_else(|| panic!("no series {k}\n{text}"));
     assert_eq!(m("event_relay_events_normalized_total{event=\"CardViewed\",source=\"komo\",status=\"valid\"}"), n as f64);
     assert_eq!(m("event_relay_events_normalized_total{event=\"CardViewed\",source=\"komo\",status=\"invalid\"}"), 1.0);
     assert_eq!(m("event_relay_events_normalized_total{event=\"SiteViewed\",source=\"komo\",status=\"valid\"}"), 1.0);
@@ -93,14 +100,15 @@ async fn metrics_match_a_known_workload() {
     );
     assert_eq!(
         m("event_relay_deliveries_total{outcome=\"success\",target=\"hook\"}"),
-        n as f64
+        (n - 1) as f64
     );
     assert_eq!(
         m("event_relay_deliveries_total{outcome=\"error\",target=\"hook\"}"),
-        0.0
+        1.0
     );
-    assert_eq!(m("event_relay_delivery_attempts_total{result=\"ok\",status_class=\"2xx\",target=\"hook\"}"), n as f64);
+    assert_eq!(m("event_relay_delivery_attempts_total{result=\"ok\",status_class=\"2xx\",target=\"hook\"}"), (n - 1) as f64);
     assert_eq!(m("event_relay_delivery_attempts_total{result=\"retryable\",status_class=\"5xx\",target=\"hook\"}"), 1.0);
+    assert_eq!(m("event_relay_delivery_attempts_total{result=\"fatal\",status_class=\"4xx\",target=\"hook\"}"), 1.0);
     assert_eq!(
         m("event_relay_delivery_duration_seconds_count{target=\"hook\"}"),
         n as f64
@@ -119,8 +127,12 @@ async fn metrics_match_a_known_workload() {
     );
     assert_eq!(m("event_relay_unrouted_total{source=\"komo\"}"), 2.0);
     assert_eq!(
+        m("event_relay_results_produced_total{event=\"WebhookSuccess\"}"),
+        (n - 1) as f64
+    );
+    assert_eq!(
         m("event_relay_results_produced_total{event=\"WebhookError\"}"),
-        0.0
+        1.0
     );
     assert_eq!(m("event_relay_circuit_open{target=\"hook\"}"), 0.0);
     assert_eq!(m("event_relay_backpressure_paused"), 0.0);
@@ -131,7 +143,7 @@ async fn metrics_match_a_known_workload() {
         )),
         1.0
     );
-    assert!(text.contains("event_relay_in_flight_events"));
+    assert!(m("event_relay_in_flight_events") <= total);
     // Commits and lag arrive asynchronously (commit interval, statistics interval).
     let committed = eventually(Duration::from_secs(20), || async {
         let text = relay.get("/metrics").await.1;
@@ -149,6 +161,8 @@ async fn metrics_match_a_known_workload() {
             && text.contains(&format!(
                 "event_relay_consumer_lag{{partition=\"0\",topic=\"{src}\"}} 0"
             ))
+            // Every event final: nothing left in flight.
+            && metric_series(&text, "event_relay_in_flight_events") == Some(0.0)
     })
     .await;
     assert!(committed, "{}", relay.get("/metrics").await.1);

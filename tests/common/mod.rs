@@ -369,15 +369,19 @@ impl Drop for Relay {
     }
 }
 
-/// Finds `name{labels}` (labels in Prometheus' sorted order) in exposition text.
+/// Finds `name{labels}` (labels in Prometheus' sorted order) in exposition text; 0 when the
+/// series is absent (for polling). Assertions on a known workload use `metric_series`.
 pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse().unwrap_or(0.0))
-        })
-        .unwrap_or(0.0)
+    metric_series(text, name_and_labels).unwrap_or(0.0)
+}
+
+/// The value of exactly this series, `None` when it is not exposed at all.
+pub fn metric_series(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// Polls `check` until it returns true or `timeout` passes; returns the last result.
