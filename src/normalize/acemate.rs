@@ -132,22 +132,35 @@ fn one(
     }
     let mut properties = take_object(&mut map, "properties", &mut problems);
     let mut traits = Map::new();
-    // Person properties: top-level and in-properties `$set` / `$set_once`. (Keys are sorted:
-    // a look at the few up to "$set_once" tells whether `properties` has either.)
+    // Person properties: top-level and in-properties `$set` become the user's traits. (Keys are
+    // sorted: a look at the few up to "$set_once" tells whether `properties` has either.)
     let inner_sets = properties
         .keys()
         .take_while(|k| k.as_str() <= "$set_once")
         .any(|k| k == "$set" || k == "$set_once");
-    for key in ["$set_once", "$set"] {
-        let mut top = take_object(&mut map, key, &mut problems);
-        let mut inner = if inner_sets {
-            take_object(&mut properties, key, &mut problems)
-        } else {
-            Map::new()
-        };
-        for m in [&mut top, &mut inner] {
-            for (k, v) in std::mem::take(m) {
-                traits.insert(k, v);
+    let mut top = take_object(&mut map, "$set", &mut problems);
+    let mut inner = if inner_sets {
+        take_object(&mut properties, "$set", &mut problems)
+    } else {
+        Map::new()
+    };
+    for m in [&mut top, &mut inner] {
+        for (k, v) in std::mem::take(m) {
+            traits.insert(k, v);
+        }
+    }
+    // `$set_once` must stay set-once: it is kept as the `$set_once` property (PostHog reads it
+    // there), never merged into the traits that go out as `$set`.
+    let top_once = take_object(&mut map, "$set_once", &mut problems);
+    if !top_once.is_empty() {
+        match properties.get_mut("$set_once") {
+            Some(Value::Object(inner)) => {
+                for (k, v) in top_once {
+                    inner.entry(k).or_insert(v);
+                }
+            }
+            _ => {
+                properties.insert("$set_once".into(), Value::Object(top_once));
             }
         }
     }

@@ -238,3 +238,34 @@ fn id_less_payloads_get_a_deterministic_id() {
     assert_eq!(a, b);
     assert!(uuid::Uuid::parse_str(&a).is_ok());
 }
+
+#[test]
+fn set_once_stays_set_once() {
+    let raw = serde_json::json!({
+        "event": "custom_thing", "distinct_id": "u1",
+        "uuid": "0190a4b2-7c1e-7d2a-9a1b-1c2d3e4f5a6b",
+        "$set": {"plan": "pro"},
+        "$set_once": {"first_seen": "2024-05-01", "plan": "free"},
+        "properties": {"$set_once": {"initial_referrer": "x"}}
+    })
+    .to_string();
+    let out = normalizer()
+        .normalize(
+            raw.as_bytes(),
+            &settings(SourceFormat::Acemate, ValidationMode::Lenient),
+            origin(),
+        )
+        .unwrap();
+    let env = &out.events[0].0;
+    assert_eq!(env.user.traits.get("plan"), Some(&Value::from("pro")));
+    assert!(env.user.traits.get("first_seen").is_none(), "{env:?}");
+    let once = &env.properties["$set_once"];
+    assert_eq!(once["first_seen"], "2024-05-01");
+    assert_eq!(once["initial_referrer"], "x");
+    assert_eq!(once["plan"], "free");
+    // PostHog gets `$set_once` as a property and only `$set` traits in `$set`.
+    let ph = crate::deliver::posthog::event_json(env, crate::config::EventNames::Original);
+    assert_eq!(ph["properties"]["$set_once"]["first_seen"], "2024-05-01");
+    assert_eq!(ph["properties"]["$set"]["plan"], "pro");
+    assert!(ph["properties"]["$set"].get("first_seen").is_none());
+}
