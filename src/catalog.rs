@@ -128,6 +128,9 @@ pub struct EventSchema {
     pub properties: NameMap<Prop>,
     /// Komo: the spec says user attributes / data-capture fields ride along as extra keys.
     pub extra_keys: bool,
+    /// Komo: the spec marks "Data capture fields" not optional (SignUpSuccess): at least one
+    /// extra key must come with the event.
+    pub requires_data_capture: bool,
     /// acemate: the Identify names (sorted) this event does not define as its own properties.
     pub identify_unclaimed: Vec<String>,
 }
@@ -214,6 +217,10 @@ impl Catalog {
                     properties: compile_map(&ev.properties)
                         .map_err(|e| format!("{}: event {name}: {e}", raw.catalog))?,
                     extra_keys: ev.extra_keys.as_deref().is_some_and(|k| k != "none"),
+                    requires_data_capture: ev
+                        .extra_keys
+                        .as_deref()
+                        .is_some_and(|k| k.contains("data_capture")),
                     identify_unclaimed: identify_names
                         .iter()
                         .filter(|n| !ev.properties.contains_key(*n))

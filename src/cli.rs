@@ -121,6 +121,7 @@ fn pick_settings(
         })
 }
 
+/// Lines of stdin as they arrive (so `kcat ... | event-relay normalize` prints as it reads).
 fn stdin_lines() -> impl Iterator<Item = (usize, Vec<u8>)> {
     std::io::stdin()
         .lock()
@@ -129,8 +130,6 @@ fn stdin_lines() -> impl Iterator<Item = (usize, Vec<u8>)> {
         .enumerate()
         .map(|(i, l)| (i + 1, l))
         .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-        .collect::<Vec<_>>()
-        .into_iter()
 }
 
 /// `normalize`: exit 0 if every line was accepted, 1 otherwise.

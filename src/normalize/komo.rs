@@ -86,6 +86,12 @@ pub(super) fn normalize(
                 problems.push(format!("properties.{name}: required property missing"));
             }
         }
+        if s.requires_data_capture && traits.is_empty() {
+            problems.push(
+                "data_capture_fields: required property missing (the submitted form's fields, sent as separate keys)"
+                    .into(),
+            );
+        }
     }
     let email = match traits.get("email") {
         Some(Value::String(e)) => Some(e.clone()),
@@ -113,12 +119,13 @@ pub(super) fn normalize(
     })
 }
 
-/// Komo sends booleans as `"true"`/`"false"`; attribute values are otherwise kept as sent
-/// (a postcode like `"0200"` must stay a string).
+/// Komo sends booleans as `"true"`/`"false"` (any case, as for catalog booleans); attribute
+/// values are otherwise kept as sent (a postcode like `"0200"` must stay a string, and `"1"`
+/// may be a number, so only the words are taken as booleans).
 fn coerce_trait(v: Value) -> Value {
     match &v {
-        Value::String(s) if s == "true" => Value::Bool(true),
-        Value::String(s) if s == "false" => Value::Bool(false),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Value::Bool(true),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Value::Bool(false),
         _ => v,
     }
 }

@@ -269,3 +269,37 @@ fn set_once_stays_set_once() {
     assert_eq!(ph["properties"]["$set"]["plan"], "pro");
     assert!(ph["properties"]["$set"].get("first_seen").is_none());
 }
+
+#[test]
+fn sign_up_success_needs_its_data_capture_fields() {
+    let mut line = fixture_lines("valid_events.jsonl")
+        .into_iter()
+        .find(|l| l["event"] == "SignUpSuccess")
+        .expect("a SignUpSuccess fixture");
+    let common = [
+        "id",
+        "event",
+        "timestamp",
+        "site_id",
+        "site_name",
+        "user_session_id",
+        "user_profile_id",
+    ];
+    line.as_object_mut()
+        .unwrap()
+        .retain(|k, _| common.contains(&k.as_str()));
+    let raw = line.to_string();
+    let err = normalizer()
+        .normalize(
+            raw.as_bytes(),
+            &settings(SourceFormat::Komo, ValidationMode::Strict),
+            origin(),
+        )
+        .unwrap_err();
+    assert!(
+        err.problems()
+            .iter()
+            .any(|p| p.starts_with("data_capture_fields:")),
+        "{err}"
+    );
+}
