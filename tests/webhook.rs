@@ -513,14 +513,17 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
     let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(503));
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-circuit",
-        "komo",
-        "",
-        &circuit_target(&rx.url),
-    ));
+    let relay = Relay::start(
+        &config_text(
+            &broker,
+            &topics,
+            "g-wh-circuit",
+            "komo",
+            "",
+            &circuit_target(&rx.url),
+        )
+        .replace("[server]", "[server]\ncircuit_open_threshold = \"1s\""),
+    );
     let ids = ids(4);
     produce_all(&broker, &topics.source, &cards(&ids)).await;
     wait_open(&relay).await;
@@ -532,6 +535,13 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let during = rx.count() - before;
     assert!(during <= 8, "{during} requests while the circuit was open");
+    // Open longer than server.circuit_open_threshold (1 s): not ready, and the body says why.
+    let (code, body) = relay.get("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("a target circuit has been open too long"),
+        "{body}"
+    );
     assert_eq!(
         broker
             .read(&topics.results, 1, Duration::from_secs(1))
@@ -564,6 +574,13 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
         "the gauge returns to 0"
     );
     assert_eq!(circuit_state(&relay).await, "closed");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            relay.get("/readyz").await.0 == 200
+        })
+        .await,
+        "ready again once the circuit closed"
+    );
     relay.stop().await.unwrap();
     assert_eq!(broker.committed("g-wh-circuit", &topics.source, 1), vec![4]);
 }
