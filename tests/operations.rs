@@ -327,10 +327,12 @@ async fn logs_carry_no_secrets_or_personal_data() {
     let path = dir.path().join("relay.toml");
     std::fs::write(&path, cfg).unwrap();
 
+    let listen = cfg_listen(&std::fs::read_to_string(&path).unwrap());
     let check = Command::new(env!("CARGO_BIN_EXE_event-relay"))
         .args(["check", "--config"])
         .arg(&path)
         .env("TEST_AUTH", secret_header)
+        .env("RUST_LOG", "debug")
         .output()
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_event-relay"))
@@ -362,11 +364,25 @@ async fn logs_carry_no_secrets_or_personal_data() {
     assert_eq!(results.len(), 2, "the WebhookError results were produced");
     let dl = broker.read(&topics.dlq, 1, Duration::from_secs(30)).await;
     assert_eq!(dl.len(), 1);
+    let metrics = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("event_relay_deliveries_total"),
+        "{metrics}"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let _ = child.wait();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM ends the relay with exit 0: {status:?}"
+    );
     let mut logs = String::new();
     child
         .stderr
@@ -397,11 +413,30 @@ async fn logs_carry_no_secrets_or_personal_data() {
     ] {
         assert!(!logs.contains(secret), "{secret} appeared in the logs");
     }
-    // ...nor in result events or metrics
-    for r in &results {
-        let text = String::from_utf8_lossy(&r.value);
-        for secret in ["hdr-secret-7f3a", api_key, "kafka-pw-secret-55"] {
-            assert!(!text.contains(secret));
+    // ...nor in result events, dead letters (headers included) or metrics.
+    let mut written: Vec<(String, String)> = vec![("metrics".into(), metrics)];
+    for r in results.iter().chain(&dl) {
+        written.push((
+            format!("record at offset {} (results or dead letters)", r.offset),
+            format!("{} {:?}", String::from_utf8_lossy(&r.value), r.headers),
+        ));
+    }
+    for (what, text) in &written {
+        for secret in [
+            "hdr-secret-7f3a",
+            "c2lnbmluZy1zZWNyZXQtdmFsdWUtZm9yLXRlc3Q",
+            api_key,
+            "kafka-pw-secret-55",
+        ] {
+            assert!(!text.contains(secret), "{secret} appeared in {what}");
         }
     }
+}
+
+/// The `server.listen` address of a config text.
+fn cfg_listen(cfg: &str) -> String {
+    cfg.lines()
+        .find_map(|l| l.trim().strip_prefix("listen = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("config has server.listen")
 }
