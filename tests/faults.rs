@@ -554,7 +554,10 @@ async fn sigterm_during_retry_storm_commits_exactly_what_is_final() {
         &target(&rx.url, PATIENT, ""),
     )
     .replace("drain_timeout = \"5s\"", "drain_timeout = \"2s\"");
-    let relay = Relay::start(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = spawn_relay(&path);
     let done = ids(30);
     broker.produce(&topics.source, &events(&done)).await;
     results_for(&broker, &topics.results, &done, Duration::from_secs(60)).await;
@@ -567,7 +570,23 @@ async fn sigterm_during_retry_storm_commits_exactly_what_is_final() {
         })
         .await
     );
-    relay.stop().await.unwrap();
+    // SIGTERM in the middle of the retry storm: the relay stops consuming, gives the retries
+    // its drain_timeout (2 s), commits what is final and exits 0 by itself.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exited = eventually(Duration::from_secs(30), || {
+        let status = child.try_wait().unwrap();
+        async move { status.is_some() }
+    })
+    .await;
+    if !exited {
+        child.kill().unwrap();
+        panic!("the relay did not exit after SIGTERM (drain_timeout 2 s)");
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
     assert_eq!(
         broker.committed("g-storm", &topics.source, 1),
         vec![30],
@@ -580,5 +599,19 @@ async fn sigterm_during_retry_storm_commits_exactly_what_is_final() {
         .iter()
         .map(|r| r.json()["source_event_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids_with_results.len(), 30);
+    assert_eq!(
+        ids_with_results.len(),
+        30,
+        "no result for what was given up"
+    );
+
+    // Restarted with the target healthy, the relay picks up the 100 unfinished events.
+    rx.set_default(Reply::status(200));
+    let mut child = spawn_relay(&path);
+    let all: Vec<String> = done.iter().chain(&stuck).cloned().collect();
+    let results = results_for(&broker, &topics.results, &all, Duration::from_secs(120)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let acc = accounting::check(&all, &["hook"], &rx.requests(), &results);
+    acc.assert_complete(0);
 }
