@@ -197,14 +197,7 @@ async fn full_in_flight_pauses_consumption_and_loses_nothing() {
         .read(&topics.results, 12, Duration::from_secs(60))
         .await;
     assert_eq!(results.len(), 12);
-    let mut got: Vec<String> = results
-        .iter()
-        .map(|r| r.json()["source_event_id"].as_str().unwrap().to_string())
-        .collect();
-    got.sort();
-    let mut want = ids.clone();
-    want.sort();
-    assert_eq!(got, want);
+    assert_results_for_exactly(&results, &ids);
     relay.stop().await.unwrap();
 }
 
@@ -249,14 +242,7 @@ async fn batch_messages_take_one_in_flight_permit_per_event() {
     let results = broker
         .read(&topics.results, 9, Duration::from_secs(60))
         .await;
-    let mut got: Vec<String> = results
-        .iter()
-        .map(|r| r.json()["source_event_id"].as_str().unwrap().to_string())
-        .collect();
-    got.sort();
-    let mut want = ids.clone();
-    want.sort();
-    assert_eq!(got, want);
+    assert_results_for_exactly(&results, &ids);
     relay.stop().await.unwrap();
 }
 
@@ -439,4 +425,21 @@ fn cfg_listen(cfg: &str) -> String {
         .find_map(|l| l.trim().strip_prefix("listen = "))
         .map(|v| v.trim_matches('"').to_string())
         .expect("config has server.listen")
+}
+
+/// The results name exactly these source events, each once.
+fn assert_results_for_exactly(results: &[Record], ids: &[String]) {
+    let mut got: Vec<String> = results
+        .iter()
+        .map(|r| {
+            r.json()["source_event_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    got.sort_unstable();
+    let mut want = ids.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want);
 }

@@ -276,18 +276,9 @@ fn sign_up_success_needs_its_data_capture_fields() {
         .into_iter()
         .find(|l| l["event"] == "SignUpSuccess")
         .expect("a SignUpSuccess fixture");
-    let common = [
-        "id",
-        "event",
-        "timestamp",
-        "site_id",
-        "site_name",
-        "user_session_id",
-        "user_profile_id",
-    ];
     line.as_object_mut()
         .unwrap()
-        .retain(|k, _| common.contains(&k.as_str()));
+        .retain(|k, _| super::komo::COMMON.contains(&k.as_str()));
     let raw = line.to_string();
     let err = normalizer()
         .normalize(

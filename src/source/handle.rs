@@ -141,35 +141,52 @@ pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
         return None;
     };
     let key = msg.key().map(<[u8]>::to_vec);
-    let Some(settings) = p.settings.get(&tp.0) else {
-        tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
-        let origin = Origin {
-            topic: tp.0.clone(),
-            partition: tp.1,
-            offset,
-            key: None,
-        };
-        return Some(Job {
-            tp,
-            offset,
-            generation,
-            origin,
-            source: "auto",
-            key,
-            kind: JobKind::Nothing,
-        });
+    let (origin, source, kind) = match p.settings.get(&tp.0) {
+        None => {
+            tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
+            let origin = Origin {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                offset,
+                key: None,
+            };
+            (origin, "auto", JobKind::Nothing)
+        }
+        Some(settings) => {
+            let source: &'static str = match settings.format {
+                crate::config::SourceFormat::Komo => "komo",
+                crate::config::SourceFormat::Acemate => "acemate",
+                crate::config::SourceFormat::Auto => "auto",
+            };
+            let origin = Origin {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                offset,
+                key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            };
+            let kind = normalize_and_route(p, &msg, settings, &origin, source);
+            (origin, source, kind)
+        }
     };
-    let source: &'static str = match settings.format {
-        crate::config::SourceFormat::Komo => "komo",
-        crate::config::SourceFormat::Acemate => "acemate",
-        crate::config::SourceFormat::Auto => "auto",
-    };
-    let origin = Origin {
-        topic: tp.0.clone(),
-        partition: tp.1,
+    Some(Job {
+        tp,
         offset,
-        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-    };
+        generation,
+        origin,
+        source,
+        key,
+        kind,
+    })
+}
+
+/// Normalizes one message and routes each of its events.
+fn normalize_and_route(
+    p: &Pipeline,
+    msg: &OwnedMessage,
+    settings: &crate::normalize::SourceSettings,
+    origin: &Origin,
+    source: &'static str,
+) -> JobKind {
     let raw = msg.payload().unwrap_or_default();
     let t0 = Instant::now();
     let result = p.normalizer.normalize(raw, settings, origin.clone());
@@ -180,18 +197,10 @@ pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
         Ok(n) => n,
         Err(err) => {
             count_rejection(p, source, &err);
-            return Some(Job {
-                tp,
-                offset,
-                generation,
-                origin,
-                source,
-                key,
-                kind: JobKind::Rejected {
-                    raw: raw.to_vec(),
-                    err,
-                },
-            });
+            return JobKind::Rejected {
+                raw: raw.to_vec(),
+                err,
+            };
         }
     };
     let mut plan = Vec::with_capacity(normalized.events.len());
@@ -211,19 +220,11 @@ pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
         work += decision.targets.len();
         plan.push((Arc::new(env), raw, decision.targets));
     }
-    Some(Job {
-        tp,
-        offset,
-        generation,
-        origin,
-        source,
-        key,
-        kind: JobKind::Events {
-            plan,
-            rejected: normalized.rejected,
-            work,
-        },
-    })
+    JobKind::Events {
+        plan,
+        rejected: normalized.rejected,
+        work,
+    }
 }
 
 /// Hands a prepared message off under its permits: deliveries to the target queues, dead
