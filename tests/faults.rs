@@ -110,12 +110,27 @@ async fn crash_test(n: usize, kills: usize) {
     };
     let mut child = spawn_relay(&path);
     for k in 0..kills {
-        let wait = 1500 + fastrand::u64(0..2500);
+        // Kill only once this instance is delivering (a restart first has to rejoin the
+        // group), at a random moment of its flow.
+        let before = rx.count();
+        assert!(
+            eventually(Duration::from_secs(120), || async {
+                rx.count() > before || rx.count() >= n
+            })
+            .await,
+            "instance {} never delivered",
+            k + 1
+        );
+        if k > 0 && rx.count() >= n {
+            eprintln!("crash test: the flow finished after {k} kills");
+            break;
+        }
+        let wait = 100 + fastrand::u64(0..1500);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         eprintln!(
-            "crash {}: killed after {wait} ms; {} requests so far",
+            "crash {}: killed {wait} ms into its flow; {} requests so far",
             k + 1,
             rx.count()
         );
@@ -131,7 +146,7 @@ async fn crash_test(n: usize, kills: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_flow_loses_nothing() {
-    crash_test(3_000, 3).await;
+    crash_test(8_000, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
