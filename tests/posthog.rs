@@ -6,7 +6,6 @@ mod common;
 
 use common::receiver::{Receiver, Reply, Req};
 use common::*;
-use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,33 +62,6 @@ fn acemate(event: &str, uuid: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// Produces all payloads concurrently (one partition key each) and waits for the acks.
-async fn produce_all(broker: &Broker, topic: &str, payloads: &[Vec<u8>]) {
-    let p = broker.producer();
-    let sends = payloads.iter().enumerate().map(|(i, payload)| {
-        let p = p.clone();
-        let key = format!("k{i}");
-        async move {
-            p.send(
-                FutureRecord::to(topic).key(&key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-        }
-    });
-    futures_util::future::join_all(sends).await;
-}
-
-async fn results(broker: &Broker, topics: &Topics, n: usize) -> Vec<Value> {
-    broker
-        .read(&topics.results, n, Duration::from_secs(90))
-        .await
-        .iter()
-        .map(Record::json)
-        .collect()
-}
-
 /// The events of a recorded `/batch/` request.
 fn batch_of(r: &Req) -> Vec<Value> {
     r.json()["batch"].as_array().cloned().unwrap_or_default()
@@ -130,18 +102,18 @@ async fn batch_request_has_posthogs_exact_shape() {
     let card = uuid::Uuid::new_v4().to_string();
     let identify = uuid::Uuid::new_v4().to_string();
     let exam = uuid::Uuid::new_v4().to_string();
-    produce_all(
-        &broker,
-        &topics.source,
-        &[
-            komo(&card, "CardViewed", "profile-1"),
-            acemate("$identify", &identify),
-            acemate("exam_completed", &exam),
-        ],
-    )
-    .await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &[
+                komo(&card, "CardViewed", "profile-1"),
+                acemate("$identify", &identify),
+                acemate("exam_completed", &exam),
+            ],
+        )
+        .await;
 
-    let res = results(&broker, &topics, 3).await;
+    let res = broker.results_json(&topics, 3).await;
     assert_eq!(res.len(), 3, "one result per event: {res:?}");
     for r in &res {
         assert_eq!(r["event"], "WebhookSuccess", "{r}");
@@ -252,17 +224,17 @@ async fn snake_case_names_plain_json_and_historical_flag() {
     let card = uuid::Uuid::new_v4().to_string();
     let signup = uuid::Uuid::new_v4().to_string();
     let identify = uuid::Uuid::new_v4().to_string();
-    produce_all(
-        &broker,
-        &topics.source,
-        &[
-            komo(&card, "CardViewed", "p1"),
-            komo(&signup, "SignUpSuccess", "p2"),
-            acemate("$identify", &identify),
-        ],
-    )
-    .await;
-    let res = results(&broker, &topics, 3).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &[
+                komo(&card, "CardViewed", "p1"),
+                komo(&signup, "SignUpSuccess", "p2"),
+                acemate("$identify", &identify),
+            ],
+        )
+        .await;
+    let res = broker.results_json(&topics, 3).await;
     assert_eq!(res.len(), 3);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -302,16 +274,16 @@ async fn batches_are_bounded_and_every_event_arrives_once() {
         &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
     ));
     let ids = ids(250);
-    produce_all(
-        &broker,
-        &topics.source,
-        &ids.iter()
-            .enumerate()
-            .map(|(i, id)| komo(id, "CardViewed", &format!("p{i}")))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    let res = results(&broker, &topics, 250).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &ids.iter()
+                .enumerate()
+                .map(|(i, id)| komo(id, "CardViewed", &format!("p{i}")))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let res = broker.results_json(&topics, 250).await;
     assert_eq!(res.len(), 250);
     let mut reported = HashSet::new();
     for r in &res {
@@ -363,18 +335,18 @@ async fn one_bad_event_fails_alone_the_rest_of_its_batch_is_delivered() {
     ));
     let ids = ids(20);
     let poison = ids[7].clone();
-    produce_all(
-        &broker,
-        &topics.source,
-        &ids.iter()
-            .map(|id| {
-                let profile = if *id == poison { "poison" } else { "good" };
-                komo(id, "CardViewed", profile)
-            })
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    let res = results(&broker, &topics, 20).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &ids.iter()
+                .map(|id| {
+                    let profile = if *id == poison { "poison" } else { "good" };
+                    komo(id, "CardViewed", profile)
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let res = broker.results_json(&topics, 20).await;
     assert_eq!(res.len(), 20);
     for r in &res {
         let id = r["source_event_id"].as_str().unwrap();
@@ -429,15 +401,15 @@ async fn payload_too_large_splits_the_batch() {
         &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
     ));
     let ids = ids(12);
-    produce_all(
-        &broker,
-        &topics.source,
-        &ids.iter()
-            .map(|id| komo(id, "CardViewed", "u"))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    let res = results(&broker, &topics, 12).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &ids.iter()
+                .map(|id| komo(id, "CardViewed", "u"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let res = broker.results_json(&topics, 12).await;
     assert_eq!(res.len(), 12);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -475,15 +447,15 @@ async fn unauthorized_is_final_for_the_whole_batch_without_retry_or_split() {
         &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
     ));
     let ids = ids(5);
-    produce_all(
-        &broker,
-        &topics.source,
-        &ids.iter()
-            .map(|id| komo(id, "CardViewed", "u"))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    let res = results(&broker, &topics, 5).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &ids.iter()
+                .map(|id| komo(id, "CardViewed", "u"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let res = broker.results_json(&topics, 5).await;
     assert_eq!(res.len(), 5);
     for r in &res {
         assert_eq!(r["event"], "WebhookError", "{r}");
@@ -546,16 +518,16 @@ async fn transient_answers_are_retried_and_retry_after_is_honoured() {
     ));
     let flaky = uuid::Uuid::new_v4().to_string();
     let limited = uuid::Uuid::new_v4().to_string();
-    produce_all(
-        &broker,
-        &topics.source,
-        &[
-            komo(&flaky, "CardViewed", "flaky"),
-            komo(&limited, "CardViewed", "limited"),
-        ],
-    )
-    .await;
-    let res = results(&broker, &topics, 2).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &[
+                komo(&flaky, "CardViewed", "flaky"),
+                komo(&limited, "CardViewed", "limited"),
+            ],
+        )
+        .await;
+    let res = broker.results_json(&topics, 2).await;
     assert_eq!(res.len(), 2);
     for r in &res {
         assert_eq!(r["event"], "WebhookSuccess", "{r}");
@@ -612,16 +584,16 @@ async fn splitting_a_batch_stays_within_max_in_flight() {
         ),
     ));
     let ids = ids(8);
-    produce_all(
-        &broker,
-        &topics.source,
-        &ids.iter()
-            .enumerate()
-            .map(|(i, id)| komo(id, "CardViewed", if i == 5 { "poison" } else { "good" }))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    let res = results(&broker, &topics, 8).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &ids.iter()
+                .enumerate()
+                .map(|(i, id)| komo(id, "CardViewed", if i == 5 { "poison" } else { "good" }))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let res = broker.results_json(&topics, 8).await;
     assert_eq!(res.len(), 8);
     assert_eq!(
         res.iter()

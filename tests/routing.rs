@@ -6,7 +6,6 @@ mod common;
 
 use common::receiver::{Receiver, Req};
 use common::*;
-use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -39,23 +38,6 @@ fn exam(id: &str, event: &str, course_type: &str, score: i64) -> Value {
 
 fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
-}
-
-async fn produce_all(broker: &Broker, topic: &str, payloads: &[Vec<u8>]) {
-    let p = broker.producer();
-    let sends = payloads.iter().enumerate().map(|(i, payload)| {
-        let p = p.clone();
-        let key = format!("k{i}");
-        async move {
-            p.send(
-                FutureRecord::to(topic).key(&key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-        }
-    });
-    futures_util::future::join_all(sends).await;
 }
 
 fn webhook_targets(url: &str, names: &[&str]) -> String {
@@ -147,22 +129,22 @@ targets = ["d"]
     let id = ids(9);
     let [viewed, shared, site, result, classroom8, private8, demo3, demo5, hint] =
         std::array::from_fn(|i| &id[i]);
-    produce_all(
-        &broker,
-        &topics.source,
-        &[
-            bytes(&fixture("CardViewed", viewed)),
-            bytes(&fixture("CardShared", shared)),
-            bytes(&fixture("SiteViewed", site)),
-            bytes(&fixture("WebhookError", result)),
-            bytes(&exam(classroom8, "exam_completed", "classroom", 8)),
-            bytes(&exam(private8, "exam_completed", "private", 8)),
-            bytes(&exam(demo3, "exam_completed", "demo", 3)),
-            bytes(&exam(demo5, "exam_completed", "demo", 5)),
-            bytes(&exam(hint, "exam_hint_requested", "classroom", 0)),
-        ],
-    )
-    .await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &[
+                bytes(&fixture("CardViewed", viewed)),
+                bytes(&fixture("CardShared", shared)),
+                bytes(&fixture("SiteViewed", site)),
+                bytes(&fixture("WebhookError", result)),
+                bytes(&exam(classroom8, "exam_completed", "classroom", 8)),
+                bytes(&exam(private8, "exam_completed", "private", 8)),
+                bytes(&exam(demo3, "exam_completed", "demo", 3)),
+                bytes(&exam(demo5, "exam_completed", "demo", 5)),
+                bytes(&exam(hint, "exam_hint_requested", "classroom", 0)),
+            ],
+        )
+        .await;
 
     // a:1 + b:2 + c:2 + d:3 + e:1 deliveries; the dropped result event none.
     let res = broker
@@ -208,15 +190,15 @@ async fn unrouted_events_are_counted_and_committed() {
         &format!("{}{routes}", webhook_targets(&rx.url, &["a"])),
     ));
     let id = ids(3);
-    produce_all(
-        &broker,
-        &topics.source,
-        &[
-            bytes(&fixture("SiteViewed", &id[0])),
-            bytes(&fixture("SignUpSuccess", &id[1])),
-        ],
-    )
-    .await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &[
+                bytes(&fixture("SiteViewed", &id[0])),
+                bytes(&fixture("SignUpSuccess", &id[1])),
+            ],
+        )
+        .await;
     assert!(
         eventually(Duration::from_secs(60), || async {
             relay
@@ -235,12 +217,9 @@ async fn unrouted_events_are_counted_and_committed() {
     );
     assert_eq!(rx.count(), 0);
 
-    produce_all(
-        &broker,
-        &topics.source,
-        &[bytes(&fixture("CardViewed", &id[2]))],
-    )
-    .await;
+    broker
+        .produce_concurrently(&topics.source, &[bytes(&fixture("CardViewed", &id[2]))])
+        .await;
     assert!(eventually(Duration::from_secs(30), || async { rx.count() == 1 }).await);
     let res = broker
         .read(&topics.results, 2, Duration::from_secs(10))

@@ -8,7 +8,6 @@ mod common;
 use base64::Engine;
 use common::receiver::{Receiver, Reply, Req};
 use common::*;
-use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,33 +45,6 @@ fn route_all(targets: &[&str]) -> String {
         "[[routes]]\nname = \"all\"\ntargets = {}\n",
         serde_json::to_string(targets).unwrap()
     )
-}
-
-/// Produces all payloads concurrently and waits for the acks.
-async fn produce_all(broker: &Broker, topic: &str, payloads: &[Vec<u8>]) {
-    let p = broker.producer();
-    let sends = payloads.iter().enumerate().map(|(i, payload)| {
-        let p = p.clone();
-        let key = format!("k{i}");
-        async move {
-            p.send(
-                FutureRecord::to(topic).key(&key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-        }
-    });
-    futures_util::future::join_all(sends).await;
-}
-
-async fn results(broker: &Broker, topics: &Topics, n: usize) -> Vec<Value> {
-    broker
-        .read(&topics.results, n, Duration::from_secs(90))
-        .await
-        .iter()
-        .map(Record::json)
-        .collect()
 }
 
 fn cards(ids: &[String]) -> Vec<Vec<u8>> {
@@ -144,9 +116,11 @@ async fn body_formats_and_method() {
     let v: Value = serde_json::from_slice(&komo_event(&id, "CardViewed")).unwrap();
     let mut original = serde_json::to_vec_pretty(&v).unwrap();
     original.extend_from_slice(b"\n");
-    produce_all(&broker, &topics.source, std::slice::from_ref(&original)).await;
+    broker
+        .produce_concurrently(&topics.source, std::slice::from_ref(&original))
+        .await;
 
-    let res = results(&broker, &topics, 3).await;
+    let res = broker.results_json(&topics, 3).await;
     assert_eq!(res.len(), 3);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -204,16 +178,16 @@ async fn url_and_header_templates_never_change_the_host() {
     let good = uuid::Uuid::new_v4().to_string();
     let evil = uuid::Uuid::new_v4().to_string();
     let evil_name = "CardViewed/../@evil.example";
-    produce_all(
-        &broker,
-        &topics.source,
-        &[
-            komo_event(&good, "CardViewed"),
-            komo_event(&evil, evil_name),
-        ],
-    )
-    .await;
-    let res = results(&broker, &topics, 2).await;
+    broker
+        .produce_concurrently(
+            &topics.source,
+            &[
+                komo_event(&good, "CardViewed"),
+                komo_event(&evil, evil_name),
+            ],
+        )
+        .await;
+    let res = broker.results_json(&topics, 2).await;
     assert_eq!(res.len(), 2);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -273,8 +247,10 @@ async fn signatures_verify_independently_and_the_id_is_stable_across_retries() {
         &targets,
     ));
     let id = uuid::Uuid::new_v4().to_string();
-    produce_all(&broker, &topics.source, &[komo_event(&id, "CardViewed")]).await;
-    let res = results(&broker, &topics, 1).await;
+    broker
+        .produce_concurrently(&topics.source, &[komo_event(&id, "CardViewed")])
+        .await;
+    let res = broker.results_json(&topics, 1).await;
     assert_eq!(res.len(), 1);
     assert_eq!(res[0]["event"], "WebhookSuccess");
     assert_eq!(res[0]["attempts"], 3);
@@ -332,15 +308,19 @@ async fn batching_sends_json_arrays() {
         &targets,
     ));
     let first = ids(25);
-    produce_all(&broker, &topics.source, &cards(&first)).await;
-    let res = results(&broker, &topics, 25).await;
+    broker
+        .produce_concurrently(&topics.source, &cards(&first))
+        .await;
+    let res = broker.results_json(&topics, 25).await;
     assert_eq!(res.len(), 25);
     assert!(res.iter().all(|r| r["event"] == "WebhookSuccess"));
     // A lone event later still arrives as an array: receivers of a batching target always
     // get the same shape.
     let lone = uuid::Uuid::new_v4().to_string();
-    produce_all(&broker, &topics.source, &[komo_event(&lone, "CardViewed")]).await;
-    assert_eq!(results(&broker, &topics, 26).await.len(), 26);
+    broker
+        .produce_concurrently(&topics.source, &[komo_event(&lone, "CardViewed")])
+        .await;
+    assert_eq!(broker.results_json(&topics, 26).await.len(), 26);
 
     let reqs = rx.requests();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -389,8 +369,10 @@ async fn max_in_flight_bounds_concurrent_requests() {
         &targets,
     ));
     let ids = ids(8);
-    produce_all(&broker, &topics.source, &cards(&ids)).await;
-    let res = results(&broker, &topics, 8).await;
+    broker
+        .produce_concurrently(&topics.source, &cards(&ids))
+        .await;
+    let res = broker.results_json(&topics, 8).await;
     assert_eq!(res.len(), 8);
     assert!(res.iter().all(|r| r["event"] == "WebhookSuccess"));
     let reqs = rx.requests();
@@ -422,8 +404,10 @@ async fn rate_limit_spaces_requests() {
         "",
         &targets,
     ));
-    produce_all(&broker, &topics.source, &cards(&ids(5))).await;
-    assert_eq!(results(&broker, &topics, 5).await.len(), 5);
+    broker
+        .produce_concurrently(&topics.source, &cards(&ids(5)))
+        .await;
+    assert_eq!(broker.results_json(&topics, 5).await.len(), 5);
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 5);
     let span = reqs.last().unwrap().at - reqs[0].at;
@@ -458,8 +442,10 @@ async fn a_failing_target_does_not_hold_up_another() {
         &targets,
     ));
     let ids = ids(10);
-    produce_all(&broker, &topics.source, &cards(&ids)).await;
-    let res = results(&broker, &topics, 10).await;
+    broker
+        .produce_concurrently(&topics.source, &cards(&ids))
+        .await;
+    let res = broker.results_json(&topics, 10).await;
     assert_eq!(res.len(), 10);
     for r in &res {
         assert_eq!(r["target"], "up", "{r}");
@@ -525,7 +511,9 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
         .replace("[server]", "[server]\ncircuit_open_threshold = \"1s\""),
     );
     let ids = ids(4);
-    produce_all(&broker, &topics.source, &cards(&ids)).await;
+    broker
+        .produce_concurrently(&topics.source, &cards(&ids))
+        .await;
     wait_open(&relay).await;
     let state = circuit_state(&relay).await;
     assert!(state.starts_with("open"), "readyz circuits.x = {state:?}");
@@ -553,7 +541,7 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
 
     // The receiver recovers: the probe succeeds, everything waiting is delivered.
     rx.set_default(Reply::status(200));
-    let res = results(&broker, &topics, 4).await;
+    let res = broker.results_json(&topics, 4).await;
     assert_eq!(res.len(), 4);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -600,7 +588,9 @@ async fn a_probe_answered_with_a_client_error_does_not_wedge_the_circuit() {
         &circuit_target(&rx.url),
     ));
     let ids = ids(4);
-    produce_all(&broker, &topics.source, &cards(&ids)).await;
+    broker
+        .produce_concurrently(&topics.source, &cards(&ids))
+        .await;
     wait_open(&relay).await;
     // The target is back but refuses the first request it sees (the probe) with a 400.
     let answered = Arc::new(AtomicUsize::new(0));
@@ -612,7 +602,7 @@ async fn a_probe_answered_with_a_client_error_does_not_wedge_the_circuit() {
             200
         }))
     });
-    let res = results(&broker, &topics, 4).await;
+    let res = broker.results_json(&topics, 4).await;
     assert_eq!(res.len(), 4, "every event reaches a final outcome: {res:?}");
     let errors: Vec<&Value> = res
         .iter()
@@ -653,8 +643,10 @@ async fn batch_bodies_stay_within_batch_max_bytes() {
         &targets,
     ));
     let ids = ids(12);
-    produce_all(&broker, &topics.source, &cards(&ids)).await;
-    let res = results(&broker, &topics, 12).await;
+    broker
+        .produce_concurrently(&topics.source, &cards(&ids))
+        .await;
+    let res = broker.results_json(&topics, 12).await;
     assert_eq!(res.len(), 12);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),

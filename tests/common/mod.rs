@@ -165,6 +165,34 @@ impl Broker {
         }
     }
 
+    /// Produces all payloads concurrently (key `k<i>` each, so they spread over partitions) and
+    /// waits for every acknowledgement.
+    pub async fn produce_concurrently(&self, topic: &str, payloads: &[Vec<u8>]) {
+        let p = self.producer();
+        let sends = payloads.iter().enumerate().map(|(i, payload)| {
+            let p = p.clone();
+            let key = format!("k{i}");
+            async move {
+                p.send(
+                    FutureRecord::to(topic).key(&key).payload(payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
+    /// Reads `n` result events (as JSON) from the results topic, or fewer after 90 s.
+    pub async fn results_json(&self, topics: &Topics, n: usize) -> Vec<serde_json::Value> {
+        self.read(&topics.results, n, Duration::from_secs(90))
+            .await
+            .iter()
+            .map(Record::json)
+            .collect()
+    }
+
     /// Reads `n` messages from a topic from the beginning (fresh group), or fewer at timeout.
     pub async fn read(&self, topic: &str, n: usize, timeout: Duration) -> Vec<Record> {
         let c: StreamConsumer = self
