@@ -39,17 +39,16 @@ impl Circuit {
         }
     }
 
-    /// Waits until a request may go out; returns the time spent waiting.
-    pub async fn admit(&self) -> Duration {
-        let start = Instant::now();
+    /// Waits until a request may go out (the circuit is closed, or this request is the probe).
+    pub async fn admit(&self) {
         loop {
             let wait = {
                 let mut s = self.state.lock().unwrap();
                 match s.open_until {
-                    None => return start.elapsed(),
+                    None => return,
                     Some(until) if Instant::now() >= until && !s.probing => {
                         s.probing = true;
-                        return start.elapsed();
+                        return;
                     }
                     Some(until) => until
                         .saturating_duration_since(Instant::now())
