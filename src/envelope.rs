@@ -160,6 +160,71 @@ impl Envelope {
         }
     }
 
+    /// Appends the envelope's JSON, byte-for-byte what `serde_json` writes for it (the
+    /// webhook body of `body = "envelope"`), through the fast writers of [`crate::json`].
+    pub fn write_json(&self, buf: &mut Vec<u8>) {
+        use crate::json::{write_opt_str as opt, write_str as put};
+        buf.extend_from_slice(b"{\"envelope_version\":");
+        buf.extend_from_slice(self.envelope_version.to_string().as_bytes());
+        buf.extend_from_slice(b",\"id\":");
+        put(buf, &self.id);
+        buf.extend_from_slice(b",\"source\":");
+        put(buf, self.source.as_str());
+        buf.extend_from_slice(b",\"event\":");
+        put(buf, &self.event);
+        buf.extend_from_slice(b",\"timestamp\":");
+        put(buf, &self.timestamp);
+        buf.extend_from_slice(b",\"received_at\":");
+        put(buf, &self.received_at);
+        buf.extend_from_slice(b",\"distinct_id\":");
+        opt(buf, self.distinct_id.as_deref());
+        buf.extend_from_slice(b",\"session_id\":");
+        opt(buf, self.session_id.as_deref());
+        buf.extend_from_slice(b",\"site\":");
+        match &self.site {
+            Some(site) => {
+                buf.extend_from_slice(b"{\"id\":");
+                opt(buf, site.id.as_deref());
+                buf.extend_from_slice(b",\"name\":");
+                opt(buf, site.name.as_deref());
+                buf.push(b'}');
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b",\"user\":{\"profile_id\":");
+        opt(buf, self.user.profile_id.as_deref());
+        buf.extend_from_slice(b",\"session_id\":");
+        opt(buf, self.user.session_id.as_deref());
+        buf.extend_from_slice(b",\"email\":");
+        opt(buf, self.user.email.as_deref());
+        buf.extend_from_slice(b",\"traits\":");
+        crate::json::write_map(buf, &self.user.traits);
+        buf.extend_from_slice(b"},\"properties\":");
+        crate::json::write_map(buf, &self.properties);
+        buf.extend_from_slice(b",\"origin\":{\"topic\":");
+        put(buf, &self.origin.topic);
+        buf.extend_from_slice(
+            format!(
+                ",\"partition\":{},\"offset\":{},\"key\":",
+                self.origin.partition, self.origin.offset
+            )
+            .as_bytes(),
+        );
+        opt(buf, self.origin.key.as_deref());
+        buf.extend_from_slice(b"},\"validation\":{\"catalog\":");
+        put(buf, &self.validation.catalog);
+        buf.extend_from_slice(b",\"status\":");
+        put(buf, self.validation.status.as_str());
+        buf.extend_from_slice(b",\"problems\":[");
+        for (i, p) in self.validation.problems.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            put(buf, p);
+        }
+        buf.extend_from_slice(b"]}}");
+    }
+
     /// A field rendered as text for templates (strings unquoted, others as JSON).
     pub fn field_text(&self, path: &str) -> Option<String> {
         self.field(path).and_then(|v| match v.as_ref() {
@@ -236,5 +301,24 @@ mod tests {
         assert!(e.field("properties.missing").is_none());
         assert!(e.field("nope").is_none());
         assert_eq!(e.field_text("origin.offset").unwrap(), "5");
+    }
+
+    #[test]
+    fn write_json_is_what_serde_writes() {
+        let mut e = sample();
+        let mut buf = Vec::new();
+        e.write_json(&mut buf);
+        assert_eq!(buf, serde_json::to_vec(&e).unwrap());
+        e.site = None;
+        e.distinct_id = None;
+        e.origin.key = Some("k\"ey".into());
+        e.origin.offset = -1;
+        e.user.email = Some("a@b.c".into());
+        e.validation.problems = vec!["x: bad".into(), "y: \\worse".into()];
+        e.properties
+            .insert("nested".into(), serde_json::json!({"a": [1, 2.5, null]}));
+        buf.clear();
+        e.write_json(&mut buf);
+        assert_eq!(buf, serde_json::to_vec(&e).unwrap());
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod envelope;
+pub mod json;
 pub mod metrics;
 pub mod normalize;
 pub mod report;

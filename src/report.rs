@@ -148,16 +148,7 @@ const RESULT_KEYS: [&str; 17] = [
     "email",
 ];
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
-}
-
-fn put_opt(buf: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(buf, s),
-        None => buf.extend_from_slice(b"null"),
-    }
-}
+use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
 
 /// Writes the result event JSON for one outcome straight into `buf`; returns its kind.
 /// User attributes come first as separate keys; the relay's keys win on a name clash.
@@ -183,7 +174,7 @@ pub fn write_result_event(
         }
         put_str(buf, k);
         buf.push(b':');
-        serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+        write_value(buf, v);
         buf.push(b',');
     }
     let site = env.site.as_ref();

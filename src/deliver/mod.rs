@@ -116,7 +116,7 @@ impl Targets {
             let client = http_client(cfg)?;
             let service = match cfg.kind {
                 TargetKind::Webhook => Service::Webhook(webhook::WebhookService::new(cfg, client)?),
-                TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)),
+                TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)?),
             };
             let rt = Arc::new(TargetRuntime {
                 info: TargetRef {

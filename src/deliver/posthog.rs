@@ -40,19 +40,7 @@ pub fn snake_case(name: &str) -> String {
     out
 }
 
-/// Appends a JSON string.
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
-}
-
-/// Appends `"key":` (after a comma unless `first`).
-fn put_key(buf: &mut Vec<u8>, first: &mut bool, key: &str) {
-    if !std::mem::take(first) {
-        buf.push(b',');
-    }
-    put_str(buf, key);
-    buf.push(b':');
-}
+use crate::json::{write_key as put_key, write_str as put_str, write_value};
 
 /// Property keys the relay sets itself (they win over same-named event properties). `source`
 /// is not among them: several acemate events carry their own `source` property (where in the
@@ -106,7 +94,7 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
             continue;
         }
         put_key(buf, &mut first, k);
-        serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+        write_value(buf, v);
     }
     if let Some(s) = &env.session_id {
         put_key(buf, &mut first, "$session_id");
@@ -138,7 +126,7 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
         let mut first_set = true;
         for (k, v) in &env.user.traits {
             put_key(buf, &mut first_set, k);
-            serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+            write_value(buf, v);
         }
         if let (Some(email), false) = (&env.user.email, env.user.traits.contains_key("email")) {
             put_key(buf, &mut first_set, "email");
@@ -169,7 +157,8 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 /// A PostHog `/batch/` endpoint.
 pub struct PosthogService {
     client: reqwest::Client,
-    endpoint: String,
+    /// `{url}/batch/`, parsed once (config validation checked that it parses).
+    endpoint: reqwest::Url,
     api_key: String,
     historical: bool,
     names: EventNames,
@@ -178,16 +167,19 @@ pub struct PosthogService {
 }
 
 impl PosthogService {
-    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Self {
-        Self {
+    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, String> {
+        let endpoint = format!("{}/batch/", cfg.url.trim_end_matches('/'));
+        let endpoint = reqwest::Url::parse(&endpoint)
+            .map_err(|e| format!("target {}: url {endpoint:?}: {e}", cfg.name))?;
+        Ok(Self {
             client,
-            endpoint: format!("{}/batch/", cfg.url.trim_end_matches('/')),
+            endpoint,
             api_key: cfg.api_key.clone().unwrap_or_default(),
             historical: cfg.historical_migration,
             names: cfg.event_names,
             gzip: cfg.gzip,
             max_bytes: cfg.batch_bytes(),
-        }
+        })
     }
 
     /// The exact JSON body for a batch (before gzip).
@@ -225,7 +217,7 @@ impl PosthogService {
         }
         let mut req = self
             .client
-            .post(&self.endpoint)
+            .post(self.endpoint.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         let body = if self.gzip {
             req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");

@@ -13,6 +13,9 @@ pub struct WebhookService {
     client: reqwest::Client,
     method: reqwest::Method,
     url: Template,
+    /// The URL parsed once, when it has no placeholders (most targets): parsing it again for
+    /// every request was ~3% of the relay's CPU in the webhook benchmark.
+    static_url: Option<reqwest::Url>,
     headers: Vec<(reqwest::header::HeaderName, Template)>,
     body: BodyFormat,
     signer: Option<Signer>,
@@ -41,6 +44,10 @@ impl WebhookService {
                 HttpMethod::Patch => reqwest::Method::PATCH,
             },
             url: Template::parse(&cfg.url),
+            static_url: Template::parse(&cfg.url)
+                .is_static()
+                .then(|| reqwest::Url::parse(&cfg.url).ok())
+                .flatten(),
             headers,
             body: cfg.body,
             signer: cfg.signing_secret.as_deref().map(Signer::new).transpose()?,
@@ -49,35 +56,30 @@ impl WebhookService {
         })
     }
 
-    fn one_body(&self, d: &Delivery) -> Vec<u8> {
+    /// Appends one event's body.
+    fn write_one(&self, buf: &mut Vec<u8>, d: &Delivery) {
         match self.body {
-            BodyFormat::Envelope => {
-                let mut buf = Vec::with_capacity(d.raw.len() * 2 + 512);
-                serde_json::to_writer(&mut buf, &*d.env).expect("envelopes serialize");
-                buf
-            }
-            BodyFormat::Original => d.raw.to_vec(),
-            BodyFormat::Posthog => {
-                let mut buf = Vec::with_capacity(d.raw.len() + 512);
-                super::posthog::write_event(&mut buf, &d.env, EventNames::Original);
-                buf
-            }
+            BodyFormat::Envelope => d.env.write_json(buf),
+            BodyFormat::Original => buf.extend_from_slice(&d.raw),
+            BodyFormat::Posthog => super::posthog::write_event(buf, &d.env, EventNames::Original),
         }
     }
 
     /// The exact body bytes for a batch: a JSON array on batching targets (whatever the batch's
     /// size, so receivers always get one shape), else the one event as itself.
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
+        let estimate: usize = batch.iter().map(|d| d.raw.len() * 2 + 512).sum();
+        let mut out = Vec::with_capacity(estimate);
         if batch.len() == 1 && !self.array {
-            return self.one_body(&batch[0]);
+            self.write_one(&mut out, &batch[0]);
+            return out;
         }
-        let mut out = Vec::with_capacity(batch.len() * 600);
         out.push(b'[');
         for (i, d) in batch.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&self.one_body(d));
+            self.write_one(&mut out, d);
         }
         out.push(b']');
         out
@@ -95,7 +97,6 @@ impl WebhookService {
 
     pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
         let first = &batch[0].env;
-        let url = self.url.render(first, true);
         let body = self.body(batch);
         if batch.len() > 1 && body.len() > self.max_bytes {
             // Not sent: the caller splits the batch (the worker bounds batches by raw sizes,
@@ -108,9 +109,13 @@ impl WebhookService {
                 ),
             });
         }
-        let mut req = self
-            .client
-            .request(self.method.clone(), &url)
+        let req = match &self.static_url {
+            Some(url) => self.client.request(self.method.clone(), url.clone()),
+            None => self
+                .client
+                .request(self.method.clone(), self.url.render(first, true)),
+        };
+        let mut req = req
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         // Configured headers replace the defaults (a configured Content-Type is sent once);
         // the signing headers below are set last, so configuration cannot override them.

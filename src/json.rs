@@ -1,0 +1,159 @@
+//! Writing JSON straight into a byte buffer: the PostHog bodies and result events of the hot
+//! path.
+//!
+//! The output is byte-for-byte what `serde_json` writes (tested below); the difference is the
+//! string fast path. Most strings of an event (ids, names, timestamps, property values) need no
+//! escaping, and checking that 16 bytes at a time (a branch-free test the compiler vectorizes)
+//! and then copying the whole string is several times cheaper than `serde_json`'s byte-by-byte
+//! escape loop, which was ~11% of the relay's CPU in the batch benchmark.
+
+use serde_json::Value;
+
+/// Whether any byte must be escaped in a JSON string: `"`, `\` or a control character.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    #[inline(always)]
+    fn special(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+    let mut chunks = bytes.chunks_exact(16);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |acc, &b| acc | special(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| special(b))
+}
+
+/// Appends `s` as a JSON string (quoted, escaped exactly like `serde_json`).
+#[inline]
+pub fn write_str(buf: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
+        return;
+    }
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
+}
+
+/// Appends `s` as a JSON string, or `null`.
+pub fn write_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(buf, s),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends a value in `serde_json`'s compact form.
+pub fn write_value(buf: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => buf.extend_from_slice(b"null"),
+        Value::Bool(true) => buf.extend_from_slice(b"true"),
+        Value::Bool(false) => buf.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            serde_json::to_writer(&mut *buf, n).expect("writing to a Vec cannot fail");
+        }
+        Value::String(s) => write_str(buf, s),
+        Value::Array(items) => {
+            buf.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_value(buf, item);
+            }
+            buf.push(b']');
+        }
+        Value::Object(map) => write_map(buf, map),
+    }
+}
+
+/// Appends an object in `serde_json`'s compact form.
+pub fn write_map(buf: &mut Vec<u8>, map: &serde_json::Map<String, Value>) {
+    buf.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_str(buf, k);
+        buf.push(b':');
+        write_value(buf, v);
+    }
+    buf.push(b'}');
+}
+
+/// Appends `"key":`, after a comma unless `first` (which it then clears).
+#[inline]
+pub fn write_key(buf: &mut Vec<u8>, first: &mut bool, key: &str) {
+    if !std::mem::take(first) {
+        buf.push(b',');
+    }
+    write_str(buf, key);
+    buf.push(b':');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ours(v: &Value) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write_value(&mut buf, v);
+        buf
+    }
+
+    #[test]
+    fn strings_match_serde_json() {
+        for s in [
+            "",
+            "plain ascii",
+            "exactly sixteen!",
+            "a \"quoted\" word",
+            "back\\slash",
+            "tab\there, newline\n, nul\u{0}, bell\u{7}, del\u{7f}",
+            "unicode: zürich, 日本語, emoji 🎉, line sep \u{2028}",
+            "long string without anything to escape in it at all, more than sixteen bytes",
+            "long string with the one escape at the very end of it, more than 16 bytes\"",
+        ] {
+            let mut buf = Vec::new();
+            write_str(&mut buf, s);
+            assert_eq!(buf, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn values_match_serde_json() {
+        let v = serde_json::json!({
+            "n": null, "t": true, "f": false, "i": -7, "u": 18446744073709551615u64,
+            "x": 1.5e300, "s": "a\"b", "a": [1, "two", {"three": [3.25]}], "e": {}, "ea": []
+        });
+        assert_eq!(ours(&v), serde_json::to_vec(&v).unwrap());
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_is_written_like_serde_json(v in arb_value()) {
+            prop_assert_eq!(ours(&v), serde_json::to_vec(&v).unwrap());
+        }
+    }
+}
