@@ -115,8 +115,7 @@ impl WebhookService {
                 .client
                 .request(self.method.clone(), self.url.render(first, true)),
         };
-        let mut req = req
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let mut req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
         // Configured headers replace the defaults (a configured Content-Type is sent once);
         // the signing headers below are set last, so configuration cannot override them.
         let mut configured = reqwest::header::HeaderMap::new();

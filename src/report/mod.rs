@@ -1,0 +1,188 @@
+//! Reporting: WebhookSuccess / WebhookError result events and dead letters, produced to Kafka.
+//!
+//! Result events follow the Komo site-event shape (`komo-site-events.txt`) plus the relay's
+//! delivery fields. A piece of work only counts as final once Kafka acknowledged its result or
+//! dead letter; production is retried until it succeeds or the relay aborts (then the source
+//! offset stays uncommitted and the event is redelivered after a restart).
+
+mod dead_letter;
+mod result;
+
+pub use dead_letter::DeadLetter;
+pub use result::{result_event, write_result_event};
+
+use crate::envelope::Envelope;
+use crate::metrics::Metrics;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Payload prefix kept in a dead letter that Kafka refused for its size.
+const CUT_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Longest key, header value or result-event string kept in a cut-down record.
+const CUT_FIELD_BYTES: usize = 1024;
+
+/// Kafka refused the record for its size (the producer's `message.max.bytes`, or the broker's
+/// or topic's limit): sending the same record again cannot succeed.
+fn too_large(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+    )
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut_str(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Final outcome of one (event, target) delivery.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub success: bool,
+    pub attempts: usize,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// The target fields a result event names.
+#[derive(Debug, Clone)]
+pub struct TargetRef {
+    pub name: String,
+    pub guid: uuid::Uuid,
+}
+
+/// Producer of result events and dead letters.
+pub struct Reporter {
+    producer: FutureProducer,
+    results_topic: String,
+    dlq_topic: String,
+    metrics: Arc<Metrics>,
+    abort: CancellationToken,
+    /// `log.include_payloads`: put (truncated) payloads into dead-letter log lines.
+    log_payloads: bool,
+}
+
+impl Reporter {
+    pub fn new(
+        producer: FutureProducer,
+        results_topic: String,
+        dlq_topic: String,
+        metrics: Arc<Metrics>,
+        abort: CancellationToken,
+        log_payloads: bool,
+    ) -> Self {
+        Self {
+            producer,
+            results_topic,
+            dlq_topic,
+            metrics,
+            abort,
+            log_payloads,
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Produces until acknowledged: `Ok(true)` once acknowledged, `Ok(false)` only when the relay
+    /// is aborting, `Err` when Kafka refuses the record for its size (the producer's
+    /// `message.max.bytes` or the broker's limit), which no retry can change.
+    async fn produce(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<bool, String> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut record = FutureRecord::to(topic).key(key).payload(payload);
+            if let Some(h) = headers.clone() {
+                record = record.headers(h);
+            }
+            let sent = tokio::select! {
+                r = self.producer.send(record, Duration::from_secs(30)) => r,
+                _ = self.abort.cancelled() => return Ok(false),
+            };
+            match sent {
+                Ok(_) => return Ok(true),
+                Err((e, _)) if too_large(&e) => return Err(e.to_string()),
+                Err((e, _)) => {
+                    tracing::warn!(topic, error = %e, "producing to Kafka failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {},
+                        _ = self.abort.cancelled() => return Ok(false),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Produces an already cut-down record until acknowledged. A size refusal now means the
+    /// broker's limit is absurdly low (a few KiB): it is logged as an error and retried like any
+    /// other failure until the operator raises it. `false` only when the relay is aborting.
+    async fn produce_cut(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> bool {
+        loop {
+            match self.produce(topic, key, payload, headers.clone()).await {
+                Ok(ok) => return ok,
+                Err(e) => {
+                    tracing::error!(topic, error = %e, size = payload.len(), "Kafka refuses even a cut-down record; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {},
+                        _ = self.abort.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Produces the result event for one outcome; `true` once Kafka acknowledged it.
+    pub async fn result(&self, env: &Envelope, target: &TargetRef, outcome: &Outcome) -> bool {
+        let mut payload = Vec::with_capacity(1024);
+        let kind = write_result_event(&mut payload, env, target, outcome);
+        let ok = match self
+            .produce(&self.results_topic, &env.id, &payload, None)
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                // The triggering event's user attributes and ids ride along, so an event with
+                // huge ones can make its result larger than Kafka takes. Retrying the same
+                // record forever would stall the partition's commits: send it without user
+                // attributes and with long values cut, marked `"truncated": true`.
+                tracing::warn!(error = %e, size = payload.len(), "result event too large for Kafka; producing it cut down");
+                let small = result::cut_envelope(env);
+                let (_, mut value) = result_event(&small, target, outcome);
+                value["truncated"] = Value::Bool(true);
+                let payload = serde_json::to_vec(&value).expect("JSON values serialize");
+                self.produce_cut(&self.results_topic, &small.id, &payload, None)
+                    .await
+            }
+        };
+        if ok {
+            self.metrics
+                .results_produced
+                .with_label_values(&[&kind])
+                .inc();
+        }
+        ok
+    }
+}

@@ -1,0 +1,227 @@
+//! The WebhookSuccess / WebhookError result event: the Komo site-event shape
+//! (`komo-site-events.txt`) plus the relay's delivery fields, written straight into a buffer.
+
+use super::{cut_str, Outcome, TargetRef, CUT_FIELD_BYTES};
+use crate::envelope::{now_rfc3339, Envelope, RELAY_NAMESPACE};
+use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
+use serde_json::{Map, Value};
+
+/// The envelope as a result event may carry it when the full one is too large for Kafka: no
+/// user attributes or properties, ids and names cut to [`CUT_FIELD_BYTES`].
+pub(super) fn cut_envelope(env: &Envelope) -> Envelope {
+    let cut = |s: &Option<String>| {
+        s.as_deref()
+            .map(|s| cut_str(s, CUT_FIELD_BYTES).to_string())
+    };
+    Envelope {
+        envelope_version: env.envelope_version,
+        source: env.source,
+        timestamp: env.timestamp.clone(),
+        received_at: env.received_at.clone(),
+        origin: env.origin.clone(),
+        id: cut_str(&env.id, CUT_FIELD_BYTES).to_string(),
+        event: cut_str(&env.event, CUT_FIELD_BYTES).to_string(),
+        session_id: cut(&env.session_id),
+        distinct_id: cut(&env.distinct_id),
+        site: env.site.as_ref().map(|s| crate::envelope::Site {
+            id: cut(&s.id),
+            name: cut(&s.name),
+        }),
+        user: crate::envelope::User {
+            profile_id: cut(&env.user.profile_id),
+            session_id: cut(&env.user.session_id),
+            email: cut(&env.user.email),
+            traits: Map::new(),
+        },
+        properties: Map::new(),
+        validation: crate::envelope::Validation {
+            catalog: env.validation.catalog.clone(),
+            status: env.validation.status,
+            problems: Vec::new(),
+        },
+    }
+}
+
+/// Builds the result event JSON for one outcome (pure; unit-tested).
+pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (String, Value) {
+    let mut buf = Vec::with_capacity(1024);
+    let kind = write_result_event(&mut buf, env, target, outcome);
+    (
+        kind.to_string(),
+        serde_json::from_slice(&buf).expect("valid JSON"),
+    )
+}
+
+/// Keys of a result event that the relay sets; user attributes with these names are left out.
+const RESULT_KEYS: [&str; 17] = [
+    "id",
+    "event",
+    "timestamp",
+    "site_id",
+    "site_name",
+    "user_session_id",
+    "user_profile_id",
+    "integration_id",
+    "webhook_trigger",
+    "target",
+    "source",
+    "source_event_id",
+    "attempts",
+    "status_code",
+    "error",
+    "duration_ms",
+    "email",
+];
+
+/// Writes the result event JSON for one outcome straight into `buf`; returns its kind.
+/// User attributes come first as separate keys; the relay's keys win on a name clash.
+pub fn write_result_event(
+    buf: &mut Vec<u8>,
+    env: &Envelope,
+    target: &TargetRef,
+    outcome: &Outcome,
+) -> &'static str {
+    let kind = if outcome.success {
+        "WebhookSuccess"
+    } else {
+        "WebhookError"
+    };
+    let id = uuid::Uuid::new_v5(
+        &RELAY_NAMESPACE,
+        format!("{}|{}|{}", env.id, target.guid, kind).as_bytes(),
+    );
+    buf.push(b'{');
+    for (k, v) in &env.user.traits {
+        if RESULT_KEYS.contains(&k.as_str()) {
+            continue;
+        }
+        put_str(buf, k);
+        buf.push(b':');
+        write_value(buf, v);
+        buf.push(b',');
+    }
+    let site = env.site.as_ref();
+    buf.extend_from_slice(b"\"id\":");
+    put_str(buf, &id.to_string());
+    buf.extend_from_slice(b",\"event\":");
+    put_str(buf, kind);
+    buf.extend_from_slice(b",\"timestamp\":");
+    put_str(buf, &now_rfc3339());
+    buf.extend_from_slice(b",\"site_id\":");
+    put_opt(buf, site.and_then(|s| s.id.as_deref()));
+    buf.extend_from_slice(b",\"site_name\":");
+    put_opt(buf, site.and_then(|s| s.name.as_deref()));
+    buf.extend_from_slice(b",\"user_session_id\":");
+    put_opt(buf, env.session_id.as_deref());
+    buf.extend_from_slice(b",\"user_profile_id\":");
+    put_opt(buf, env.user.profile_id.as_deref());
+    buf.extend_from_slice(b",\"integration_id\":");
+    put_str(buf, &target.guid.to_string());
+    buf.extend_from_slice(b",\"webhook_trigger\":");
+    put_str(buf, &env.event);
+    buf.extend_from_slice(b",\"target\":");
+    put_str(buf, &target.name);
+    buf.extend_from_slice(b",\"source\":");
+    put_str(buf, env.source.as_str());
+    buf.extend_from_slice(b",\"source_event_id\":");
+    put_str(buf, &env.id);
+    buf.extend_from_slice(format!(",\"attempts\":{}", outcome.attempts).as_bytes());
+    match outcome.status_code {
+        Some(c) => buf.extend_from_slice(format!(",\"status_code\":{c}").as_bytes()),
+        None => buf.extend_from_slice(b",\"status_code\":null"),
+    }
+    buf.extend_from_slice(b",\"error\":");
+    put_opt(buf, outcome.error.as_deref());
+    buf.extend_from_slice(format!(",\"duration_ms\":{}", outcome.duration.as_millis()).as_bytes());
+    let email = env
+        .user
+        .email
+        .as_deref()
+        .or(match env.user.traits.get("email") {
+            Some(Value::String(e)) => Some(e.as_str()),
+            _ => None,
+        });
+    if let Some(e) = email {
+        buf.extend_from_slice(b",\"email\":");
+        put_str(buf, e);
+    }
+    buf.push(b'}');
+    kind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn result_event_shape() {
+        let env = crate::envelope::sample();
+        let target = TargetRef {
+            name: "crm".into(),
+            guid: uuid::Uuid::parse_str("e772b5f1-47f4-4c43-ac01-8ef81990fa7d").unwrap(),
+        };
+        let outcome = Outcome {
+            success: false,
+            attempts: 3,
+            status_code: Some(400),
+            error: Some("HTTP 400".into()),
+            duration: Duration::from_millis(12),
+        };
+        let (kind, v) = result_event(&env, &target, &outcome);
+        assert_eq!(kind, "WebhookError");
+        assert_eq!(v["event"], "WebhookError");
+        assert_eq!(v["integration_id"], "e772b5f1-47f4-4c43-ac01-8ef81990fa7d");
+        assert_eq!(v["webhook_trigger"], "CardViewed");
+        assert_eq!(v["site_id"], "2d5776b8-158a-4216-aaa1-edbc249e005b");
+        assert_eq!(v["tenant"], "acemate");
+        assert_eq!(v["attempts"], 3);
+        assert_eq!(v["status_code"], 400);
+        assert_eq!(v["source_event_id"], env.id.as_str());
+        let (_, again) = result_event(&env, &target, &outcome);
+        assert_eq!(v["id"], again["id"], "replays yield the same id");
+        let ok = Outcome {
+            success: true,
+            ..outcome
+        };
+        assert_ne!(result_event(&env, &target, &ok).1["id"], v["id"]);
+    }
+
+    #[test]
+    fn cut_down_result_events_are_small_and_keep_their_identity() {
+        assert_eq!(cut_str("héllo", 2), "h", "cut at a character boundary");
+        assert_eq!(cut_str("abc", 10), "abc");
+        let mut env = crate::envelope::sample();
+        let huge = "x".repeat(2 * 1024 * 1024);
+        env.user
+            .traits
+            .insert("favourite_team".into(), Value::from(huge.clone()));
+        env.user.email = Some(huge.clone());
+        env.event = huge.clone();
+        let target = TargetRef {
+            name: "crm".into(),
+            guid: uuid::Uuid::nil(),
+        };
+        let outcome = Outcome {
+            success: true,
+            attempts: 1,
+            status_code: Some(200),
+            error: None,
+            duration: Duration::from_millis(1),
+        };
+        let small = cut_envelope(&env);
+        let (_, v) = result_event(&small, &target, &outcome);
+        assert!(serde_json::to_vec(&v).unwrap().len() < 16 * 1024);
+        assert!(v.get("favourite_team").is_none(), "user attributes dropped");
+        assert_eq!(
+            v["source_event_id"],
+            env.id.as_str(),
+            "short ids kept whole"
+        );
+        assert_eq!(
+            v["id"],
+            result_event(&env, &target, &outcome).1["id"],
+            "same result id as the full event"
+        );
+    }
+}
