@@ -23,7 +23,7 @@ pub mod source;
 use anyhow::Context;
 use config::Config;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,14 +95,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let producer: FutureProducer = producer_config(&config)
         .create()
         .context("creating the Kafka producer")?;
+    // Result events go through their own producer, whose delivery callback finishes tickets
+    // (report::sink); what it cannot produce is retried through `producer`.
+    let (result_retries, retry_rx) = tokio::sync::mpsc::unbounded_channel();
+    let results: report::ResultProducer = producer_config(&config)
+        .create_with_context(report::SinkContext::new(result_retries, &metrics))
+        .context("creating the Kafka producer for result events")?;
     let reporter = Arc::new(report::Reporter::new(
-        producer.clone(),
+        producer,
+        results,
         config.results.topic.clone(),
         config.dead_letter.topic.clone(),
         metrics.clone(),
         abort.clone(),
         config.log.include_payloads,
     ));
+    tokio::spawn(report::retry_results(reporter.clone(), retry_rx));
     let (targets, workers) = deliver::Targets::start(
         &config.targets,
         reporter.clone(),
@@ -206,14 +214,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
     abort.cancel();
-    let source::Pipeline { targets, .. } = pipeline;
+    let source::Pipeline {
+        targets,
+        reporter: pipeline_reporter,
+        ..
+    } = pipeline;
     targets.close();
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
     }
-    if let Err(e) = producer.flush(Duration::from_secs(10)) {
-        tracing::warn!(error = %e, "producer flush failed");
-    }
+    pipeline_reporter.flush(Duration::from_secs(10));
     source::commit::commit_blocking(&consumer, &tracker, &metrics).await;
     metrics.in_flight_events.set(left as i64);
     drop(consumer);

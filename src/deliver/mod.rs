@@ -77,7 +77,7 @@ pub fn http_client(cfg: &TargetConfig) -> Result<reqwest::Client, String> {
 
 /// Everything one target needs at run time.
 pub struct TargetRuntime {
-    pub info: TargetRef,
+    pub info: Arc<TargetRef>,
     pub kind: TargetKind,
     service: Service,
     config: TargetConfig,
@@ -119,10 +119,10 @@ impl Targets {
                 TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)?),
             };
             let rt = Arc::new(TargetRuntime {
-                info: TargetRef {
+                info: Arc::new(TargetRef {
                     name: cfg.name.clone(),
                     guid: cfg.guid(),
-                },
+                }),
                 kind: cfg.kind,
                 service,
                 config: cfg.clone(),
@@ -195,8 +195,8 @@ async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery
     }
 }
 
-/// Delivers a batch, then reports every event's outcome (concurrently: the producer batches
-/// them) and finishes each ticket once its result event is acknowledged. The target's request
+/// Delivers a batch, then hands every event's result event to the result producer, which
+/// finishes each ticket once Kafka acknowledged it (`report::sink`). The target's request
 /// slot is released as soon as the HTTP work is done: waiting for Kafka's acknowledgement of
 /// the result events must not hold back the next request.
 async fn run_batch(
@@ -206,35 +206,41 @@ async fn run_batch(
 ) {
     let outcomes = deliver(rt.clone(), batch, 0).await;
     drop(slot);
-    let reports = outcomes.into_iter().map(|(d, outcome)| {
-        let rt = rt.clone();
-        async move {
-            let label = if outcome.success { "success" } else { "error" };
-            rt.metrics
-                .deliveries
-                .with_label_values(&[&rt.info.name, label])
-                .inc();
-            rt.metrics
-                .delivery_duration
-                .with_label_values(&[&rt.info.name])
-                .observe(outcome.duration.as_secs_f64());
-            if !outcome.success {
-                tracing::warn!(
-                    target_name = %rt.info.name,
-                    source_event_id = %d.env.id,
-                    event = %d.env.event,
-                    attempts = outcome.attempts,
-                    status_code = outcome.status_code,
-                    error = outcome.error.as_deref().unwrap_or_default(),
-                    "delivery failed for good"
-                );
-            }
-            if rt.reporter.result(&d.env, &rt.info, &outcome).await {
-                d.ticket.finish_one();
-            }
+    let now = crate::envelope::now_rfc3339();
+    let mut buf = Vec::with_capacity(1024);
+    for (d, outcome) in outcomes {
+        let label = if outcome.success { "success" } else { "error" };
+        rt.metrics
+            .deliveries
+            .with_label_values(&[&rt.info.name, label])
+            .inc();
+        rt.metrics
+            .delivery_duration
+            .with_label_values(&[&rt.info.name])
+            .observe(outcome.duration.as_secs_f64());
+        if !outcome.success {
+            tracing::warn!(
+                target_name = %rt.info.name,
+                source_event_id = %d.env.id,
+                event = %d.env.event,
+                attempts = outcome.attempts,
+                status_code = outcome.status_code,
+                error = outcome.error.as_deref().unwrap_or_default(),
+                "delivery failed for good"
+            );
         }
-    });
-    futures_util::future::join_all(reports).await;
+        let Delivery { env, ticket, .. } = d;
+        rt.reporter.send_result(
+            crate::report::PendingResult {
+                env,
+                target: rt.info.clone(),
+                outcome,
+                ticket,
+            },
+            &mut buf,
+            &now,
+        );
+    }
 }
 
 type Outcomes = Vec<(Delivery, Outcome)>;

@@ -7,9 +7,11 @@
 
 mod dead_letter;
 mod result;
+mod sink;
 
 pub use dead_letter::DeadLetter;
 pub use result::{result_event, write_result_event};
+pub use sink::{retry_results, PendingResult, ResultProducer, SinkContext};
 
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
@@ -63,7 +65,10 @@ pub struct TargetRef {
 
 /// Producer of result events and dead letters.
 pub struct Reporter {
+    /// Dead letters, and result events the fast path could not produce.
     producer: FutureProducer,
+    /// Result events (see [`sink`]).
+    results: ResultProducer,
     results_topic: String,
     dlq_topic: String,
     metrics: Arc<Metrics>,
@@ -75,6 +80,7 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(
         producer: FutureProducer,
+        results: ResultProducer,
         results_topic: String,
         dlq_topic: String,
         metrics: Arc<Metrics>,
@@ -83,6 +89,7 @@ impl Reporter {
     ) -> Self {
         Self {
             producer,
+            results,
             results_topic,
             dlq_topic,
             metrics,
@@ -91,8 +98,14 @@ impl Reporter {
         }
     }
 
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
+    /// Waits (up to `timeout` for each producer) until everything produced is acknowledged.
+    pub fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer;
+        for r in [self.producer.flush(timeout), self.results.flush(timeout)] {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "producer flush failed");
+            }
+        }
     }
 
     /// Produces until acknowledged: `Ok(true)` once acknowledged, `Ok(false)` only when the relay
@@ -157,7 +170,13 @@ impl Reporter {
     /// Produces the result event for one outcome; `true` once Kafka acknowledged it.
     pub async fn result(&self, env: &Envelope, target: &TargetRef, outcome: &Outcome) -> bool {
         let mut payload = Vec::with_capacity(1024);
-        let kind = write_result_event(&mut payload, env, target, outcome);
+        let kind = write_result_event(
+            &mut payload,
+            env,
+            target,
+            outcome,
+            &crate::envelope::now_rfc3339(),
+        );
         let ok = match self
             .produce(&self.results_topic, &env.id, &payload, None)
             .await

@@ -5,6 +5,7 @@ use super::{cut_str, Outcome, TargetRef, CUT_FIELD_BYTES};
 use crate::envelope::{now_rfc3339, Envelope, RELAY_NAMESPACE};
 use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
 use serde_json::{Map, Value};
+use std::io::Write;
 
 /// The envelope as a result event may carry it when the full one is too large for Kafka: no
 /// user attributes or properties, ids and names cut to [`CUT_FIELD_BYTES`].
@@ -45,7 +46,7 @@ pub(super) fn cut_envelope(env: &Envelope) -> Envelope {
 /// Builds the result event JSON for one outcome (pure; unit-tested).
 pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (String, Value) {
     let mut buf = Vec::with_capacity(1024);
-    let kind = write_result_event(&mut buf, env, target, outcome);
+    let kind = write_result_event(&mut buf, env, target, outcome, &now_rfc3339());
     (
         kind.to_string(),
         serde_json::from_slice(&buf).expect("valid JSON"),
@@ -80,6 +81,7 @@ pub fn write_result_event(
     env: &Envelope,
     target: &TargetRef,
     outcome: &Outcome,
+    now: &str,
 ) -> &'static str {
     let kind = if outcome.success {
         "WebhookSuccess"
@@ -102,11 +104,15 @@ pub fn write_result_event(
     }
     let site = env.site.as_ref();
     buf.extend_from_slice(b"\"id\":");
-    put_str(buf, &id.to_string());
+    put_str(
+        buf,
+        id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     buf.extend_from_slice(b",\"event\":");
     put_str(buf, kind);
     buf.extend_from_slice(b",\"timestamp\":");
-    put_str(buf, &now_rfc3339());
+    put_str(buf, now);
     buf.extend_from_slice(b",\"site_id\":");
     put_opt(buf, site.and_then(|s| s.id.as_deref()));
     buf.extend_from_slice(b",\"site_name\":");
@@ -116,7 +122,13 @@ pub fn write_result_event(
     buf.extend_from_slice(b",\"user_profile_id\":");
     put_opt(buf, env.user.profile_id.as_deref());
     buf.extend_from_slice(b",\"integration_id\":");
-    put_str(buf, &target.guid.to_string());
+    put_str(
+        buf,
+        target
+            .guid
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     buf.extend_from_slice(b",\"webhook_trigger\":");
     put_str(buf, &env.event);
     buf.extend_from_slice(b",\"target\":");
@@ -125,14 +137,15 @@ pub fn write_result_event(
     put_str(buf, env.source.as_str());
     buf.extend_from_slice(b",\"source_event_id\":");
     put_str(buf, &env.id);
-    buf.extend_from_slice(format!(",\"attempts\":{}", outcome.attempts).as_bytes());
+    write!(buf, ",\"attempts\":{}", outcome.attempts).expect("writing to a Vec cannot fail");
     match outcome.status_code {
-        Some(c) => buf.extend_from_slice(format!(",\"status_code\":{c}").as_bytes()),
+        Some(c) => write!(buf, ",\"status_code\":{c}").expect("writing to a Vec cannot fail"),
         None => buf.extend_from_slice(b",\"status_code\":null"),
     }
     buf.extend_from_slice(b",\"error\":");
     put_opt(buf, outcome.error.as_deref());
-    buf.extend_from_slice(format!(",\"duration_ms\":{}", outcome.duration.as_millis()).as_bytes());
+    write!(buf, ",\"duration_ms\":{}", outcome.duration.as_millis())
+        .expect("writing to a Vec cannot fail");
     let email = env
         .user
         .email

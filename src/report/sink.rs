@@ -1,0 +1,132 @@
+//! The fast path for result events: a librdkafka producer whose delivery callback finishes the
+//! delivery's ticket itself — no future, oneshot channel or task per result event.
+//!
+//! Every delivery ends in exactly one result event, so this is the busiest producer of the
+//! relay. The callback runs on the producer's polling thread: on success it counts the event and
+//! finishes the ticket; on any failure (a send refused at once — queue full, record too large —
+//! or an error reported later, after librdkafka's own retries) the pending result goes to
+//! [`retry_results`], which produces it through the slow path ([`Reporter::result`]: backoff,
+//! a cut-down record for one Kafka refuses for its size, given up only when the relay aborts).
+
+use super::{Outcome, Reporter, TargetRef};
+use crate::envelope::Envelope;
+use crate::source::offsets::Ticket;
+use prometheus::IntCounter;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A result event on its way to Kafka, with what finishing or retrying it needs.
+pub struct PendingResult {
+    pub env: Arc<Envelope>,
+    pub target: Arc<TargetRef>,
+    pub outcome: Outcome,
+    pub ticket: Arc<Ticket>,
+}
+
+/// Delivery callbacks of the result producer.
+pub struct SinkContext {
+    retry: mpsc::UnboundedSender<Box<PendingResult>>,
+    success: IntCounter,
+    error: IntCounter,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Box<PendingResult>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<PendingResult>) {
+        match result {
+            Ok(_) => {
+                if pending.outcome.success {
+                    self.success.inc();
+                } else {
+                    self.error.inc();
+                }
+                pending.ticket.finish_one();
+            }
+            Err((e, _)) => {
+                tracing::warn!(error = %e, source_event_id = %pending.env.id, "producing a result event failed; retrying");
+                self.retry_later(pending);
+            }
+        }
+    }
+}
+
+impl SinkContext {
+    pub fn new(
+        retry: mpsc::UnboundedSender<Box<PendingResult>>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Self {
+        Self {
+            retry,
+            success: metrics
+                .results_produced
+                .with_label_values(&["WebhookSuccess"]),
+            error: metrics
+                .results_produced
+                .with_label_values(&["WebhookError"]),
+        }
+    }
+
+    fn retry_later(&self, pending: Box<PendingResult>) {
+        if self.retry.send(pending).is_err() {
+            // Only after shutdown: the ticket stays unfinished, the offset uncommitted, and the
+            // event is delivered again after the restart.
+            tracing::debug!("result retry queue closed; result left unproduced");
+        }
+    }
+}
+
+/// The result producer.
+pub type ResultProducer = ThreadedProducer<SinkContext>;
+
+impl Reporter {
+    /// Writes one delivery's result event into `buf` (cleared first) and hands it to the
+    /// result producer; its ticket is finished once Kafka acknowledged it. `now` is the result
+    /// event's timestamp (one per batch).
+    pub fn send_result(&self, pending: PendingResult, buf: &mut Vec<u8>, now: &str) {
+        buf.clear();
+        super::result::write_result_event(
+            buf,
+            &pending.env,
+            &pending.target,
+            &pending.outcome,
+            now,
+        );
+        let env = pending.env.clone();
+        let record = BaseRecord::with_opaque_to(&self.results_topic, Box::new(pending))
+            .key(env.id.as_str())
+            .payload(&buf[..]);
+        if let Err((e, record)) = self.results.send(record) {
+            tracing::debug!(error = %e, "result event not queued; retrying on the slow path");
+            self.results.context().retry_later(record.delivery_opaque);
+        }
+    }
+}
+
+/// Produces the result events the fast path could not, one task each, through
+/// [`Reporter::result`]; ends when the relay aborts (results left then stay unproduced, their
+/// offsets uncommitted).
+pub async fn retry_results(
+    reporter: Arc<Reporter>,
+    mut rx: mpsc::UnboundedReceiver<Box<PendingResult>>,
+) {
+    loop {
+        let p = tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = reporter.abort.cancelled() => return,
+        };
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            if reporter.result(&p.env, &p.target, &p.outcome).await {
+                p.ticket.finish_one();
+            }
+        });
+    }
+}
