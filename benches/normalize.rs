@@ -10,8 +10,9 @@
 use criterion::{black_box, criterion_group, Criterion, Throughput};
 
 /// The relay binary's allocator (`src/main.rs`), so the figure is what the relay gets.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use event_relay::config::SourceFormat;
 use event_relay::envelope::Origin;

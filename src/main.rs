@@ -5,9 +5,14 @@ use event_relay::cli::{self, Cli, Command};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: the relay allocates many short-lived buffers per event; measured in the benchmark.
+/// jemalloc: the relay allocates an envelope's property tree on the consumer thread and frees it
+/// on whichever thread finishes its delivery. jemalloc's per-thread caches batch such frees;
+/// mimalloc pays an atomic operation per cross-thread free. Benchmark, batch scenario
+/// (200,000 events, 3 runs each): 13.2–14.1 CPU-seconds per million events with jemalloc,
+/// 17.0–20.0 with mimalloc.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     event_relay::disable_transparent_huge_pages();
