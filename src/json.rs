@@ -10,19 +10,36 @@
 use serde_json::Value;
 
 /// Whether any byte must be escaped in a JSON string: `"`, `\` or a control character.
+///
+/// Eight bytes at a time with the classic SWAR tests ("has a byte less than n", "has a zero
+/// byte" after an XOR), which are exact as yes/no answers; the tail is padded with a harmless
+/// byte. Short strings (names, ids) thus take one or a few word tests instead of a byte loop.
 #[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     #[inline(always)]
-    fn special(b: u8) -> bool {
-        b < 0x20 || b == b'"' || b == b'\\'
+    fn special(x: u64) -> bool {
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let q = x ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let b = x ^ (ONES * u64::from(b'\\'));
+        let backslash = b.wrapping_sub(ONES) & !b;
+        (control | quote | backslash) & HIGH != 0
     }
-    let mut chunks = bytes.chunks_exact(16);
-    for chunk in &mut chunks {
-        if chunk.iter().fold(false, |acc, &b| acc | special(b)) {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        if special(u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| special(b))
+    let tail = words.remainder();
+    if tail.is_empty() {
+        return false;
+    }
+    let mut padded = [b'a'; 8];
+    padded[..tail.len()].copy_from_slice(tail);
+    special(u64::from_le_bytes(padded))
 }
 
 /// Appends `s` as a JSON string (quoted, escaped exactly like `serde_json`).
@@ -121,6 +138,27 @@ mod tests {
             let mut buf = Vec::new();
             write_str(&mut buf, s);
             assert_eq!(buf, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn every_special_byte_is_found_at_every_position() {
+        let specials = (0u8..0x20).chain([b'"', b'\\']);
+        for special in specials {
+            for len in 1..=40 {
+                for at in 0..len {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = special;
+                    let s = std::str::from_utf8(&bytes).unwrap();
+                    assert!(needs_escape(s.as_bytes()), "{s:?}");
+                    let mut buf = Vec::new();
+                    write_str(&mut buf, s);
+                    assert_eq!(buf, serde_json::to_vec(s).unwrap());
+                }
+            }
+        }
+        for plain in ["", "a", "0123456789abcdef0", "é€🎉 ~\u{7f}", "!#$%&'()*+,-./[]^_`{|}"] {
+            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
         }
     }
 
