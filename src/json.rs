@@ -157,7 +157,13 @@ mod tests {
                 }
             }
         }
-        for plain in ["", "a", "0123456789abcdef0", "é€🎉 ~\u{7f}", "!#$%&'()*+,-./[]^_`{|}"] {
+        for plain in [
+            "",
+            "a",
+            "0123456789abcdef0",
+            "é€🎉 ~\u{7f}",
+            "!#$%&'()*+,-./[]^_`{|}",
+        ] {
             assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
         }
     }
