@@ -54,7 +54,8 @@ pub async fn commit_blocking(
     let _ = tokio::task::spawn_blocking(move || commit_now(&c, &t, &m)).await;
 }
 
-/// Commits every `every` until `stop`.
+/// Commits every `every`, and as soon as a partition has nothing in flight (at most every
+/// `every / 10`), until `stop`.
 pub async fn commit_loop(
     consumer: Arc<RelayConsumer>,
     tracker: Arc<OffsetTracker>,
@@ -64,10 +65,20 @@ pub async fn commit_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let spacing = every / 10;
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => commit_blocking(&consumer, &tracker, &metrics).await,
+            _ = tick.tick() => {}
+            _ = tracker.drained.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(last + spacing) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
             _ = stop.cancelled() => return,
         }
+        commit_blocking(&consumer, &tracker, &metrics).await;
+        last = tokio::time::Instant::now();
     }
 }

@@ -36,6 +36,9 @@ impl PartitionState {
 pub struct OffsetTracker {
     parts: Mutex<HashMap<Tp, PartitionState>>,
     generations: AtomicUsize,
+    /// Signalled when a partition has nothing left in flight: the commit loop then commits at
+    /// once instead of at its next tick (a burst's last offsets, a quiet topic's last event).
+    pub drained: tokio::sync::Notify,
 }
 
 impl OffsetTracker {
@@ -84,6 +87,9 @@ impl OffsetTracker {
         if let Some(st) = parts.get_mut(tp) {
             if st.generation == generation {
                 st.pending.remove(&offset);
+                if st.pending.is_empty() {
+                    self.drained.notify_one();
+                }
             }
         }
     }
