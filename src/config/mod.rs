@@ -206,7 +206,8 @@ pub struct ConditionConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Most consumed-but-not-final events held at once (a batch message counts each of its
-    /// events); consumption pauses at the bound.
+    /// events), which bounds memory; at the bound the relay stops reading (for up to 500 ms),
+    /// then pauses its partitions.
     #[serde(
         default = "default_max_in_flight_events",
         deserialize_with = "validate::lenient_usize"
@@ -216,7 +217,8 @@ pub struct PipelineConfig {
     /// (given-up events stay uncommitted and are redelivered after a restart).
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: ConfigDuration,
-    /// How often finished offsets are committed to the group.
+    /// How often finished offsets are committed to the group (also as soon as a partition has
+    /// nothing in flight, at most every tenth of this), bounding what a crash redelivers.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: ConfigDuration,
     /// Messages larger than this are dead-lettered unread.

@@ -32,18 +32,34 @@ impl PartitionState {
 }
 
 /// Per-partition pending offsets of one consumer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OffsetTracker {
     parts: Mutex<HashMap<Tp, PartitionState>>,
     generations: AtomicUsize,
-    /// Signalled when a partition has nothing left in flight: the commit loop then commits at
-    /// once instead of at its next tick (a burst's last offsets, a quiet topic's last event).
+    /// Signalled when a partition has nothing left in flight: the commit loop then commits
+    /// early if reading has gone quiet (a burst's last offsets, a quiet topic's last event).
     pub drained: tokio::sync::Notify,
+    /// When the last message was consumed (milliseconds since `started`).
+    last_begin_ms: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
 
 impl OffsetTracker {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new(Self {
+            parts: Mutex::default(),
+            generations: AtomicUsize::default(),
+            drained: tokio::sync::Notify::new(),
+            last_begin_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// How long since the last message was consumed.
+    pub fn reading_idle_for(&self) -> std::time::Duration {
+        let last = self.last_begin_ms.load(Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(last))
     }
 
     fn next_generation(&self) -> u64 {
@@ -74,6 +90,8 @@ impl OffsetTracker {
     /// partition is not (or no longer) assigned to us — such a message belongs to another
     /// group member and must not be processed or committed here.
     pub fn begin(&self, tp: &Tp, offset: i64) -> Option<u64> {
+        self.last_begin_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let mut parts = self.parts.lock().unwrap();
         let st = parts.get_mut(tp)?;
         st.pending.insert(offset);
