@@ -73,8 +73,8 @@ struct Args {
     /// One valid raw event per catalog event: the templates of the mix.
     #[arg(long, default_value = "tests/fixtures/valid_events.jsonl")]
     fixtures: String,
-    /// JSON output.
-    #[arg(long, default_value = "bench/results/latest.json")]
+    /// JSON output (the last one given wins, so `scripts/bench --out F` works).
+    #[arg(long, default_value = "bench/results/latest.json", overrides_with = "out")]
     out: PathBuf,
     /// Per-scenario time limit in seconds (0: derived from --events).
     #[arg(long, default_value_t = 0)]

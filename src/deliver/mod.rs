@@ -28,8 +28,11 @@ use tokio_util::sync::CancellationToken;
 /// One (event, target) piece of work.
 pub struct Delivery {
     pub env: Arc<Envelope>,
-    /// The raw bytes the event came from (for `body = "original"`).
+    /// The raw bytes the event came from, for `body = "original"` targets; empty for other
+    /// targets, so an event waiting for them does not hold a copy it will never send.
     pub raw: Arc<[u8]>,
+    /// Size of the raw bytes (batch size limits, body buffer estimates).
+    pub size: usize,
     pub ticket: Arc<Ticket>,
 }
 
@@ -99,6 +102,10 @@ impl TargetRuntime {
 pub struct Targets {
     pub runtimes: Vec<Arc<TargetRuntime>>,
     queues: Vec<mpsc::UnboundedSender<Delivery>>,
+    /// Per target: whether it sends the original bytes (`body = "original"`).
+    needs_raw: Vec<bool>,
+    /// The `raw` of deliveries to targets that do not send it.
+    no_raw: Arc<[u8]>,
 }
 
 impl Targets {
@@ -141,7 +148,29 @@ impl Targets {
             runtimes.push(rt);
             queues.push(tx);
         }
-        Ok((Self { runtimes, queues }, handles))
+        let needs_raw = configs
+            .iter()
+            .map(|c| c.kind == TargetKind::Webhook && c.body == crate::config::BodyFormat::Original)
+            .collect();
+        let no_raw: Arc<[u8]> = Arc::from(Vec::new());
+        Ok((
+            Self {
+                runtimes,
+                queues,
+                needs_raw,
+                no_raw,
+            },
+            handles,
+        ))
+    }
+
+    /// The raw bytes a delivery to target `index` carries: `raw` itself, or nothing.
+    pub fn raw_for(&self, index: usize, raw: &Arc<[u8]>) -> Arc<[u8]> {
+        if self.needs_raw[index] {
+            raw.clone()
+        } else {
+            self.no_raw.clone()
+        }
     }
 
     /// Queues a delivery for target `index`.
@@ -166,7 +195,7 @@ async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery
     let max_bytes = rt.config.batch_bytes();
     let linger = rt.config.linger();
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.raw.len();
+        let mut bytes = first.size;
         let mut batch = vec![first];
         if max_events > 1 {
             let deadline = tokio::time::Instant::now() + linger;
@@ -180,7 +209,7 @@ async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery
                 };
                 match next {
                     Some(d) => {
-                        bytes += d.raw.len();
+                        bytes += d.size;
                         batch.push(d);
                     }
                     None => break,

@@ -184,7 +184,7 @@ impl PosthogService {
 
     /// The exact JSON body for a batch (before gzip).
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
-        let estimate: usize = batch.iter().map(|d| d.raw.len() + 512).sum();
+        let estimate: usize = batch.iter().map(|d| d.size + 512).sum();
         let mut buf = Vec::with_capacity(estimate + 256);
         buf.extend_from_slice(b"{\"api_key\":");
         put_str(&mut buf, &self.api_key);

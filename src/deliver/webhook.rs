@@ -68,7 +68,7 @@ impl WebhookService {
     /// The exact body bytes for a batch: a JSON array on batching targets (whatever the batch's
     /// size, so receivers always get one shape), else the one event as itself.
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
-        let estimate: usize = batch.iter().map(|d| d.raw.len() * 2 + 512).sum();
+        let estimate: usize = batch.iter().map(|d| d.size * 2 + 512).sum();
         let mut out = Vec::with_capacity(estimate);
         if batch.len() == 1 && !self.array {
             self.write_one(&mut out, &batch[0]);

@@ -292,7 +292,8 @@ pub(super) fn dispatch(p: &Pipeline, job: Job, permit: OwnedSemaphorePermit) {
                         t,
                         Delivery {
                             env: env.clone(),
-                            raw: raw.clone(),
+                            raw: p.targets.raw_for(t, &raw),
+                            size: raw.len(),
                             ticket: ticket.clone(),
                         },
                     );
