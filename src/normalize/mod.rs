@@ -376,6 +376,8 @@ pub(crate) fn as_text(v: Option<&Value>) -> Option<String> {
 }
 
 #[cfg(test)]
+mod parse_proptests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

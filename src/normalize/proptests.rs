@@ -164,7 +164,7 @@ fn odd_string() -> impl Strategy<Value = String> {
     ]
 }
 
-fn leaf() -> impl Strategy<Value = Value> {
+pub(super) fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -178,7 +178,7 @@ fn leaf() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn arb_json() -> impl Strategy<Value = Value> {
+pub(super) fn arb_json() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(8, 96, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
@@ -238,7 +238,7 @@ fn raw_deep(depth: usize, open: u8, close: u8, closed: bool) -> Vec<u8> {
 }
 
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(super) enum Mutation {
     Flip(usize, u8),
     Insert(usize, u8),
     Delete(usize),
@@ -246,7 +246,7 @@ enum Mutation {
     Splice(usize, String),
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
@@ -281,7 +281,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
+pub(super) fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
     for m in muts {
         let len = bytes.len().max(1);
         match m {
@@ -450,83 +450,6 @@ fn timestamps_before_year_zero_in_utc_are_rejected() {
         )
         .unwrap();
     assert_eq!(out.events[0].0.timestamp, "0000-01-01T01:00:00.000Z");
-}
-
-/// The depth check as first written: a full scan of bracket depth outside strings.
-fn reference_depth_ok(bytes: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
-
-/// Bracket-heavy text: brackets, quotes and escapes in any order.
-fn brackety() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(
-        prop::sample::select(vec![b'{', b'[', b'}', b']', b'"', b'\\', b'a', b':', b',']),
-        0..400,
-    )
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-    /// The fast depth check decides exactly like the plain scan.
-    #[test]
-    fn depth_check_matches_the_reference(bytes in brackety(), max in 0usize..80) {
-        prop_assert_eq!(limits::check_depth(&bytes, max).is_ok(), reference_depth_ok(&bytes, max));
-    }
-
-    /// The parser gives the same value (or the same error) as `serde_json::from_str`.
-    #[test]
-    fn parse_matches_serde_json(v in arb_json(), muts in prop::collection::vec(mutation(), 0..3)) {
-        let text = String::from_utf8_lossy(&apply(serde_json::to_vec(&v).unwrap(), &muts)).into_owned();
-        let ours = limits::parse_str(&text);
-        let theirs: Result<Value, _> = serde_json::from_str(&text);
-        match (ours, theirs) {
-            (Err(NormalizeError::NotJson(a)), _) if text.trim().is_empty() => {
-                prop_assert_eq!(a, "empty message")
-            }
-            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
-            (Err(NormalizeError::NotJson(a)), Err(b)) => prop_assert_eq!(a, b.to_string()),
-            (a, b) => prop_assert!(false, "{text:?}: ours {a:?}, serde_json {b:?}"),
-        }
-    }
-
-    /// Duplicate keys: the last one wins, as with `serde_json::from_str`.
-    #[test]
-    fn duplicate_keys_keep_the_last_value(
-        entries in prop::collection::vec((prop::sample::select(vec!["a", "b", "event", "c"]), leaf()), 0..12),
-    ) {
-        let body: Vec<String> = entries
-            .iter()
-            .map(|(k, v)| format!("{}:{}", Value::from(*k), v))
-            .collect();
-        let text = format!("{{{}}}", body.join(","));
-        let theirs: Value = serde_json::from_str(&text).unwrap();
-        prop_assert_eq!(limits::parse_str(&text).unwrap(), theirs);
-    }
 }
 
 proptest! {
