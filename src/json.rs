@@ -101,6 +101,18 @@ pub fn write_map(buf: &mut Vec<u8>, map: &serde_json::Map<String, Value>) {
     buf.push(b'}');
 }
 
+/// JSON kind name of a value, for error messages ("expected number, got string").
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 /// Appends `"key":`, after a comma unless `first` (which it then clears).
 #[inline]
 pub fn write_key(buf: &mut Vec<u8>, first: &mut bool, key: &str) {

@@ -72,17 +72,6 @@ fn coerce_string(ty: PropType, s: &str) -> Option<Value> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 impl Prop {
     /// Checks (and, with `coerce`, converts string-encoded numbers/booleans in place) one value.
     /// Problems are pushed as `<path>: <rule>`.
@@ -125,7 +114,7 @@ impl Prop {
                     problems.push(format!(
                         "{path}: expected {}, got {}",
                         format!("{:?}", self.ty).to_lowercase(),
-                        type_name(value)
+                        crate::json::kind(value)
                     ));
                     return;
                 }

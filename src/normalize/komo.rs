@@ -10,7 +10,7 @@ use crate::catalog::{check_props, Catalog, PropPath};
 use crate::envelope::{Envelope, Site, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 
-pub(super) const COMMON: [&str; 7] = [
+pub const COMMON: [&str; 7] = [
     "id",
     "event",
     "timestamp",

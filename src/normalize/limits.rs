@@ -189,14 +189,4 @@ fn count_opening(bytes: &[u8]) -> usize {
         .sum()
 }
 
-/// JSON kind name for error messages.
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+pub(crate) use crate::json::kind;

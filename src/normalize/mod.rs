@@ -8,6 +8,8 @@ mod acemate;
 mod komo;
 mod limits;
 
+pub use komo::COMMON as KOMO_COMMON_KEYS;
+
 use crate::catalog::Catalogs;
 use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
 use crate::envelope::{Envelope, Origin, Site, Validation, ValidationStatus, RELAY_NAMESPACE};

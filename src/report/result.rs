@@ -53,15 +53,9 @@ pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (S
     )
 }
 
-/// Keys of a result event that the relay sets; user attributes with these names are left out.
-const RESULT_KEYS: [&str; 17] = [
-    "id",
-    "event",
-    "timestamp",
-    "site_id",
-    "site_name",
-    "user_session_id",
-    "user_profile_id",
+/// Keys of a result event that the relay sets besides the Komo site-event keys
+/// ([`crate::normalize::KOMO_COMMON_KEYS`]); user attributes with any of these names are left out.
+const RELAY_RESULT_KEYS: [&str; 10] = [
     "integration_id",
     "webhook_trigger",
     "target",
@@ -73,6 +67,10 @@ const RESULT_KEYS: [&str; 17] = [
     "duration_ms",
     "email",
 ];
+
+fn is_result_key(k: &str) -> bool {
+    crate::normalize::KOMO_COMMON_KEYS.contains(&k) || RELAY_RESULT_KEYS.contains(&k)
+}
 
 /// Writes the result event JSON for one outcome straight into `buf`; returns its kind.
 /// User attributes come first as separate keys; the relay's keys win on a name clash.
@@ -94,7 +92,7 @@ pub fn write_result_event(
     );
     buf.push(b'{');
     for (k, v) in &env.user.traits {
-        if RESULT_KEYS.contains(&k.as_str()) {
+        if is_result_key(k) {
             continue;
         }
         put_str(buf, k);
