@@ -10,6 +10,7 @@ mod expand;
 mod load;
 mod targets;
 mod validate;
+mod validate_targets;
 
 pub use duration::{parse_duration, ConfigDuration};
 pub use load::{load, load_str};
