@@ -130,3 +130,103 @@ pub async fn retry_results(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::report::Outcome;
+    use crate::source::offsets::OffsetTracker;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::FutureProducer;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    /// The fallback: a result event the fast producer refuses (larger than its
+    /// `message.max.bytes`: an event with huge user attributes) still gets produced, cut down,
+    /// through the slow path, and only then is its ticket finished.
+    #[tokio::test]
+    async fn a_result_the_fast_path_refuses_is_produced_cut_down_and_finishes_its_ticket() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("results", 1, 1).expect("topic");
+        let config = |max: &str| {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", cluster.bootstrap_servers())
+                .set("message.max.bytes", max);
+            c
+        };
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let results: ResultProducer = config("20000")
+            .create_with_context(SinkContext::new(tx, &metrics))
+            .expect("result producer");
+        let slow: FutureProducer = config("20000").create().expect("producer");
+        let abort = CancellationToken::new();
+        let reporter = Arc::new(Reporter::new(
+            slow,
+            results,
+            "results".into(),
+            "dlq".into(),
+            metrics.clone(),
+            abort.clone(),
+            false,
+        ));
+        let retries = tokio::spawn(retry_results(reporter.clone(), rx));
+
+        let tracker = OffsetTracker::new();
+        let tp = ("in".to_string(), 0);
+        tracker.assign(tp.clone());
+        let generation = tracker.begin(&tp, 7).expect("assigned");
+        let ticket = Ticket::new(tracker.clone(), tp.clone(), 7, generation, 1, None);
+        let mut env = crate::envelope::sample();
+        env.user
+            .traits
+            .insert("notes".into(), serde_json::Value::from("x".repeat(50_000)));
+        let outcome = Outcome {
+            success: true,
+            attempts: 1,
+            status_code: Some(200),
+            error: None,
+            duration: Duration::from_millis(3),
+        };
+        let target = Arc::new(TargetRef {
+            name: "crm".into(),
+            guid: uuid::Uuid::nil(),
+        });
+        let mut buf = Vec::new();
+        reporter.send_result(
+            PendingResult {
+                env: Arc::new(env),
+                target,
+                outcome,
+                ticket,
+            },
+            &mut buf,
+            "2000-01-01T00:00:00.000Z",
+        );
+        assert!(
+            buf.len() > 20_000,
+            "the full result event is over the limit"
+        );
+
+        for _ in 0..200 {
+            if tracker.pending() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            tracker.take_commits(),
+            vec![(tp, 8)],
+            "the ticket finished: offset 7 is done"
+        );
+        let produced = metrics
+            .results_produced
+            .with_label_values(&["WebhookSuccess"])
+            .get();
+        assert_eq!(produced, 1, "counted once, by the slow path");
+        abort.cancel();
+        retries.await.expect("retry task ends on abort");
+    }
+}

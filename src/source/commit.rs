@@ -57,8 +57,8 @@ pub async fn commit_blocking(
 /// Commits every `every` until `stop`; also early, when a partition has nothing in flight and
 /// nothing was consumed for `every / 10` (the end of a burst, a quiet topic), so the last
 /// offsets do not wait a whole interval. A steady stream keeps the regular cadence: each commit
-/// is a request the broker serves, and in the latency benchmark committing on every drained
-/// partition (several times a second) slowed the broker down.
+/// is a request the broker has to serve, and a partition of a steady stream drains many times a
+/// second.
 pub async fn commit_loop(
     consumer: Arc<RelayConsumer>,
     tracker: Arc<OffsetTracker>,
