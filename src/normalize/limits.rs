@@ -138,14 +138,20 @@ impl<'de> serde::de::Visitor<'de> for FastValue<'_> {
     }
 }
 
-/// Scans bracket depth outside strings without parsing, so a 10,000-deep document is refused
-/// in linear time and constant memory.
+/// Refuses JSON nested deeper than `max` in linear time and constant memory, before parsing
+/// (a 10,000-deep document never reaches the parser).
 pub(crate) fn check_depth(bytes: &[u8], max: usize) -> Result<(), NormalizeError> {
     // The depth can't exceed the number of opening brackets (counting those inside strings
     // too); typical events have a handful, so this branch-free count skips the scan.
-    if count_opening(bytes) <= max {
-        return Ok(());
+    if count_opening(bytes) <= max || depth_within(bytes, max) {
+        Ok(())
+    } else {
+        Err(NormalizeError::TooDeep(max))
     }
+}
+
+/// The plain scan: bracket depth outside strings stays within `max`.
+pub(crate) fn depth_within(bytes: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut in_str = false;
     let mut escaped = false;
@@ -165,14 +171,14 @@ pub(crate) fn check_depth(bytes: &[u8], max: usize) -> Result<(), NormalizeError
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
-                    return Err(NormalizeError::TooDeep(max));
+                    return false;
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    Ok(())
+    true
 }
 
 /// Number of `{` and `[` bytes (`{` | 0x20 == `[` | 0x20), counted in chunks whose per-chunk

@@ -1,38 +1,9 @@
-//! Property tests of the parser and its guards: the fast depth check decides like a plain
-//! scan, and parsing gives what `serde_json::from_str` gives (values, errors, duplicate keys).
+//! Property tests of the parser and its guards: the depth check's shortcut decides like the
+//! plain scan, and parsing gives what `serde_json::from_str` gives (values, errors, duplicate keys).
 
 use super::proptests::{apply, arb_json, leaf, mutation};
 use super::*;
 use proptest::prelude::*;
-
-/// The depth check as first written: a full scan of bracket depth outside strings.
-fn reference_depth_ok(bytes: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
 
 /// Bracket-heavy text: brackets, quotes and escapes in any order.
 fn brackety() -> impl Strategy<Value = Vec<u8>> {
@@ -45,10 +16,10 @@ fn brackety() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
-    /// The fast depth check decides exactly like the plain scan.
+    /// The depth check with its bracket-count shortcut decides exactly like the plain scan.
     #[test]
     fn depth_check_matches_the_reference(bytes in brackety(), max in 0usize..80) {
-        prop_assert_eq!(limits::check_depth(&bytes, max).is_ok(), reference_depth_ok(&bytes, max));
+        prop_assert_eq!(limits::check_depth(&bytes, max).is_ok(), limits::depth_within(&bytes, max));
     }
 
     /// The parser gives the same value (or the same error) as `serde_json::from_str`.
