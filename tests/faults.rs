@@ -46,15 +46,7 @@ async fn results_for(
     let deadline = Instant::now() + timeout;
     loop {
         let all = broker.read(topic, usize::MAX, Duration::from_secs(5)).await;
-        let got: HashSet<String> = all
-            .iter()
-            .map(|r| {
-                r.json()["source_event_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
+        let got: HashSet<String> = all.iter().map(Record::source_event_id).collect();
         if want.iter().all(|id| got.contains(*id)) || Instant::now() > deadline {
             return all;
         }

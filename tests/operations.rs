@@ -429,15 +429,7 @@ fn cfg_listen(cfg: &str) -> String {
 
 /// The results name exactly these source events, each once.
 fn assert_results_for_exactly(results: &[Record], ids: &[String]) {
-    let mut got: Vec<String> = results
-        .iter()
-        .map(|r| {
-            r.json()["source_event_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let mut got: Vec<String> = results.iter().map(Record::source_event_id).collect();
     got.sort_unstable();
     let mut want = ids.to_vec();
     want.sort_unstable();

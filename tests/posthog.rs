@@ -51,6 +51,12 @@ fn komo(id: &str, event: &str, profile: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
+/// One CardViewed of user "u" per id.
+async fn produce_cards(broker: &Broker, topics: &Topics, ids: &[String]) {
+    let events: Vec<_> = ids.iter().map(|id| komo(id, "CardViewed", "u")).collect();
+    broker.produce_concurrently(&topics.source, &events).await;
+}
+
 /// An acemate event from the valid fixtures, with a fresh uuid.
 fn acemate(event: &str, uuid: &str) -> Vec<u8> {
     let line = include_str!("fixtures/valid_events.jsonl")
@@ -401,14 +407,7 @@ async fn payload_too_large_splits_the_batch() {
         &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
     ));
     let ids = ids(12);
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &ids.iter()
-                .map(|id| komo(id, "CardViewed", "u"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    produce_cards(&broker, &topics, &ids).await;
     let res = broker.results_json(&topics, 12).await;
     assert_eq!(res.len(), 12);
     assert!(
@@ -447,14 +446,7 @@ async fn unauthorized_is_final_for_the_whole_batch_without_retry_or_split() {
         &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
     ));
     let ids = ids(5);
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &ids.iter()
-                .map(|id| komo(id, "CardViewed", "u"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    produce_cards(&broker, &topics, &ids).await;
     let res = broker.results_json(&topics, 5).await;
     assert_eq!(res.len(), 5);
     for r in &res {

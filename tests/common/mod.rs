@@ -272,6 +272,13 @@ impl Record {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.value).expect("record is JSON")
     }
+    /// A result event's `source_event_id` (empty when it has none).
+    pub fn source_event_id(&self) -> String {
+        self.json()["source_event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
     pub fn header(&self, k: &str) -> Option<&str> {
         self.headers
             .iter()
