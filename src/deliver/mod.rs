@@ -235,18 +235,24 @@ async fn run_batch(
 ) {
     let outcomes = deliver(rt.clone(), batch, 0).await;
     drop(slot);
+    if outcomes.is_empty() {
+        return; // abandoned by an abort: nothing to report
+    }
     let now = crate::envelope::now_rfc3339();
     let mut buf = Vec::with_capacity(1024);
+    // The target's series, looked up once per batch rather than once per event (and each
+    // only once it is used, so no zero series appears for an outcome that never happened).
+    let name = rt.info.name.as_str();
+    let delivered = |label: &str| rt.metrics.deliveries.with_label_values(&[name, label]);
+    let (mut succeeded, mut failed) = (None, None);
+    let duration = rt.metrics.delivery_duration.with_label_values(&[name]);
     for (d, outcome) in outcomes {
-        let label = if outcome.success { "success" } else { "error" };
-        rt.metrics
-            .deliveries
-            .with_label_values(&[&rt.info.name, label])
-            .inc();
-        rt.metrics
-            .delivery_duration
-            .with_label_values(&[&rt.info.name])
-            .observe(outcome.duration.as_secs_f64());
+        match outcome.success {
+            true => succeeded.get_or_insert_with(|| delivered("success")),
+            false => failed.get_or_insert_with(|| delivered("error")),
+        }
+        .inc();
+        duration.observe(outcome.duration.as_secs_f64());
         if !outcome.success {
             tracing::warn!(
                 target_name = %rt.info.name,

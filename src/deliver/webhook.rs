@@ -36,6 +36,11 @@ impl WebhookService {
                     .map_err(|_| format!("invalid header name {k:?}"))
             })
             .collect::<Result<_, _>>()?;
+        let url = Template::parse(&cfg.url);
+        let static_url = url
+            .is_static()
+            .then(|| reqwest::Url::parse(&cfg.url).ok())
+            .flatten();
         Ok(Self {
             client,
             method: match cfg.method {
@@ -43,11 +48,8 @@ impl WebhookService {
                 HttpMethod::Put => reqwest::Method::PUT,
                 HttpMethod::Patch => reqwest::Method::PATCH,
             },
-            url: Template::parse(&cfg.url),
-            static_url: Template::parse(&cfg.url)
-                .is_static()
-                .then(|| reqwest::Url::parse(&cfg.url).ok())
-                .flatten(),
+            url,
+            static_url,
             headers,
             body: cfg.body,
             signer: cfg.signing_secret.as_deref().map(Signer::new).transpose()?,
