@@ -5,6 +5,7 @@
 //! rule (type, required, nullable, enum, format) becomes a [`Prop`] checked without allocation
 //! on the happy path.
 
+use crate::envelope::Source;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -155,7 +156,35 @@ pub struct Catalogs {
     pub acemate: Catalog,
 }
 
-fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, String> {
+/// A catalog that cannot be compiled, with the JSON path of the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{path}: unknown type {found:?}")]
+    UnknownType { path: String, found: String },
+    #[error("{path}: unknown format {found:?}")]
+    UnknownFormat { path: String, found: String },
+}
+
+impl CatalogError {
+    /// The same problem, its path under `prefix` (e.g. `komo.events.CardViewed`).
+    fn under(self, prefix: &str) -> Self {
+        match self {
+            CatalogError::UnknownType { path, found } => CatalogError::UnknownType {
+                path: format!("{prefix}.{path}"),
+                found,
+            },
+            CatalogError::UnknownFormat { path, found } => CatalogError::UnknownFormat {
+                path: format!("{prefix}.{path}"),
+                found,
+            },
+            json => json,
+        }
+    }
+}
+
+fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, CatalogError> {
     let ty = match raw.ty.as_str() {
         "string" => PropType::String,
         "number" => PropType::Number,
@@ -163,7 +192,12 @@ fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, String> {
         "boolean" => PropType::Boolean,
         "array" => PropType::Array,
         "object" => PropType::Object,
-        other => return Err(format!("property {name}: unknown type {other:?}")),
+        other => {
+            return Err(CatalogError::UnknownType {
+                path: name.to_string(),
+                found: other.to_string(),
+            })
+        }
     };
     let format = match raw.format.as_deref() {
         None => None,
@@ -172,7 +206,12 @@ fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, String> {
         Some("email") => Some(Format::Email),
         Some("date-time") => Some(Format::DateTime),
         Some("uri") => Some(Format::Uri),
-        Some(other) => return Err(format!("property {name}: unknown format {other:?}")),
+        Some(other) => {
+            return Err(CatalogError::UnknownFormat {
+                path: name.to_string(),
+                found: other.to_string(),
+            })
+        }
     };
     let enum_values = raw.enum_values.as_ref().map(|vals| {
         vals.iter()
@@ -197,7 +236,7 @@ fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, String> {
     })
 }
 
-fn compile_map(raw: &BTreeMap<String, RawProp>) -> Result<NameMap<Prop>, String> {
+fn compile_map(raw: &BTreeMap<String, RawProp>) -> Result<NameMap<Prop>, CatalogError> {
     raw.iter()
         .map(|(k, v)| compile_prop(k, v).map(|p| (k.clone(), p)))
         .collect()
@@ -205,8 +244,8 @@ fn compile_map(raw: &BTreeMap<String, RawProp>) -> Result<NameMap<Prop>, String>
 
 impl Catalog {
     /// Compiles a catalog from its JSON text.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let raw: RawCatalog = serde_json::from_str(text).map_err(|e| format!("catalog: {e}"))?;
+    pub fn from_json(text: &str) -> Result<Self, CatalogError> {
+        let raw: RawCatalog = serde_json::from_str(text)?;
         let identify_names: Vec<String> = raw.identify.keys().cloned().collect();
         let mut events = NameMap::default();
         for (name, ev) in &raw.events {
@@ -214,8 +253,9 @@ impl Catalog {
                 name.clone(),
                 EventSchema {
                     name: name.clone(),
-                    properties: compile_map(&ev.properties)
-                        .map_err(|e| format!("{}: event {name}: {e}", raw.catalog))?,
+                    properties: compile_map(&ev.properties).map_err(|e| {
+                        e.under(&format!("{}.events.{name}.properties", raw.catalog))
+                    })?,
                     extra_keys: ev.extra_keys.as_deref().is_some_and(|k| k != "none"),
                     requires_data_capture: ev
                         .extra_keys
@@ -230,8 +270,10 @@ impl Catalog {
             );
         }
         Ok(Self {
-            common: compile_map(&raw.common)?,
-            identify: compile_map(&raw.identify)?,
+            common: compile_map(&raw.common)
+                .map_err(|e| e.under(&format!("{}.common", raw.catalog)))?,
+            identify: compile_map(&raw.identify)
+                .map_err(|e| e.under(&format!("{}.identify", raw.catalog)))?,
             identify_names,
             name: raw.catalog,
             events,
@@ -241,11 +283,25 @@ impl Catalog {
 
 impl Catalogs {
     /// The catalogs shipped in the binary.
-    pub fn builtin() -> Result<Self, String> {
+    pub fn builtin() -> Result<Self, CatalogError> {
         Ok(Self {
             komo: Catalog::from_json(KOMO_JSON)?,
             acemate: Catalog::from_json(ACEMATE_JSON)?,
         })
+    }
+
+    /// The catalog of `source`.
+    pub fn of(&self, source: Source) -> &Catalog {
+        match source {
+            Source::Komo => &self.komo,
+            Source::Acemate => &self.acemate,
+        }
+    }
+
+    /// Whether `event` is a catalog name of `source` (acemate's `$identify` included).
+    pub fn knows(&self, source: Source, event: &str) -> bool {
+        self.of(source).events.contains_key(event)
+            || (source == Source::Acemate && event == "$identify")
     }
 }
 
@@ -263,5 +319,18 @@ mod tests {
         assert_eq!(c.acemate.events.len(), 71);
         assert!(c.acemate.identify.contains_key("email"));
         assert!(c.komo.common.contains_key("site_id"));
+        assert!(c.knows(Source::Acemate, "$identify"));
+        assert!(!c.knows(Source::Komo, "$identify"));
+    }
+
+    #[test]
+    fn a_bad_property_type_is_named_with_its_path() {
+        let text = r#"{"catalog": "komo", "common": {}, "identify": {}, "events": {
+            "PrizeAwarded": {"properties": {"prize": {"type": "text"}}}}}"#;
+        let err = Catalog::from_json(text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"komo.events.PrizeAwarded.properties.prize: unknown type "text""#
+        );
     }
 }

@@ -8,12 +8,14 @@
 mod duration;
 mod expand;
 mod load;
+mod secret;
 mod targets;
 mod validate;
 mod validate_targets;
 
 pub use duration::{parse_duration, ConfigDuration};
 pub use load::{load, load_str};
+pub use secret::{decode_signing_secret, SecretError};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };
@@ -218,6 +220,12 @@ pub struct PipelineConfig {
     /// (given-up events stay uncommitted and are redelivered after a restart).
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: ConfigDuration,
+    /// On a rebalance, how long a revoked partition's in-flight deliveries may take to finish
+    /// before the partition is released (what is final by then is committed, so the next owner
+    /// repeats nothing else). Bounded below the group's `max.poll.interval.ms`: the consumer is
+    /// not polled while it waits.
+    #[serde(default = "default_revoke_timeout")]
+    pub revoke_timeout: ConfigDuration,
     /// How often finished offsets are committed to the group (also as soon as a partition has
     /// nothing in flight, at most every tenth of this), bounding what a crash redelivers.
     #[serde(default = "default_commit_interval")]
@@ -240,7 +248,9 @@ pub struct ServerConfig {
     /// `/healthz` turns red when the consume loop has not ticked for this long (stuck loop).
     #[serde(default = "default_liveness_deadline")]
     pub liveness_deadline: ConfigDuration,
-    /// `/readyz` turns red when a target's circuit has been open longer than this.
+    /// `/readyz` lists a target whose circuit has been open longer than this under
+    /// `circuits_open_too_long` (for operators; readiness itself ignores target health, so a
+    /// partner's outage never takes a sidecar's pod out of service).
     #[serde(default = "default_circuit_open_threshold")]
     pub circuit_open_threshold: ConfigDuration,
 }
@@ -272,6 +282,9 @@ fn default_max_in_flight_events() -> usize {
 fn default_drain_timeout() -> ConfigDuration {
     ConfigDuration::from_secs(30)
 }
+fn default_revoke_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
 fn default_commit_interval() -> ConfigDuration {
     ConfigDuration::from_millis(1000)
 }
@@ -299,6 +312,7 @@ impl Default for PipelineConfig {
         Self {
             max_in_flight_events: default_max_in_flight_events(),
             drain_timeout: default_drain_timeout(),
+            revoke_timeout: default_revoke_timeout(),
             commit_interval: default_commit_interval(),
             max_message_bytes: default_max_message_bytes(),
         }

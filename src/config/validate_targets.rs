@@ -88,8 +88,8 @@ impl Config {
                         p.push(Problem::new(&at("api_key"), "only for kind = \"posthog\""));
                     }
                     if let Some(secret) = &t.signing_secret {
-                        if let Err(e) = crate::deliver::signing::decode_secret(secret) {
-                            p.push(Problem::new(&at("signing_secret"), e));
+                        if let Err(e) = super::decode_signing_secret(secret) {
+                            p.push(Problem::new(&at("signing_secret"), e.to_string()));
                         }
                     }
                 }

@@ -12,11 +12,11 @@ pub mod signing;
 pub mod template;
 pub mod webhook;
 
+use crate::ack::Ticket;
 use crate::config::{TargetConfig, TargetKind};
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::report::{Reporter, TargetRef};
-use crate::source::offsets::Ticket;
 use circuit::{Circuit, RateLimiter};
 use retry::AttemptError;
 use std::sync::Arc;

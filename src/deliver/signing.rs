@@ -7,23 +7,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const PREFIX: &str = "whsec_";
-
-/// Decodes a `whsec_<base64>` secret into key bytes.
+/// Decodes a `whsec_<base64>` secret into key bytes (the rule lives with the config).
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
-    let b64 = secret
-        .strip_prefix(PREFIX)
-        .ok_or_else(|| "must start with \"whsec_\" followed by base64".to_string())?;
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| "the part after \"whsec_\" is not valid base64".to_string())?;
-    if key.len() < 16 {
-        return Err(format!(
-            "key is {} bytes; at least 16 (24-64 recommended)",
-            key.len()
-        ));
-    }
-    Ok(key)
+    crate::config::decode_signing_secret(secret).map_err(|e| e.to_string())
 }
 
 /// A ready-to-use signer (key decoded once).

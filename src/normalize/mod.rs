@@ -10,9 +10,11 @@ mod limits;
 
 pub use komo::COMMON as KOMO_COMMON_KEYS;
 
-use crate::catalog::Catalogs;
+use crate::catalog::{CatalogError, Catalogs};
 use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
-use crate::envelope::{Envelope, Origin, Site, Validation, ValidationStatus, RELAY_NAMESPACE};
+use crate::envelope::{
+    Envelope, Origin, Site, Source, Validation, ValidationStatus, RELAY_NAMESPACE,
+};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -38,10 +40,12 @@ pub enum NormalizeError {
     InvalidTimestamp(String),
     #[error("{0}")]
     BadShape(String),
-    #[error("event {event:?} breaks the {catalog} catalog: {}", problems.join("; "))]
+    #[error("{0}")]
+    WrongShape(String),
+    #[error("event {event:?} breaks the {} catalog: {}", catalog.as_str(), problems.join("; "))]
     Invalid {
         event: String,
-        catalog: &'static str,
+        catalog: Source,
         problems: Vec<String>,
         /// The source event's id (for the dead-letter log line).
         id: String,
@@ -70,6 +74,7 @@ impl NormalizeError {
             NormalizeError::MissingEvent(_) => "missing_event",
             NormalizeError::InvalidTimestamp(_) => "invalid_timestamp",
             NormalizeError::BadShape(_) => "bad_shape",
+            NormalizeError::WrongShape(_) => "wrong_shape",
             NormalizeError::Invalid { .. } => "invalid",
             NormalizeError::UnknownEvent(..) => "unknown_event",
         }
@@ -169,7 +174,7 @@ impl Normalizer {
         Self { catalogs }
     }
 
-    pub fn builtin() -> Result<Self, String> {
+    pub fn builtin() -> Result<Self, CatalogError> {
         Ok(Self::new(Catalogs::builtin()?))
     }
 
@@ -201,6 +206,7 @@ impl Normalizer {
             SourceFormat::Acemate => false,
             SourceFormat::Auto => looks_like_komo(&map),
         };
+        check_shape(&map, settings.format)?;
         if use_komo {
             let env = komo::normalize(&self.catalogs.komo, map, &ctx)?;
             let env = apply_policy(env, settings)?;
@@ -246,6 +252,45 @@ fn looks_like_komo(map: &Map<String, Value>) -> bool {
     })
 }
 
+/// Keys only acemate's (PostHog-style) bodies have, and keys only Komo's have.
+const ACEMATE_ONLY: [&str; 3] = ["distinct_id", "batch", "api_key"];
+const KOMO_ONLY: [&str; 3] = ["site_id", "user_session_id", "user_profile_id"];
+
+/// A body of the other source's shape on a source of fixed format (a Komo webhook on an acemate
+/// topic, or the reverse) is a wrong shape, not an unknown or invalid event: says so, naming
+/// the keys that gave it away. A body with marks of both shapes (or neither) is judged by the
+/// configured format as before.
+fn check_shape(map: &Map<String, Value>, format: SourceFormat) -> Result<(), NormalizeError> {
+    let has = |keys: &[&'static str]| -> Vec<&'static str> {
+        keys.iter()
+            .copied()
+            .filter(|k| map.contains_key(*k))
+            .collect()
+    };
+    let (own, other, this, that) = match format {
+        SourceFormat::Auto => return Ok(()),
+        SourceFormat::Komo => (
+            has(&KOMO_ONLY),
+            has(&ACEMATE_ONLY),
+            "komo",
+            "an acemate (PostHog-style) event",
+        ),
+        SourceFormat::Acemate => (
+            has(&ACEMATE_ONLY),
+            has(&KOMO_ONLY),
+            "acemate",
+            "a Komo event",
+        ),
+    };
+    if own.is_empty() && !other.is_empty() {
+        return Err(NormalizeError::WrongShape(format!(
+            "payload has the shape of {that} (keys {}) but the source's format is {this}",
+            other.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Applies the strict/lenient and unknown-event policies to a freshly built envelope.
 ///
 /// An event whose name is not in the catalog (Komo has more event types than the specs list)
@@ -265,11 +310,7 @@ pub(crate) fn apply_policy(env: Envelope, s: &SourceSettings) -> Result<Envelope
 
 fn invalid(env: Envelope) -> NormalizeError {
     NormalizeError::Invalid {
-        catalog: if env.source == crate::envelope::Source::Komo {
-            "komo"
-        } else {
-            "acemate"
-        },
+        catalog: env.source,
         event: env.event,
         problems: env.validation.problems,
         id: env.id,

@@ -294,3 +294,42 @@ fn sign_up_success_needs_its_data_capture_fields() {
         "{err}"
     );
 }
+
+#[test]
+fn a_payload_of_the_other_sources_shape_is_a_wrong_shape() {
+    let n = normalizer();
+    let komo = br#"{"event": "SignUpSuccess", "id": "6657fdf0-1111-4a5b-9c3d-1234567890ab", "site_id": "s", "user_session_id": "u", "timestamp": "2024-05-01T10:00:00Z"}"#;
+    let err = n
+        .normalize(
+            komo,
+            &settings(SourceFormat::Acemate, ValidationMode::Strict),
+            origin(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), "wrong_shape");
+    let text = err.to_string();
+    assert!(text.contains("a Komo event"), "{text}");
+    assert!(text.contains("site_id, user_session_id"), "{text}");
+    assert!(text.contains("format is acemate"), "{text}");
+
+    let acemate = br#"{"event": "exam_started", "distinct_id": "u1", "properties": {}}"#;
+    let err = n
+        .normalize(
+            acemate,
+            &settings(SourceFormat::Komo, ValidationMode::Lenient),
+            origin(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), "wrong_shape");
+    assert!(err.to_string().contains("distinct_id"), "{err}");
+
+    // Auto decides by shape, so neither is wrong there.
+    for raw in [&komo[..], &acemate[..]] {
+        let r = n.normalize(
+            raw,
+            &settings(SourceFormat::Auto, ValidationMode::Lenient),
+            origin(),
+        );
+        assert!(r.is_ok(), "{r:?}");
+    }
+}

@@ -9,8 +9,8 @@
 //! a cut-down record for one Kafka refuses for its size, given up only when the relay aborts).
 
 use super::{Outcome, Reporter, TargetRef};
+use crate::ack::Ticket;
 use crate::envelope::Envelope;
-use crate::source::offsets::Ticket;
 use prometheus::IntCounter;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -134,9 +134,9 @@ pub async fn retry_results(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ack::OffsetTracker;
     use crate::metrics::Metrics;
     use crate::report::Outcome;
-    use crate::source::offsets::OffsetTracker;
     use rdkafka::config::ClientConfig;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::FutureProducer;

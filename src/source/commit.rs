@@ -1,23 +1,38 @@
 //! Offset commits: the highest contiguous finished offset of every partition, committed
-//! synchronously off the async runtime so every result is known (and counted) exactly.
+//! synchronously off the async runtime so every result is known (and counted) exactly. Every
+//! commit of the relay — periodic, early, on revoke, at shutdown — goes through [`commit`].
 
-use super::offsets::{OffsetTracker, Tp};
 use super::RelayConsumer;
+use crate::ack::{OffsetTracker, Tp};
 use crate::metrics::Metrics;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Counts successful commits per partition.
-pub fn count(metrics: &Metrics, commits: &[(Tp, i64)]) {
-    for ((topic, partition), _) in commits {
+/// Commits `positions` synchronously and counts each committed partition once.
+pub fn commit<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    positions: &[(Tp, i64)],
+    metrics: &Metrics,
+) -> Result<(), KafkaError> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), pos) in positions {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*pos));
+    }
+    consumer.commit(&tpl, CommitMode::Sync)?;
+    for ((topic, partition), _) in positions {
         metrics
             .offsets_committed
             .with_label_values(&[topic, &partition.to_string()])
             .inc();
     }
+    Ok(())
 }
 
 /// Commits every position that advanced; failed ones are retried on the next call.
@@ -26,21 +41,25 @@ pub fn commit_now(consumer: &RelayConsumer, tracker: &OffsetTracker, metrics: &M
     if commits.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), pos) in &commits {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*pos));
-    }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => {
-            count(metrics, &commits);
-            tracing::debug!(partitions = commits.len(), "offsets committed");
-        }
+    match commit(consumer, &commits, metrics) {
+        Ok(()) => tracing::debug!(partitions = commits.len(), "offsets committed"),
         Err(e) => {
             tracing::warn!(error = %e, "offset commit failed; will retry");
             for (tp, pos) in commits {
                 tracker.commit_failed(&tp, pos);
             }
         }
+    }
+}
+
+/// The revoke-time commit, from inside the rebalance callback (a [`BaseConsumer`]).
+pub(super) fn commit_revoked<X: ConsumerContext>(
+    consumer: &BaseConsumer<X>,
+    positions: &[(Tp, i64)],
+    metrics: &Metrics,
+) {
+    if let Err(e) = commit(consumer, positions, metrics) {
+        tracing::warn!(error = %e, "commit on revoke failed; those events will be redelivered");
     }
 }
 

@@ -1,27 +1,86 @@
 //! The librdkafka client context: rebalances, commit results, statistics and errors.
 //!
-//! On revoke it commits the final positions of the revoked partitions (synchronously, inside
-//! the rebalance) and forgets them; on assign it starts fresh bookkeeping. Statistics feed the
-//! consumer-lag gauge and the broker-reachable flag used by `/readyz`.
+//! A revoke is graceful: the consume loop is inside this callback, so no new work starts; the
+//! revoked partitions' in-flight deliveries get up to `pipeline.revoke_timeout` to finish, then
+//! their final positions are committed (synchronously, inside the rebalance) and the partitions
+//! are forgotten, so the next owner starts exactly after what this member finished and nothing
+//! is delivered twice. Deliveries still unfinished at the timeout are the only ones the next
+//! owner repeats. On assign it starts fresh bookkeeping. Statistics feed the consumer-lag gauge
+//! and the broker-reachable flag used by `/readyz`.
 
-use super::offsets::OffsetTracker;
+use crate::ack::{OffsetTracker, Tp};
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::server::Health;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Context shared by the consumer (and its callbacks).
-pub struct RelayContext {
+pub struct SourceContext {
     pub tracker: Arc<OffsetTracker>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// How long a revoke waits for the revoked partitions' in-flight deliveries.
+    pub revoke_timeout: Duration,
 }
 
-impl ClientContext for RelayContext {
+impl SourceContext {
+    /// Waits for the in-flight work of `tps` (see the module doc); returns what is left.
+    ///
+    /// This runs on the thread that polls the consumer, a tokio worker: on the multi-threaded
+    /// runtime `block_in_place` hands that worker's other tasks (the deliveries being waited
+    /// for among them) to another thread first. A current-thread runtime cannot make progress
+    /// while this thread waits, so there the wait is skipped.
+    fn wait_for_in_flight(&self, tps: &[Tp]) -> usize {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let wait = || self.tracker.wait_idle(tps, self.revoke_timeout);
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            Ok(_) => self.tracker.wait_idle(tps, Duration::ZERO),
+            Err(_) => wait(),
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let tps: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let unfinished = self.wait_for_in_flight(&tps);
+        let mut positions = Vec::new();
+        for tp in &tps {
+            // A revoked partition's lag is its new owner's to report.
+            let _ = self
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[&tp.0, &tp.1.to_string()]);
+            if let Some(pos) = self.tracker.revoke(tp) {
+                positions.push((tp.clone(), pos));
+            }
+        }
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                timeout = ?self.revoke_timeout,
+                "revoke: in-flight events not final by pipeline.revoke_timeout; the next owner of their partitions delivers them again"
+            );
+        }
+        tracing::info!(
+            partitions = tps.len(),
+            committing = positions.len(),
+            "partitions revoked"
+        );
+        super::commit::commit_revoked(consumer, &positions, &self.metrics);
+        self.health.set_joined(false);
+    }
+}
+
+impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
         let up = stats
             .brokers
@@ -49,45 +108,10 @@ impl ClientContext for RelayContext {
     }
 }
 
-impl ConsumerContext for RelayContext {
+impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let mut commit = TopicPartitionList::new();
-                for e in tpl.elements() {
-                    let tp = (e.topic().to_string(), e.partition());
-                    // A revoked partition's lag is its new owner's to report.
-                    let _ = self
-                        .metrics
-                        .consumer_lag
-                        .remove_label_values(&[&tp.0, &tp.1.to_string()]);
-                    if let Some(pos) = self.tracker.revoke(&tp) {
-                        let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(pos));
-                    }
-                }
-                tracing::info!(
-                    partitions = tpl.count(),
-                    committing = commit.count(),
-                    "partitions revoked"
-                );
-                if commit.count() > 0 {
-                    match consumer.commit(&commit, CommitMode::Sync) {
-                        Ok(()) => {
-                            for e in commit.elements() {
-                                self.metrics
-                                    .offsets_committed
-                                    .with_label_values(&[e.topic(), &e.partition().to_string()])
-                                    .inc();
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "commit on revoke failed; those events will be redelivered")
-                        }
-                    }
-                }
-                self.health.set_joined(false);
-            }
-            Rebalance::Assign(_) | Rebalance::Error(_) => {}
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.revoke(consumer, tpl);
         }
     }
 

@@ -365,7 +365,10 @@ impl Relay {
             .unwrap_or_else(|e| panic!("config: {e}"));
         let listen = config.server.listen.clone();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(event_relay::run(config, shutdown.clone()));
+        let handle = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { Ok(event_relay::run(config, shutdown).await?) }
+        });
         Self {
             shutdown,
             handle: Some(handle),

@@ -1,40 +1,73 @@
 //! One consumed message: normalize and route it (`prepare`), then, once it holds its in-flight
 //! permits, hand its deliveries to the targets and its rejections to the dead letters
-//! (`dispatch`).
+//! (`dispatch`). [`Stages`] is what the two need: the pure stages and the outputs.
 
-use super::offsets::{Ticket, Tp};
-use super::Pipeline;
-use crate::deliver::Delivery;
-use crate::envelope::Origin;
-use crate::normalize::{NormalizeError, Normalizer};
-use crate::report::DeadLetter;
+use crate::ack::{OffsetTracker, Ticket, Tp};
+use crate::config::SourceFormat;
+use crate::deliver::{Delivery, Targets};
+use crate::envelope::{Envelope, Origin, Source};
+use crate::metrics::Metrics;
+use crate::normalize::{NormalizeError, Normalizer, Rejected, SourceSettings};
+use crate::report::{DeadLetter, Reporter};
+use crate::route::Router;
 use rdkafka::message::{Message, OwnedMessage};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Everything a consumed message is handed through: normalize → route → targets / dead
+/// letters, plus the in-flight bound and the offset bookkeeping.
+pub struct Stages {
+    pub normalizer: Arc<Normalizer>,
+    /// Per source topic.
+    pub settings: HashMap<String, SourceSettings>,
+    pub router: Router,
+    pub targets: Targets,
+    pub reporter: Arc<Reporter>,
+    pub metrics: Arc<Metrics>,
+    pub tracker: Arc<OffsetTracker>,
+    pub permits: Arc<Semaphore>,
+    pub max_in_flight: usize,
+}
+
+impl Stages {
+    /// Events consumed and not yet final.
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight - self.permits.available_permits()
+    }
+
+    /// Updates the in-flight gauge.
+    pub fn report_in_flight(&self) {
+        self.metrics.in_flight_events.set(self.in_flight() as i64);
+    }
+}
+
+/// The `source` label of a source's format (the metric-label edge of [`SourceFormat`]).
+fn format_label(format: SourceFormat) -> &'static str {
+    match format {
+        SourceFormat::Komo => Source::Komo.as_str(),
+        SourceFormat::Acemate => Source::Acemate.as_str(),
+        SourceFormat::Auto => "auto",
+    }
+}
 
 /// The `event` metric label: catalog names as they are, anything else folded into `other`.
-fn event_label<'a>(n: &Normalizer, source: &str, event: &'a str) -> &'a str {
-    let c = n.catalogs();
-    let known = match source {
-        "komo" => c.komo.events.contains_key(event),
-        "acemate" => c.acemate.events.contains_key(event) || event == "$identify",
-        _ => false,
-    };
-    if known {
+fn event_label<'a>(n: &Normalizer, source: Source, event: &'a str) -> &'a str {
+    if n.catalogs().knows(source, event) {
         event
     } else {
         "other"
     }
 }
 
-fn count_rejection(p: &Pipeline, source: &str, err: &NormalizeError) {
+fn count_rejection(p: &Stages, source: &'static str, err: &NormalizeError) {
     match err {
         NormalizeError::Invalid { event, catalog, .. } => {
-            let label = event_label(&p.normalizer, catalog, event);
+            let label = event_label(&p.normalizer, *catalog, event);
             p.metrics
                 .events_normalized
-                .with_label_values(&[catalog, label, "invalid"])
+                .with_label_values(&[catalog.as_str(), label, "invalid"])
                 .inc();
         }
         NormalizeError::UnknownEvent(..) => {
@@ -49,7 +82,7 @@ fn count_rejection(p: &Pipeline, source: &str, err: &NormalizeError) {
 
 fn source_label(err: &NormalizeError, fallback: &'static str) -> &'static str {
     match err {
-        NormalizeError::Invalid { catalog, .. } => catalog,
+        NormalizeError::Invalid { catalog, .. } => catalog.as_str(),
         _ => fallback,
     }
 }
@@ -63,7 +96,7 @@ struct Rejection {
 }
 
 fn spawn_dead_letter(
-    p: &Pipeline,
+    p: &Stages,
     ticket: Arc<Ticket>,
     origin: &Origin,
     source: &'static str,
@@ -90,7 +123,7 @@ fn spawn_dead_letter(
 }
 
 /// What one consumed message turned into, before it takes its in-flight permits.
-pub(super) struct Job {
+pub struct Job {
     tp: Tp,
     offset: i64,
     generation: u64,
@@ -108,17 +141,22 @@ enum JobKind {
     /// Events to deliver (each to its targets) and rejected events of a batch.
     Events {
         plan: Vec<Planned>,
-        rejected: Vec<crate::normalize::Rejected>,
+        rejected: Vec<Rejected>,
         work: usize,
     },
 }
 
-type Planned = (Arc<crate::envelope::Envelope>, Arc<[u8]>, Vec<usize>);
+type Planned = (Arc<Envelope>, Arc<[u8]>, Vec<usize>);
 
 impl Job {
     /// In-flight permits this message takes: one per event (a PostHog-style batch message
     /// holds many), at least one, at most the whole bound (else it could never be admitted).
-    pub(super) fn permits(&self, max_in_flight: usize) -> u32 {
+    /// The message's partition and offset.
+    pub fn position(&self) -> (Tp, i64) {
+        (self.tp.clone(), self.offset)
+    }
+
+    pub fn permits(&self, max_in_flight: usize) -> u32 {
         let n = match &self.kind {
             JobKind::Events { plan, rejected, .. } => (plan.len() + rejected.len()).max(1),
             _ => 1,
@@ -129,7 +167,7 @@ impl Job {
 
 /// Normalizes and routes one message; `None` when it belongs to a partition no longer
 /// assigned (left to its new owner).
-pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
+pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
     let tp: Tp = (msg.topic().to_string(), msg.partition());
     let offset = msg.offset();
     p.metrics
@@ -153,11 +191,7 @@ pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
             (origin, "auto", JobKind::Nothing)
         }
         Some(settings) => {
-            let source: &'static str = match settings.format {
-                crate::config::SourceFormat::Komo => "komo",
-                crate::config::SourceFormat::Acemate => "acemate",
-                crate::config::SourceFormat::Auto => "auto",
-            };
+            let source = format_label(settings.format);
             let origin = Origin {
                 topic: tp.0.clone(),
                 partition: tp.1,
@@ -181,9 +215,9 @@ pub(super) fn prepare(p: &Pipeline, msg: OwnedMessage) -> Option<Job> {
 
 /// Normalizes one message and routes each of its events.
 fn normalize_and_route(
-    p: &Pipeline,
+    p: &Stages,
     msg: &OwnedMessage,
-    settings: &crate::normalize::SourceSettings,
+    settings: &SourceSettings,
     origin: &Origin,
     source: &'static str,
 ) -> JobKind {
@@ -207,7 +241,7 @@ fn normalize_and_route(
     let mut work = normalized.rejected.len();
     for (env, raw) in normalized.events {
         let src = env.source.as_str();
-        let label = event_label(&p.normalizer, src, &env.event);
+        let label = event_label(&p.normalizer, env.source, &env.event);
         p.metrics
             .events_normalized
             .with_label_values(&[src, label, env.validation.status.as_str()])
@@ -228,8 +262,14 @@ fn normalize_and_route(
 }
 
 /// Hands a prepared message off under its permits: deliveries to the target queues, dead
-/// letters to the reporter; the permits are released when the message's fate is final.
-pub(super) fn dispatch(p: &Pipeline, job: Job, permit: OwnedSemaphorePermit) {
+/// letters to the reporter; the permits are released when the message's fate is final. A
+/// message whose partition was revoked while it waited for permits is left to the partition's
+/// next owner (which starts at or before its offset: see `ack`).
+pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
+    if !p.tracker.is_current(&job.tp, job.generation) {
+        tracing::debug!(topic = %job.tp.0, partition = job.tp.1, offset = job.offset, "partition revoked while the message waited; left to its new owner");
+        return;
+    }
     let Job {
         tp,
         offset,

@@ -1,4 +1,8 @@
-//! Offset bookkeeping: which consumed offsets are final, and how far each partition may commit.
+//! Completion bookkeeping, neutral ground between the consumer, the targets and the reporter:
+//! which consumed offsets are final, and how far each partition may commit.
+//!
+//! It imports no other stage: `source` registers and commits offsets here, `deliver` and
+//! `report` finish [`Ticket`]s here, and none of them needs to know about the others.
 //!
 //! Every consumed message is registered as pending; when its fate is final for every target it
 //! is removed. The committable position of a partition is the lowest pending offset (or one past
@@ -9,7 +13,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 /// A topic-partition.
@@ -35,6 +40,14 @@ impl PartitionState {
 #[derive(Debug)]
 pub struct OffsetTracker {
     parts: Mutex<HashMap<Tp, PartitionState>>,
+    /// Signalled whenever a partition has nothing pending (see [`OffsetTracker::wait_idle`]).
+    idle: Condvar,
+    /// The message the consume loop holds while it waits for in-flight permits: begun, but not
+    /// handed to any target yet, so nothing can finish it while the loop is inside a rebalance.
+    held: Mutex<Option<(Tp, i64)>>,
+    /// Threads in [`OffsetTracker::wait_idle`]; finishing an offset signals `idle` only then,
+    /// so the hot path pays no wake-up call.
+    waiters: AtomicUsize,
     generations: AtomicUsize,
     /// Signalled when a partition has nothing left in flight: the commit loop then commits
     /// early if reading has gone quiet (a burst's last offsets, a quiet topic's last event).
@@ -48,6 +61,9 @@ impl OffsetTracker {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             parts: Mutex::default(),
+            idle: Condvar::new(),
+            held: Mutex::new(None),
+            waiters: AtomicUsize::new(0),
             generations: AtomicUsize::default(),
             drained: tokio::sync::Notify::new(),
             last_begin_ms: std::sync::atomic::AtomicU64::new(0),
@@ -62,6 +78,67 @@ impl OffsetTracker {
         std::time::Duration::from_millis(now.saturating_sub(last))
     }
 
+    /// The bookkeeping lock. It is taken inside librdkafka's rebalance callbacks, where a panic
+    /// must not cascade: a poisoned lock (a panic elsewhere while holding it) is used as is, the
+    /// state being a set of offsets that every method leaves consistent.
+    fn parts(&self) -> MutexGuard<'_, HashMap<Tp, PartitionState>> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn held(&self) -> MutexGuard<'_, Option<(Tp, i64)>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The consume loop holds this (begun) message while it waits for permits, or `None`.
+    pub fn set_held(&self, message: Option<(Tp, i64)>) {
+        *self.held() = message;
+    }
+
+    /// The current generation of `tp`, `None` while it is not assigned here.
+    pub fn generation(&self, tp: &Tp) -> Option<u64> {
+        self.parts().get(tp).map(|st| st.generation)
+    }
+
+    /// Whether `generation` is still the current assignment of `tp` (a message prepared before
+    /// a revoke belongs to the partition's next owner).
+    pub fn is_current(&self, tp: &Tp, generation: u64) -> bool {
+        self.parts()
+            .get(tp)
+            .is_some_and(|st| st.generation == generation)
+    }
+
+    /// Blocks until no offset of `tps` is pending (the held message aside: nothing can finish it
+    /// before the wait ends) or `timeout` passes; returns how many are still pending.
+    pub fn wait_idle(&self, tps: &[Tp], timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut parts = self.parts();
+        let left = loop {
+            let held = self.held().clone();
+            let left: usize = tps
+                .iter()
+                .filter_map(|tp| parts.get(tp).map(|st| (tp, st)))
+                .map(|(tp, st)| {
+                    let skip = held
+                        .as_ref()
+                        .is_some_and(|(htp, off)| htp == tp && st.pending.contains(off));
+                    st.pending.len() - usize::from(skip)
+                })
+                .sum();
+            let now = Instant::now();
+            if left == 0 || now >= deadline {
+                break left;
+            }
+            parts = self
+                .idle
+                .wait_timeout(parts, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        left
+    }
+
     fn next_generation(&self) -> u64 {
         self.generations.fetch_add(1, Ordering::Relaxed) as u64 + 1
     }
@@ -69,7 +146,7 @@ impl OffsetTracker {
     /// A partition was assigned: start a fresh generation.
     pub fn assign(&self, tp: Tp) {
         let generation = self.next_generation();
-        self.parts.lock().unwrap().insert(
+        self.parts().insert(
             tp,
             PartitionState {
                 generation,
@@ -81,7 +158,7 @@ impl OffsetTracker {
     /// A partition was revoked: returns its final committable position (if it advanced) and
     /// forgets it; late completions of its events are ignored.
     pub fn revoke(&self, tp: &Tp) -> Option<i64> {
-        let state = self.parts.lock().unwrap().remove(tp)?;
+        let state = self.parts().remove(tp)?;
         let pos = state.position()?;
         (Some(pos) != state.committed).then_some(pos)
     }
@@ -92,7 +169,7 @@ impl OffsetTracker {
     pub fn begin(&self, tp: &Tp, offset: i64) -> Option<u64> {
         self.last_begin_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let mut parts = self.parts.lock().unwrap();
+        let mut parts = self.parts();
         let st = parts.get_mut(tp)?;
         st.pending.insert(offset);
         st.next = Some(st.next.map_or(offset + 1, |n| n.max(offset + 1)));
@@ -101,12 +178,15 @@ impl OffsetTracker {
 
     /// Marks an offset final.
     pub fn finish(&self, tp: &Tp, generation: u64, offset: i64) {
-        let mut parts = self.parts.lock().unwrap();
+        let mut parts = self.parts();
         if let Some(st) = parts.get_mut(tp) {
             if st.generation == generation {
                 st.pending.remove(&offset);
                 if st.pending.is_empty() {
                     self.drained.notify_one();
+                }
+                if self.waiters.load(Ordering::SeqCst) > 0 {
+                    self.idle.notify_all();
                 }
             }
         }
@@ -114,7 +194,7 @@ impl OffsetTracker {
 
     /// Positions that advanced since the last call (marked as handed out).
     pub fn take_commits(&self) -> Vec<(Tp, i64)> {
-        let mut parts = self.parts.lock().unwrap();
+        let mut parts = self.parts();
         let mut out = Vec::new();
         for (tp, st) in parts.iter_mut() {
             if let Some(pos) = st.position() {
@@ -129,7 +209,7 @@ impl OffsetTracker {
 
     /// Undo of [`take_commits`] for positions whose commit failed, so they are retried.
     pub fn commit_failed(&self, tp: &Tp, pos: i64) {
-        let mut parts = self.parts.lock().unwrap();
+        let mut parts = self.parts();
         if let Some(st) = parts.get_mut(tp) {
             if st.committed == Some(pos) {
                 st.committed = None;
@@ -139,12 +219,7 @@ impl OffsetTracker {
 
     /// Number of pending (not final) offsets over all partitions.
     pub fn pending(&self) -> usize {
-        self.parts
-            .lock()
-            .unwrap()
-            .values()
-            .map(|s| s.pending.len())
-            .sum()
+        self.parts().values().map(|s| s.pending.len()).sum()
     }
 }
 
@@ -233,6 +308,33 @@ mod tests {
         assert_ne!(g, g2);
         tr.finish(&tp(), g, 5);
         assert_eq!(tr.pending(), 1);
+    }
+
+    #[test]
+    fn wait_idle_returns_once_the_partition_drains_and_ignores_the_held_message() {
+        let tr = OffsetTracker::new();
+        tr.assign(tp());
+        let g = tr.begin(&tp(), 0).unwrap();
+        tr.begin(&tp(), 1).unwrap();
+        tr.set_held(Some((tp(), 1)));
+        let finisher = {
+            let tr = tr.clone();
+            std::thread::spawn(move || tr.finish(&tp(), g, 0))
+        };
+        // Generous timeout: the wait ends as soon as offset 0 finishes, not at the timeout.
+        assert_eq!(tr.wait_idle(&[tp()], Duration::from_secs(600)), 0);
+        finisher.join().unwrap();
+        tr.set_held(None);
+        assert_eq!(
+            tr.wait_idle(&[tp()], Duration::ZERO),
+            1,
+            "offset 1 is pending"
+        );
+        assert_eq!(
+            tr.revoke(&tp()),
+            Some(1),
+            "the held message is the next owner's"
+        );
     }
 
     #[test]

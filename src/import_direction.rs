@@ -1,0 +1,162 @@
+//! The layout rule of `lib.rs` as a test: every module imports only the modules its row below
+//! allows (what comes before it in the flow, and the neutral ground). The README's diagram
+//! draws the same table. Test code (`#[cfg(test)]` modules, `tests.rs`, `*proptests.rs`) may
+//! reach across, to compare stages.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// (module, modules it may import). Neutral ground first.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("ack", &[]),
+    ("health", &[]),
+    ("metrics", &[]),
+    ("json", &[]),
+    ("envelope", &["json"]),
+    ("config", &["envelope"]),
+    ("logging", &["config"]),
+    ("source", &["ack", "health", "metrics", "config"]),
+    ("catalog", &["envelope", "json"]),
+    ("normalize", &["catalog", "envelope", "config", "json"]),
+    ("route", &["envelope", "config"]),
+    // deliver hands each final outcome to report's result producer.
+    (
+        "deliver",
+        &["ack", "envelope", "config", "metrics", "json", "report"],
+    ),
+    (
+        "report",
+        &["ack", "envelope", "config", "metrics", "json", "normalize"],
+    ),
+    ("server", &["health", "metrics"]),
+    (
+        "pipeline",
+        &[
+            "ack",
+            "health",
+            "metrics",
+            "config",
+            "envelope",
+            "source",
+            "catalog",
+            "normalize",
+            "route",
+            "deliver",
+            "report",
+            "server",
+        ],
+    ),
+];
+
+const ALL: &[&str] = &[
+    "ack",
+    "health",
+    "metrics",
+    "json",
+    "envelope",
+    "config",
+    "logging",
+    "source",
+    "catalog",
+    "normalize",
+    "route",
+    "deliver",
+    "report",
+    "server",
+    "pipeline",
+    "cli",
+];
+
+fn sources(module: &str) -> Vec<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![];
+    let single = src.join(format!("{module}.rs"));
+    if single.exists() {
+        files.push(single);
+    }
+    let dir = src.join(module);
+    if dir.is_dir() {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    files
+}
+
+/// The crate modules a file's non-test code names (`crate::x`).
+fn imports(path: &Path) -> BTreeSet<String> {
+    let name = path.file_name().unwrap().to_string_lossy();
+    if name == "tests.rs" || name.ends_with("proptests.rs") {
+        return BTreeSet::new();
+    }
+    let text = std::fs::read_to_string(path).unwrap();
+    let code = match text.find("#[cfg(test)]\nmod ") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    let mut found = BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        let rest = &code[i + "crate::".len()..];
+        let ident: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if ALL.contains(&ident.as_str()) {
+            found.insert(ident);
+        }
+    }
+    // `use crate::{a, b}` groups.
+    for (i, _) in code.match_indices("crate::{") {
+        let rest = &code[i + "crate::{".len()..];
+        let group = &rest[..rest.find('}').unwrap_or(0)];
+        for part in group.split(',') {
+            let ident = part.trim().split("::").next().unwrap_or("").to_string();
+            if ALL.contains(&ident.as_str()) {
+                found.insert(ident);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn modules_import_only_along_the_flow() {
+    let mut violations = vec![];
+    for (module, allowed) in ALLOWED {
+        let files = sources(module);
+        assert!(!files.is_empty(), "module {module} has no source file");
+        for file in files {
+            for used in imports(&file) {
+                if used != *module && !allowed.contains(&used.as_str()) {
+                    violations.push(format!("{} imports crate::{used}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "imports against the flow:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_a_backward_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.rs");
+    std::fs::write(
+        &file,
+        "use crate::{deliver::Delivery, envelope};\nfn f() { crate::source::pause_all(); }\n#[cfg(test)]\nmod tests { use crate::pipeline; }\n",
+    )
+    .unwrap();
+    let found: Vec<String> = imports(&file).into_iter().collect();
+    assert_eq!(found, ["deliver", "envelope", "source"]);
+}

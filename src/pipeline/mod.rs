@@ -1,0 +1,291 @@
+//! The orchestrator: wires consume → normalize → route → deliver → report and owns the
+//! relay's lifetime as three steps, [`Relay::start`], [`Relay::drain`] and [`Relay::stop`]
+//! ([`run`] does all three). Tests start the real relay in-process through the same calls.
+
+mod consume;
+mod handle;
+mod kafka;
+
+pub use handle::Stages;
+pub use kafka::producer_config;
+
+use crate::ack::OffsetTracker;
+use crate::config::{Config, ConfigError};
+use crate::deliver::{TargetRuntime, Targets};
+use crate::health::{watch_task, CircuitView, Health};
+use crate::metrics::Metrics;
+use crate::normalize::{Normalizer, SourceSettings};
+use crate::report::{self, Reporter};
+use crate::route::Router;
+use crate::server::{self, ServeError};
+use crate::source::{self, commit, context::SourceContext, RelayConsumer, SourceError};
+use rdkafka::error::KafkaError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid config:\n{0}")]
+    Config(#[from] ConfigError),
+    #[error("the built-in catalogs: {0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("routes: {0}")]
+    Routes(String),
+    #[error("targets: {0}")]
+    Targets(String),
+    #[error("creating the Kafka producer: {0}")]
+    Producer(#[source] KafkaError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Server(#[from] ServeError),
+}
+
+/// The targets' circuits as `/readyz` shows them.
+struct TargetCircuits(Vec<Arc<TargetRuntime>>);
+
+impl CircuitView for TargetCircuits {
+    fn circuits(&self) -> Vec<(String, Option<Duration>)> {
+        self.0
+            .iter()
+            .map(|t| (t.info.name.clone(), t.circuit_open_for()))
+            .collect()
+    }
+}
+
+/// A running relay: the stages, the consumer, and the tasks beside the consume loop.
+pub struct Relay {
+    stages: Stages,
+    consumer: Arc<RelayConsumer>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    tracker: Arc<OffsetTracker>,
+    drain_timeout: Duration,
+    /// Cancelled by the caller to stop consuming (then [`Relay::drain`]).
+    shutdown: CancellationToken,
+    /// Cancelled after the drain: deliveries still retrying give up, unfinished.
+    abort: CancellationToken,
+    server_stop: CancellationToken,
+    server: JoinHandle<()>,
+    committer: JoinHandle<()>,
+    commit_stop: CancellationToken,
+    workers: Vec<JoinHandle<()>>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (port 0 resolved).
+    pub addr: SocketAddr,
+}
+
+impl Relay {
+    /// Validates `config`, builds every stage, starts the target workers, the commit loop and
+    /// the health/metrics server, and joins the consumer group. Consuming starts with
+    /// [`Relay::consume`]; `shutdown` ends it.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(
+            config.server.liveness_deadline.get(),
+            config.server.circuit_open_threshold.get(),
+        ));
+        let abort = CancellationToken::new();
+        let reporter = start_reporter(&config, &metrics, &abort)?;
+        let (targets, workers) = Targets::start(
+            &config.targets,
+            reporter.clone(),
+            metrics.clone(),
+            abort.clone(),
+        )
+        .map_err(|e| StartError::Targets(e.to_string()))?;
+        health.set_targets(Arc::new(TargetCircuits(targets.runtimes.clone())));
+        // A target worker that dies before shutdown turns /healthz red (its queue would fill up).
+        let workers = workers
+            .into_iter()
+            .zip(&config.targets)
+            .map(|(w, t)| {
+                let name = format!("target worker {}", t.name);
+                watch_task(health.clone(), name, w, shutdown.clone())
+            })
+            .collect();
+        let server_stop = CancellationToken::new();
+        let (addr, server) = server::serve(
+            &config.server.listen,
+            health.clone(),
+            metrics.clone(),
+            server_stop.clone(),
+        )
+        .await?;
+        tracing::info!(%addr, "health and metrics server listening");
+        let tracker = OffsetTracker::new();
+        let consumer = Arc::new(subscribe_sources(&config, &tracker, &metrics, &health)?);
+        let stages = build_stages(&config, targets, reporter, &metrics, &tracker)?;
+        let commit_stop = CancellationToken::new();
+        let committer = watch_task(
+            health.clone(),
+            "commit loop".into(),
+            tokio::spawn(commit::commit_loop(
+                consumer.clone(),
+                tracker.clone(),
+                metrics.clone(),
+                config.pipeline.commit_interval.get(),
+                commit_stop.clone(),
+            )),
+            commit_stop.clone(),
+        );
+        tracing::info!(topics = ?config.sources.iter().map(|s| &s.topic).collect::<Vec<_>>(), group = %config.kafka.group_id, "relay started");
+        Ok(Self {
+            stages,
+            consumer,
+            health,
+            metrics,
+            tracker,
+            drain_timeout: config.pipeline.drain_timeout.get(),
+            shutdown,
+            abort,
+            server_stop,
+            server,
+            committer,
+            commit_stop,
+            workers,
+            addr,
+        })
+    }
+
+    /// Consumes until the shutdown token is cancelled.
+    pub async fn consume(&self) {
+        consume::ConsumeLoop::new(&self.consumer, &self.stages, &self.health, &self.shutdown)
+            .run()
+            .await;
+        self.health.set_running(false);
+    }
+
+    /// Lets in-flight events finish within `pipeline.drain_timeout` (the commit loop goes on
+    /// committing meanwhile); returns how many were not final by then. Those stay uncommitted
+    /// and are redelivered after a restart.
+    pub async fn drain(&self) -> usize {
+        let in_flight = self.stages.in_flight();
+        tracing::info!(in_flight, "shutting down: draining in-flight events");
+        let all = u32::try_from(self.stages.max_in_flight).unwrap_or(u32::MAX);
+        let everything_final = self.stages.permits.acquire_many(all);
+        if let Ok(Ok(permits)) = tokio::time::timeout(self.drain_timeout, everything_final).await {
+            drop(permits);
+            return 0;
+        }
+        let left = self.stages.in_flight();
+        tracing::warn!(
+            unfinished = left,
+            "drain timeout reached; unfinished events stay uncommitted and will be redelivered"
+        );
+        left
+    }
+
+    /// Stops everything after [`Relay::drain`]: deliveries still retrying give up, the target
+    /// workers end, the producers flush, the final positions are committed, the consumer leaves
+    /// the group and the server stops.
+    pub async fn stop(self, unfinished: usize) {
+        self.commit_stop.cancel();
+        let _ = self.committer.await;
+        self.abort.cancel();
+        let Stages {
+            targets, reporter, ..
+        } = self.stages;
+        targets.close();
+        for w in self.workers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
+        let _ = tokio::task::spawn_blocking(move || reporter.flush(Duration::from_secs(10))).await;
+        commit::commit_blocking(&self.consumer, &self.tracker, &self.metrics).await;
+        self.metrics.in_flight_events.set(unfinished as i64);
+        // Closing the consumer (leaving the group) blocks: off the async workers.
+        let consumer = self.consumer;
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        self.server_stop.cancel();
+        let _ = self.server.await;
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Runs the relay until `shutdown` is cancelled, then drains and stops: stop consuming, let
+/// in-flight deliveries finish within `pipeline.drain_timeout`, flush the producer, commit,
+/// return. Events not final by the deadline stay uncommitted and are redelivered after a
+/// restart.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let relay = Relay::start(config, shutdown).await?;
+    relay.consume().await;
+    let unfinished = relay.drain().await;
+    relay.stop(unfinished).await;
+    Ok(())
+}
+
+/// The reporter: result events through a callback producer whose delivery callback finishes
+/// tickets (`report::sink`), dead letters and retried results through a plain one.
+fn start_reporter(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    abort: &CancellationToken,
+) -> Result<Arc<Reporter>, StartError> {
+    let producer = producer_config(&config.kafka)
+        .create()
+        .map_err(StartError::Producer)?;
+    let (result_retries, retry_rx) = tokio::sync::mpsc::unbounded_channel();
+    let results: report::ResultProducer = producer_config(&config.kafka)
+        .create_with_context(report::SinkContext::new(result_retries, metrics))
+        .map_err(StartError::Producer)?;
+    let reporter = Arc::new(Reporter::new(
+        producer,
+        results,
+        config.results.topic.clone(),
+        config.dead_letter.topic.clone(),
+        metrics.clone(),
+        abort.clone(),
+        config.log.include_payloads,
+    ));
+    tokio::spawn(report::retry_results(reporter.clone(), retry_rx));
+    Ok(reporter)
+}
+
+/// The consumer of the source topics, in `kafka.group_id`.
+fn subscribe_sources(
+    config: &Config,
+    tracker: &Arc<OffsetTracker>,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) -> Result<RelayConsumer, SourceError> {
+    let context = SourceContext {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        revoke_timeout: config.pipeline.revoke_timeout.get(),
+    };
+    let topics: Vec<&str> = config.sources.iter().map(|s| s.topic.as_str()).collect();
+    source::subscribe(&config.kafka, &config.kafka.group_id, &topics, context)
+}
+
+/// The stages a consumed message goes through, and the in-flight bound.
+fn build_stages(
+    config: &Config,
+    targets: Targets,
+    reporter: Arc<Reporter>,
+    metrics: &Arc<Metrics>,
+    tracker: &Arc<OffsetTracker>,
+) -> Result<Stages, StartError> {
+    let max_bytes = config.pipeline.max_message_bytes;
+    let max_in_flight = config.pipeline.max_in_flight_events;
+    Ok(Stages {
+        normalizer: Arc::new(Normalizer::builtin()?),
+        settings: config
+            .sources
+            .iter()
+            .map(|s| (s.topic.clone(), SourceSettings::from_config(s, max_bytes)))
+            .collect(),
+        router: Router::new(config).map_err(|e| StartError::Routes(e.to_string()))?,
+        targets,
+        reporter,
+        metrics: metrics.clone(),
+        tracker: tracker.clone(),
+        permits: Arc::new(Semaphore::new(max_in_flight)),
+        max_in_flight,
+    })
+}
