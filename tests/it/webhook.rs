@@ -3,11 +3,9 @@
 //! Standard Webhooks signatures checked with the independent `standardwebhooks` crate, batching,
 //! per-target concurrency and rate limits, isolation between targets, and the circuit breaker.
 
-mod common;
-
 use base64::Engine;
-use common::receiver::{Receiver, Reply, Req};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Reply, Req};
+use crate::fixtures::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,10 +2,8 @@
 //! `/batch/` request (gzip, body shape, `$set`, `$identify`, event names), batching, bad-event
 //! isolation by splitting, and PostHog's status rules (401 final, 503/429 retried).
 
-mod common;
-
-use common::receiver::{Receiver, Reply, Req};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Reply, Req};
+use crate::fixtures::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +57,7 @@ async fn produce_cards(broker: &Broker, topics: &Topics, ids: &[String]) {
 
 /// An acemate event from the valid fixtures, with a fresh uuid.
 fn acemate(event: &str, uuid: &str) -> Vec<u8> {
-    let line = include_str!("fixtures/valid_events.jsonl")
+    let line = include_str!("../fixtures/valid_events.jsonl")
         .lines()
         .find(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == event)
         .unwrap_or_else(|| panic!("no fixture for {event}"));

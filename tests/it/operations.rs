@@ -1,10 +1,8 @@
 //! Operating the relay: every metric after a known workload, backpressure, health endpoints
 //! turning red for the right reasons, and logs free of secrets and personal data.
 
-mod common;
-
-use common::receiver::{Receiver, Reply};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Reply};
+use crate::fixtures::*;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;

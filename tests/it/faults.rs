@@ -1,14 +1,12 @@
 //! Fault tests: crashes, target outages, slow targets, 429 storms, broker outages, rebalances and
 //! shutdown under load — each ends with the accounting check (nothing lost, one final outcome
 //! per (event, target), duplicates reported and bounded). The long versions are `#[ignore]`d
-//! soak tests: `cargo test --test faults -- --ignored`.
+//! soak tests: `cargo test --test it faults:: -- --ignored`.
 
-mod common;
-
-use common::accounting;
-use common::proxy::Proxy;
-use common::receiver::{Receiver, Reply};
-use common::*;
+use crate::fixtures::accounting;
+use crate::fixtures::proxy::Proxy;
+use crate::fixtures::receiver::{Receiver, Reply};
+use crate::fixtures::*;
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

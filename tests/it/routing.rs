@@ -2,10 +2,8 @@
 //! negation globs, `where` conditions on typed properties, unrouted events counted and
 //! committed) and the `event-relay route` dry run.
 
-mod common;
-
-use common::receiver::{Receiver, Req};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Req};
+use crate::fixtures::*;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A valid fixture event of that name with `id` as its id (Komo `id`, acemate `uuid`).
 fn fixture(event: &str, id: &str) -> Value {
-    let line = include_str!("fixtures/valid_events.jsonl")
+    let line = include_str!("../fixtures/valid_events.jsonl")
         .lines()
         .find(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == event)
         .unwrap_or_else(|| panic!("no fixture for {event}"));

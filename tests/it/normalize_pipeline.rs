@@ -3,10 +3,8 @@
 //! keep delivering what follows; lenient sources forward them flagged `invalid`; unknown events
 //! are forwarded as `unknown_event` unless `unknown_events = "dead_letter"`.
 
-mod common;
-
-use common::receiver::Receiver;
-use common::*;
+use crate::fixtures::receiver::Receiver;
+use crate::fixtures::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -5,10 +5,8 @@
 //! values); every good event must be delivered; the relay must keep running (`/healthz` 200, a
 //! later good event still flows) and commit everything it consumed.
 
-mod common;
-
-use common::receiver::Receiver;
-use common::*;
+use crate::fixtures::receiver::Receiver;
+use crate::fixtures::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +39,7 @@ const MIB: usize = 1024 * 1024;
 
 /// A valid event of the catalog from the generated fixtures, with a fresh id.
 fn fixture(event: &str, id_key: &str) -> Value {
-    let fixtures = include_str!("fixtures/valid_events.jsonl");
+    let fixtures = include_str!("../fixtures/valid_events.jsonl");
     let mut v: Value = fixtures
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

@@ -1,10 +1,8 @@
 //! Relay core against a real broker and real loopback HTTP receivers: delivery, retries,
 //! final failures, Retry-After, dead letters, offsets across restarts, graceful shutdown.
 
-mod common;
-
-use common::receiver::{Receiver, Reply};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Reply};
+use crate::fixtures::*;
 use std::time::Duration;
 
 fn webhook(url: &str, extra: &str) -> String {
