@@ -1,6 +1,8 @@
 //! The real binary: `event-relay normalize` (stdout one envelope per accepted event, stderr
 //! `line N: <reason>` per rejected line, exit 0/1) and `event-relay check` (exit 0/2).
 
+use crate::fixtures::{base_config, route, source, target, ConfigFile};
+use event_relay::config::{Config, SourceFormat, ValidationMode};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -238,38 +240,27 @@ fn a_forced_source_treats_the_other_shape_as_an_unknown_event() {
     }
 }
 
-fn config(extra_source: &str, routes: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    write!(
-        f,
-        r#"
-[kafka]
-brokers = "127.0.0.1:9092"
-[[sources]]
-topic = "komo-in"
-format = "komo"
-{extra_source}
-[results]
-topic = "results"
-[dead_letter]
-topic = "dlq"
-[[targets]]
-name = "hook"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-{routes}
-"#
-    )
-    .unwrap();
-    f
+/// A config file with the source `komo-in`, the webhook `hook` and `routes` (given as in TOML);
+/// `edit` changes the rest. The broker is never reached.
+fn config(routes: &[Value], edit: impl FnOnce(&mut Config)) -> ConfigFile {
+    let mut cfg = base_config("127.0.0.1:9092", "results", "dlq");
+    cfg.sources.push(source("komo-in", SourceFormat::Komo));
+    cfg.targets.push(target(json!({
+        "name": "hook",
+        "kind": "webhook",
+        "url": "http://127.0.0.1:9/hook",
+    })));
+    cfg.routes = routes.iter().cloned().map(route).collect();
+    edit(&mut cfg);
+    ConfigFile::write(&cfg)
 }
 
 #[test]
 fn normalize_uses_the_config_source_policy() {
-    let cfg = config(
-        "validation = \"lenient\"\nsite_name = \"Configured\"",
-        "[[routes]]\nname = \"all\"\ntargets = [\"hook\"]",
-    );
+    let cfg = config(&[json!({ "name": "all", "targets": ["hook"] })], |cfg| {
+        cfg.sources[0].validation = ValidationMode::Lenient;
+        cfg.sources[0].site_name = Some("Configured".to_string());
+    });
     let komo = first("komo");
     let mut bad: Value = serde_json::from_str(&komo).unwrap();
     bad["event"] = json!("CardViewed");
@@ -281,7 +272,7 @@ fn normalize_uses_the_config_source_policy() {
             "--source",
             "komo",
             "--config",
-            cfg.path().to_str().unwrap(),
+            cfg.path.to_str().unwrap(),
         ],
         format!("{bad}\n").into_bytes(),
     );
@@ -298,10 +289,13 @@ fn normalize_uses_the_config_source_policy() {
 #[test]
 fn check_reports_problems_with_key_paths_and_exits_2() {
     let bad = config(
-        "",
-        "[[routes]]\nname = \"r\"\ntargets = [\"crm\"]\n[[routes]]\nname = \"s\"\ntargets = [\"hook\", \"nope\"]",
+        &[
+            json!({ "name": "r", "targets": ["crm"] }),
+            json!({ "name": "s", "targets": ["hook", "nope"] }),
+        ],
+        |_| {},
     );
-    let out = run(&["check", "--config", bad.path().to_str().unwrap()], vec![]);
+    let out = run(&["check", "--config", bad.path.to_str().unwrap()], vec![]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -314,11 +308,8 @@ fn check_reports_problems_with_key_paths_and_exits_2() {
         "{stdout}"
     );
 
-    let good = config("", "[[routes]]\nname = \"r\"\ntargets = [\"hook\"]");
-    let out = run(
-        &["check", "--config", good.path().to_str().unwrap()],
-        vec![],
-    );
+    let good = config(&[json!({ "name": "r", "targets": ["hook"] })], |_| {});
+    let out = run(&["check", "--config", good.path.to_str().unwrap()], vec![]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }

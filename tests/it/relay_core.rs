@@ -1,66 +1,33 @@
 //! Relay core against a real broker and real loopback HTTP receivers: delivery, retries,
 //! final failures, Retry-After, dead letters, offsets across restarts, graceful shutdown.
 
-mod common;
-
-use common::receiver::{Receiver, Reply};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Reply};
+use crate::fixtures::*;
 use std::time::Duration;
 
-fn webhook(url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[targets]]
-name = "hook"
-kind = "webhook"
-url = "{url}/hook"
-timeout = "5s"
-{extra}
-[targets.retry]
-max_attempts = 5
-initial_backoff = "50ms"
-max_backoff = "200ms"
-max_elapsed = "60s"
-[[routes]]
-name = "all"
-targets = ["hook"]
-"#
-    )
+/// A Komo relay for `group` delivering every event to the webhook `hook` at `<rx>/hook`.
+async fn env(group: &str, partitions: i32, rx: &Receiver) -> TestEnv {
+    let mut env = TestEnv::komo(group, partitions).await;
+    env.config
+        .targets
+        .push(webhook("hook", &format!("{}/hook", rx.url)));
+    env.config.routes.push(route_all(&["hook"]));
+    env
 }
 
-async fn results(broker: &Broker, topics: &Topics, n: usize) -> Vec<serde_json::Value> {
-    broker
-        .read(&topics.results, n, Duration::from_secs(60))
-        .await
-        .iter()
-        .map(Record::json)
-        .collect()
+async fn results(env: &TestEnv, n: usize) -> Vec<serde_json::Value> {
+    env.results(n, Duration::from_secs(60)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_and_reports_success() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 2).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-success",
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
+    let env = env("g-success", 2, &rx).await;
+    let relay = env.relay();
     let ids = ids(3);
-    broker
-        .produce(
-            &topics.source,
-            &ids.iter()
-                .map(|i| komo_event(i, "CardViewed"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    env.produce(&cards(&ids)).await;
 
-    let res = results(&broker, &topics, 3).await;
+    let res = results(&env, 3).await;
     assert_eq!(res.len(), 3, "three result events");
     for r in &res {
         assert_eq!(r["event"], "WebhookSuccess");
@@ -84,12 +51,12 @@ async fn delivers_and_reports_success() {
     for r in &reqs {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/hook");
-        let env = r.json();
-        assert_eq!(env["source"], "komo");
-        assert_eq!(env["event"], "CardViewed");
-        assert_eq!(env["properties"]["score"], 1, "Komo numbers are typed");
-        assert_eq!(env["origin"]["topic"], topics.source.as_str());
-        assert_eq!(env["validation"]["status"], "valid");
+        let envelope = r.json();
+        assert_eq!(envelope["source"], "komo");
+        assert_eq!(envelope["event"], "CardViewed");
+        assert_eq!(envelope["properties"]["score"], 1, "Komo numbers are typed");
+        assert_eq!(envelope["origin"]["topic"], env.topics.source.as_str());
+        assert_eq!(envelope["validation"]["status"], "valid");
     }
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -103,29 +70,20 @@ async fn delivers_and_reports_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_503_then_succeeds_with_one_result() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![Reply::status(503), Reply::status(503)]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-retry",
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
+    let env = env("g-retry", 1, &rx).await;
+    let relay = env.relay();
     let id = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce(&topics.source, &[komo_event(&id, "CardViewed")])
-        .await;
-    let res = results(&broker, &topics, 1).await;
+    env.produce(&[komo_event(&id, "CardViewed")]).await;
+    let res = results(&env, 1).await;
     assert_eq!(res.len(), 1);
     assert_eq!(res[0]["event"], "WebhookSuccess");
     assert_eq!(res[0]["attempts"], 3);
     assert_eq!(rx.count(), 3);
     // no second result for the same delivery
-    let more = broker
-        .read(&topics.results, 2, Duration::from_secs(15))
+    let more = env
+        .broker
+        .read(&env.topics.results, 2, Duration::from_secs(15))
         .await;
     assert_eq!(more.len(), 1);
     relay.stop().await.unwrap();
@@ -133,22 +91,12 @@ async fn retries_503_then_succeeds_with_one_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_error_is_final_without_retry() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![Reply::status(400)]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-400",
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
+    let env = env("g-400", 1, &rx).await;
+    let relay = env.relay();
     let id = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce(&topics.source, &[komo_event(&id, "CardViewed")])
-        .await;
-    let res = results(&broker, &topics, 1).await;
+    env.produce(&[komo_event(&id, "CardViewed")]).await;
+    let res = results(&env, 1).await;
     assert_eq!(res[0]["event"], "WebhookError");
     assert_eq!(res[0]["status_code"], 400);
     assert_eq!(res[0]["attempts"], 1);
@@ -161,24 +109,12 @@ async fn client_error_is_final_without_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![Reply::status(429).header("Retry-After", "2")]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-429",
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
-    broker
-        .produce(
-            &topics.source,
-            &[komo_event(&uuid::Uuid::new_v4().to_string(), "CardViewed")],
-        )
+    let env = env("g-429", 1, &rx).await;
+    let relay = env.relay();
+    env.produce(&[komo_event(&uuid::Uuid::new_v4().to_string(), "CardViewed")])
         .await;
-    let res = results(&broker, &topics, 1).await;
+    let res = results(&env, 1).await;
     assert_eq!(res[0]["event"], "WebhookSuccess");
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 2);
@@ -193,32 +129,23 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparseable_message_goes_to_dead_letters_and_the_next_flows() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-dlq",
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
+    let env = env("g-dlq", 1, &rx).await;
+    let relay = env.relay();
     let good = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce(
-            &topics.source,
-            &[b"{not json".to_vec(), komo_event(&good, "CardViewed")],
-        )
+    env.produce(&[b"{not json".to_vec(), komo_event(&good, "CardViewed")])
         .await;
-    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(60)).await;
+    let dl = env.dead_letters(1, Duration::from_secs(60)).await;
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].value, b"{not json");
     assert_eq!(dl[0].header("reason"), Some("not_json"));
-    assert_eq!(dl[0].header("source_topic"), Some(topics.source.as_str()));
+    assert_eq!(
+        dl[0].header("source_topic"),
+        Some(env.topics.source.as_str())
+    );
     assert_eq!(dl[0].header("source_partition"), Some("0"));
     assert_eq!(dl[0].header("source_offset"), Some("0"));
-    let res = results(&broker, &topics, 1).await;
+    let res = results(&env, 1).await;
     assert_eq!(res[0]["source_event_id"], good.as_str());
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -230,34 +157,17 @@ async fn unparseable_message_goes_to_dead_letters_and_the_next_flows() {
         .await
     );
     relay.stop().await.unwrap();
-    assert_eq!(broker.committed("g-dlq", &topics.source, 1), vec![2]);
+    assert_eq!(env.committed(1), vec![2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_redelivers_nothing_final_and_loses_nothing_pending() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 2).await;
     let rx = Receiver::start(vec![]).await;
-    let group = "g-restart";
+    let env = env("g-restart", 2, &rx).await;
     let first = ids(4);
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        group,
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
-    broker
-        .produce(
-            &topics.source,
-            &first
-                .iter()
-                .map(|i| komo_event(i, "CardViewed"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
-    assert_eq!(results(&broker, &topics, 4).await.len(), 4);
+    let relay = env.relay();
+    env.produce(&cards(&first)).await;
+    assert_eq!(results(&env, 4).await.len(), 4);
     relay.stop().await.unwrap();
     assert_eq!(rx.count(), 4);
 
@@ -265,34 +175,19 @@ async fn restart_redelivers_nothing_final_and_loses_nothing_pending() {
     // before their fate is final, so their offsets must stay uncommitted.
     rx.set_default(Reply::status(503));
     let second = ids(3);
-    let cfg = config_text(&broker, &topics, group, "komo", "", &webhook(&rx.url, ""))
-        .replace("drain_timeout = \"5s\"", "drain_timeout = \"500ms\"")
-        .replace("max_attempts = 5", "max_attempts = 1000");
+    let mut cfg = env.config.clone();
+    cfg.pipeline.drain_timeout = ms(500);
+    cfg.targets[0].retry.max_attempts = 1000;
     let relay = Relay::start(&cfg);
-    broker
-        .produce(
-            &topics.source,
-            &second
-                .iter()
-                .map(|i| komo_event(i, "CardViewed"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    env.produce(&cards(&second)).await;
     assert!(eventually(Duration::from_secs(30), || async { rx.count() >= 4 + 3 }).await);
     relay.stop().await.unwrap();
 
     // Target back: the pending three are delivered, the first four are not re-sent.
     rx.set_default(Reply::status(200));
     let before = rx.count();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        group,
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
-    let res = results(&broker, &topics, 7).await;
+    let relay = env.relay();
+    let res = results(&env, 7).await;
     let successes: Vec<_> = res
         .iter()
         .filter(|r| r["event"] == "WebhookSuccess")
@@ -320,36 +215,21 @@ async fn restart_redelivers_nothing_final_and_loses_nothing_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_and_commits() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(200).delay(Duration::from_millis(1500)));
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-drain",
-        "komo",
-        "",
-        &webhook(&rx.url, ""),
-    ));
-    broker
-        .produce(
-            &topics.source,
-            &ids(2)
-                .iter()
-                .map(|i| komo_event(i, "CardViewed"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    let env = env("g-drain", 1, &rx).await;
+    let relay = env.relay();
+    env.produce(&cards(&ids(2))).await;
     assert!(eventually(Duration::from_secs(30), || async { rx.count() >= 2 }).await);
     relay.stop().await.unwrap();
-    let res = broker
-        .read(&topics.results, 2, Duration::from_secs(20))
+    let res = env
+        .broker
+        .read(&env.topics.results, 2, Duration::from_secs(20))
         .await;
     assert_eq!(
         res.len(),
         2,
         "in-flight deliveries finished and reported during the drain"
     );
-    assert_eq!(broker.committed("g-drain", &topics.source, 1), vec![2]);
+    assert_eq!(env.committed(1), vec![2]);
 }

@@ -5,10 +5,9 @@
 //! values); every good event must be delivered; the relay must keep running (`/healthz` 200, a
 //! later good event still flows) and commit everything it consumed.
 
-mod common;
-
-use common::receiver::Receiver;
-use common::*;
+use crate::fixtures::receiver::Receiver;
+use crate::fixtures::*;
+use event_relay::config::{RetryConfig, SourceFormat};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +40,7 @@ const MIB: usize = 1024 * 1024;
 
 /// A valid event of the catalog from the generated fixtures, with a fresh id.
 fn fixture(event: &str, id_key: &str) -> Value {
-    let fixtures = include_str!("fixtures/valid_events.jsonl");
+    let fixtures = include_str!("../fixtures/valid_events.jsonl");
     let mut v: Value = fixtures
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -509,37 +508,22 @@ async fn largest_accepted(broker: &Broker, p: &FutureProducer) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_are_dead_lettered_or_forwarded_and_good_ones_flow() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
-    let acemate_topic = broker.topic("src-acemate", 1).await;
     let rx = Receiver::start(vec![]).await;
-    let group = "g-poison";
-    let hook = format!(
-        r#"
-[[targets]]
-name = "hook"
-kind = "webhook"
-url = "{}/hook"
-timeout = "5s"
-max_in_flight = 8
-[targets.retry]
-max_attempts = 5
-initial_backoff = "50ms"
-max_backoff = "200ms"
-[[routes]]
-name = "all"
-targets = ["hook"]
-"#,
-        rx.url
-    );
-    let cfg = config_text(&broker, &topics, group, "komo", "", &hook).replacen(
-        "[results]",
-        &format!("[[sources]]\ntopic = \"{acemate_topic}\"\nformat = \"acemate\"\n[results]"),
-        1,
-    );
-    let relay = Relay::start(&cfg);
-    let producer = big_producer(&broker);
-    let big = largest_accepted(&broker, &producer).await;
+    let mut env = TestEnv::komo("g-poison", 1).await;
+    let acemate_topic = env.broker.topic("src-acemate", 1).await;
+    env.config
+        .sources
+        .push(source(&acemate_topic, SourceFormat::Acemate));
+    let mut hook = webhook("hook", &format!("{}/hook", rx.url));
+    hook.max_in_flight = 8;
+    hook.retry.max_elapsed = RetryConfig::default().max_elapsed;
+    env.config.targets.push(hook);
+    env.config.routes.push(route_all(&["hook"]));
+    let relay = env.relay();
+    let (broker, topics) = (&env.broker, &env.topics);
+    let group = env.config.kafka.group_id.as_str();
+    let producer = big_producer(broker);
+    let big = largest_accepted(broker, &producer).await;
     if big < 10 * MIB {
         eprintln!(
             "poison: the broker's limit is below 10 MiB; the oversized case uses {big} bytes"

@@ -3,7 +3,7 @@
 //! none may panic. The hand-written seeds (`fuzz/seeds/<target>/`) and every fixture event are
 //! replayed too, so the harness itself stays runnable. `scripts/fuzz` is the fuzzer.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

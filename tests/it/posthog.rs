@@ -2,11 +2,10 @@
 //! `/batch/` request (gzip, body shape, `$set`, `$identify`, event names), batching, bad-event
 //! isolation by splitting, and PostHog's status rules (401 final, 503/429 retried).
 
-mod common;
-
-use common::receiver::{Receiver, Reply, Req};
-use common::*;
-use serde_json::Value;
+use crate::fixtures::receiver::{Receiver, Reply, Req};
+use crate::fixtures::*;
+use event_relay::config::{EventNames, SourceFormat, TargetConfig};
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,27 +15,33 @@ const SITE_ID: &str = "2d5776b8-158a-4216-aaa1-edbc249e005b";
 const ACEMATE_SITE_ID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const TARGET_GUID: &str = "3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b";
 
-/// A PostHog target `ph` at `url` (retries fast) and one route sending everything to it.
-fn posthog(url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[targets]]
-name = "ph"
-kind = "posthog"
-url = "{url}"
-api_key = "phc_test_token"
-timeout = "5s"
-{extra}
-[targets.retry]
-max_attempts = 5
-initial_backoff = "50ms"
-max_backoff = "200ms"
-max_elapsed = "60s"
-[[routes]]
-name = "all"
-targets = ["ph"]
-"#
-    )
+/// A PostHog target `ph` at `url` (retries fast).
+fn ph(url: &str) -> TargetConfig {
+    quick_target(json!({
+        "name": "ph",
+        "kind": "posthog",
+        "url": url,
+        "api_key": "phc_test_token",
+    }))
+}
+
+/// [`ph`] batching up to 100 events, lingering 1 s.
+fn batched(url: &str) -> TargetConfig {
+    let mut t = ph(url);
+    t.batch_max_events = Some(100);
+    t.batch_linger = Some(secs(1));
+    t
+}
+
+/// A Komo relay for `group` sending every event to `target`.
+async fn env(group: &str, partitions: i32, target: TargetConfig) -> TestEnv {
+    with_target(TestEnv::komo(group, partitions).await, target)
+}
+
+fn with_target(mut env: TestEnv, target: TargetConfig) -> TestEnv {
+    env.config.routes.push(route_all(&[target.name.as_str()]));
+    env.config.targets.push(target);
+    env
 }
 
 /// The user profile id (a UUID, as Komo requires) for a readable name.
@@ -52,14 +57,14 @@ fn komo(id: &str, event: &str, profile: &str) -> Vec<u8> {
 }
 
 /// One CardViewed of user "u" per id.
-async fn produce_cards(broker: &Broker, topics: &Topics, ids: &[String]) {
+async fn produce_cards(env: &TestEnv, ids: &[String]) {
     let events: Vec<_> = ids.iter().map(|id| komo(id, "CardViewed", "u")).collect();
-    broker.produce_concurrently(&topics.source, &events).await;
+    env.produce_concurrently(&events).await;
 }
 
 /// An acemate event from the valid fixtures, with a fresh uuid.
 fn acemate(event: &str, uuid: &str) -> Vec<u8> {
-    let line = include_str!("fixtures/valid_events.jsonl")
+    let line = include_str!("../fixtures/valid_events.jsonl")
         .lines()
         .find(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == event)
         .unwrap_or_else(|| panic!("no fixture for {event}"));
@@ -86,40 +91,28 @@ fn default_guid(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_request_has_posthogs_exact_shape() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let cfg = config_text(
-        &broker,
-        &topics,
-        "g-ph-shape",
-        "auto",
-        "",
-        &posthog(
-            &rx.url,
-            &format!("id = \"{TARGET_GUID}\"\nbatch_linger = \"500ms\""),
-        ),
-    )
-    .replace(
-        "format = \"auto\"",
-        &format!("format = \"auto\"\nsite_id = \"{ACEMATE_SITE_ID}\"\nsite_name = \"acemate\""),
+    let mut target = ph(&rx.url);
+    target.id = Some(TARGET_GUID.to_string());
+    target.batch_linger = Some(ms(500));
+    let mut env = with_target(
+        TestEnv::start("g-ph-shape", SourceFormat::Auto, 1).await,
+        target,
     );
-    let relay = Relay::start(&cfg);
+    env.config.sources[0].site_id = Some(ACEMATE_SITE_ID.to_string());
+    env.config.sources[0].site_name = Some("acemate".to_string());
+    let relay = env.relay();
     let card = uuid::Uuid::new_v4().to_string();
     let identify = uuid::Uuid::new_v4().to_string();
     let exam = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &[
-                komo(&card, "CardViewed", "profile-1"),
-                acemate("$identify", &identify),
-                acemate("exam_completed", &exam),
-            ],
-        )
-        .await;
+    env.produce_concurrently(&[
+        komo(&card, "CardViewed", "profile-1"),
+        acemate("$identify", &identify),
+        acemate("exam_completed", &exam),
+    ])
+    .await;
 
-    let res = broker.results_json(&topics, 3).await;
+    let res = env.results_json(3).await;
     assert_eq!(res.len(), 3, "one result per event: {res:?}");
     for r in &res {
         assert_eq!(r["event"], "WebhookSuccess", "{r}");
@@ -213,34 +206,26 @@ async fn batch_request_has_posthogs_exact_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snake_case_names_plain_json_and_historical_flag() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-snake",
-        "auto",
-        "",
-        &posthog(
-            &rx.url,
-            "event_names = \"snake_case\"\ngzip = false\nhistorical_migration = true",
-        ),
-    ));
+    let mut target = ph(&rx.url);
+    target.event_names = EventNames::SnakeCase;
+    target.gzip = false;
+    target.historical_migration = true;
+    let env = with_target(
+        TestEnv::start("g-ph-snake", SourceFormat::Auto, 1).await,
+        target,
+    );
+    let relay = env.relay();
     let card = uuid::Uuid::new_v4().to_string();
     let signup = uuid::Uuid::new_v4().to_string();
     let identify = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &[
-                komo(&card, "CardViewed", "p1"),
-                komo(&signup, "SignUpSuccess", "p2"),
-                acemate("$identify", &identify),
-            ],
-        )
-        .await;
-    let res = broker.results_json(&topics, 3).await;
+    env.produce_concurrently(&[
+        komo(&card, "CardViewed", "p1"),
+        komo(&signup, "SignUpSuccess", "p2"),
+        acemate("$identify", &identify),
+    ])
+    .await;
+    let res = env.results_json(3).await;
     assert_eq!(res.len(), 3);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -268,28 +253,18 @@ async fn snake_case_names_plain_json_and_historical_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_bounded_and_every_event_arrives_once() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 2).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-batch",
-        "komo",
-        "",
-        &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
-    ));
+    let env = env("g-ph-batch", 2, batched(&rx.url)).await;
+    let relay = env.relay();
     let ids = ids(250);
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &ids.iter()
-                .enumerate()
-                .map(|(i, id)| komo(id, "CardViewed", &format!("p{i}")))
-                .collect::<Vec<_>>(),
-        )
-        .await;
-    let res = broker.results_json(&topics, 250).await;
+    env.produce_concurrently(
+        &ids.iter()
+            .enumerate()
+            .map(|(i, id)| komo(id, "CardViewed", &format!("p{i}")))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let res = env.results_json(250).await;
     assert_eq!(res.len(), 250);
     let mut reported = HashSet::new();
     for r in &res {
@@ -321,8 +296,6 @@ async fn batches_are_bounded_and_every_event_arrives_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_event_fails_alone_the_rest_of_its_batch_is_delivered() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     // PostHog rejects a whole batch with 400 when one event in it is bad.
     rx.set_rule(|r| {
@@ -331,28 +304,20 @@ async fn one_bad_event_fails_alone_the_rest_of_its_batch_is_delivered() {
             .any(|e| e["distinct_id"] == pid("poison").as_str())
             .then(|| Reply::status(400))
     });
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-poison",
-        "komo",
-        "",
-        &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
-    ));
+    let env = env("g-ph-poison", 1, batched(&rx.url)).await;
+    let relay = env.relay();
     let ids = ids(20);
     let poison = ids[7].clone();
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &ids.iter()
-                .map(|id| {
-                    let profile = if *id == poison { "poison" } else { "good" };
-                    komo(id, "CardViewed", profile)
-                })
-                .collect::<Vec<_>>(),
-        )
-        .await;
-    let res = broker.results_json(&topics, 20).await;
+    env.produce_concurrently(
+        &ids.iter()
+            .map(|id| {
+                let profile = if *id == poison { "poison" } else { "good" };
+                komo(id, "CardViewed", profile)
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let res = env.results_json(20).await;
     assert_eq!(res.len(), 20);
     for r in &res {
         let id = r["source_event_id"].as_str().unwrap();
@@ -389,26 +354,18 @@ async fn one_bad_event_fails_alone_the_rest_of_its_batch_is_delivered() {
         assert_eq!(accepted.get(id), Some(&1), "good event {id}");
     }
     relay.stop().await.unwrap();
-    assert_eq!(broker.committed("g-ph-poison", &topics.source, 1), vec![20]);
+    assert_eq!(env.committed(1), vec![20]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_too_large_splits_the_batch() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_rule(|r| (batch_of(r).len() > 3).then(|| Reply::status(413)));
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-413",
-        "komo",
-        "",
-        &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
-    ));
+    let env = env("g-ph-413", 1, batched(&rx.url)).await;
+    let relay = env.relay();
     let ids = ids(12);
-    produce_cards(&broker, &topics, &ids).await;
-    let res = broker.results_json(&topics, 12).await;
+    produce_cards(&env, &ids).await;
+    let res = env.results_json(12).await;
     assert_eq!(res.len(), 12);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -433,21 +390,13 @@ async fn payload_too_large_splits_the_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_is_final_for_the_whole_batch_without_retry_or_split() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(401));
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-401",
-        "komo",
-        "",
-        &posthog(&rx.url, "batch_max_events = 100\nbatch_linger = \"1s\""),
-    ));
+    let env = env("g-ph-401", 1, batched(&rx.url)).await;
+    let relay = env.relay();
     let ids = ids(5);
-    produce_cards(&broker, &topics, &ids).await;
-    let res = broker.results_json(&topics, 5).await;
+    produce_cards(&env, &ids).await;
+    let res = env.results_json(5).await;
     assert_eq!(res.len(), 5);
     for r in &res {
         assert_eq!(r["event"], "WebhookError", "{r}");
@@ -473,8 +422,6 @@ async fn unauthorized_is_final_for_the_whole_batch_without_retry_or_split() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_answers_are_retried_and_retry_after_is_honoured() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     // Per distinct_id: "flaky" gets one 503, "limited" one 429 with Retry-After: 2.
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
@@ -500,26 +447,18 @@ async fn transient_answers_are_retried_and_retry_after_is_honoured() {
             }
         });
     }
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-transient",
-        "komo",
-        "",
-        &posthog(&rx.url, "batch_max_events = 1"),
-    ));
+    let mut target = ph(&rx.url);
+    target.batch_max_events = Some(1);
+    let env = env("g-ph-transient", 1, target).await;
+    let relay = env.relay();
     let flaky = uuid::Uuid::new_v4().to_string();
     let limited = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &[
-                komo(&flaky, "CardViewed", "flaky"),
-                komo(&limited, "CardViewed", "limited"),
-            ],
-        )
-        .await;
-    let res = broker.results_json(&topics, 2).await;
+    env.produce_concurrently(&[
+        komo(&flaky, "CardViewed", "flaky"),
+        komo(&limited, "CardViewed", "limited"),
+    ])
+    .await;
+    let res = env.results_json(2).await;
     assert_eq!(res.len(), 2);
     for r in &res {
         assert_eq!(r["event"], "WebhookSuccess", "{r}");
@@ -554,8 +493,6 @@ async fn transient_answers_are_retried_and_retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splitting_a_batch_stays_within_max_in_flight() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     let hold = Duration::from_millis(300);
     rx.set_rule(move |r| {
@@ -564,28 +501,19 @@ async fn splitting_a_batch_stays_within_max_in_flight() {
             .any(|e| e["distinct_id"] == pid("poison").as_str());
         Some(Reply::status(if poisoned { 400 } else { 200 }).delay(hold))
     });
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ph-split-inflight",
-        "komo",
-        "",
-        &posthog(
-            &rx.url,
-            "batch_max_events = 100\nbatch_linger = \"1s\"\nmax_in_flight = 1",
-        ),
-    ));
+    let mut target = batched(&rx.url);
+    target.max_in_flight = 1;
+    let env = env("g-ph-split-inflight", 1, target).await;
+    let relay = env.relay();
     let ids = ids(8);
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &ids.iter()
-                .enumerate()
-                .map(|(i, id)| komo(id, "CardViewed", if i == 5 { "poison" } else { "good" }))
-                .collect::<Vec<_>>(),
-        )
-        .await;
-    let res = broker.results_json(&topics, 8).await;
+    env.produce_concurrently(
+        &ids.iter()
+            .enumerate()
+            .map(|(i, id)| komo(id, "CardViewed", if i == 5 { "poison" } else { "good" }))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let res = env.results_json(8).await;
     assert_eq!(res.len(), 8);
     assert_eq!(
         res.iter()

@@ -3,42 +3,22 @@
 //! keep delivering what follows; lenient sources forward them flagged `invalid`; unknown events
 //! are forwarded as `unknown_event` unless `unknown_events = "dead_letter"`.
 
-mod common;
-
-use common::receiver::Receiver;
-use common::*;
+use crate::fixtures::receiver::Receiver;
+use crate::fixtures::*;
+use event_relay::config::{RetryConfig, UnknownEvents, ValidationMode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn webhook(url: &str) -> String {
-    format!(
-        r#"
-[[targets]]
-name = "hook"
-kind = "webhook"
-url = "{url}/hook"
-timeout = "5s"
-[targets.retry]
-max_attempts = 3
-initial_backoff = "50ms"
-max_backoff = "200ms"
-[[routes]]
-name = "all"
-targets = ["hook"]
-"#
-    )
-}
-
-/// The common config with extra keys on the (komo) source.
-fn config(broker: &Broker, topics: &Topics, group: &str, source_keys: &str, url: &str) -> String {
-    let text = config_text(broker, topics, group, "komo", "", &webhook(url));
-    let with = text.replacen(
-        "format = \"komo\"\n",
-        &format!("format = \"komo\"\n{source_keys}\n"),
-        1,
-    );
-    assert!(source_keys.is_empty() || with != text, "source keys added");
-    with
+/// A Komo relay for `group` delivering every event to `hook` (3 attempts, fast backoff);
+/// the test sets the source's policy on `config.sources[0]`.
+async fn env(group: &str, url: &str) -> TestEnv {
+    let mut env = TestEnv::komo(group, 1).await;
+    let mut hook = webhook("hook", &format!("{url}/hook"));
+    hook.retry.max_attempts = 3;
+    hook.retry.max_elapsed = RetryConfig::default().max_elapsed;
+    env.config.targets.push(hook);
+    env.config.routes.push(route_all(&["hook"]));
+    env
 }
 
 /// A Komo CardViewed whose `score` breaks the catalog (a number field that is not a number).
@@ -66,36 +46,26 @@ async fn wait_for_requests(rx: &Receiver, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_dead_letters_the_invalid_event_and_delivers_the_next() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config(
-        &broker,
-        &topics,
-        "g-norm-strict",
-        "validation = \"strict\"",
-        &rx.url,
-    ));
+    let mut env = env("g-norm-strict", &rx.url).await;
+    env.config.sources[0].validation = ValidationMode::Strict;
+    let relay = env.relay();
     let [bad, good, unknown] = [0, 1, 2].map(|_| uuid::Uuid::new_v4().to_string());
     let bad_bytes = bad_score(&bad);
-    broker
-        .produce(
-            &topics.source,
-            &[
-                bad_bytes.clone(),
-                komo_event(&good, "CardViewed"),
-                prize(&unknown),
-            ],
-        )
-        .await;
+    env.produce(&[
+        bad_bytes.clone(),
+        komo_event(&good, "CardViewed"),
+        prize(&unknown),
+    ])
+    .await;
 
-    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(60)).await;
+    let dl = env.dead_letters(1, Duration::from_secs(60)).await;
     assert_eq!(dl.len(), 1, "the invalid event is dead-lettered");
     let d = &dl[0];
     assert_eq!(d.value, bad_bytes, "original bytes kept");
     assert_eq!(d.header("reason"), Some("invalid"));
     assert_eq!(d.header("source"), Some("komo"));
-    assert_eq!(d.header("source_topic"), Some(topics.source.as_str()));
+    assert_eq!(d.header("source_topic"), Some(env.topics.source.as_str()));
     assert_eq!(d.header("source_offset"), Some("0"));
     assert_eq!(d.header("source_event_id"), Some(bad.as_str()));
     let problems: Vec<String> =
@@ -123,7 +93,7 @@ async fn strict_dead_letters_the_invalid_event_and_delivers_the_next() {
     assert_eq!(unknown_env["properties"]["prize_name"], "Season pass");
 
     // Nothing else reaches the dead-letter topic, and everything is committed.
-    let more = broker.read(&topics.dlq, 2, Duration::from_secs(5)).await;
+    let more = env.dead_letters(2, Duration::from_secs(5)).await;
     assert_eq!(more.len(), 1);
     assert!(
         eventually(Duration::from_secs(20), || async {
@@ -135,30 +105,17 @@ async fn strict_dead_letters_the_invalid_event_and_delivers_the_next() {
         .await
     );
     relay.stop().await.unwrap();
-    assert_eq!(
-        broker.committed("g-norm-strict", &topics.source, 1),
-        vec![3]
-    );
+    assert_eq!(env.committed(1), vec![3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lenient_forwards_the_invalid_event_flagged() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config(
-        &broker,
-        &topics,
-        "g-norm-lenient",
-        "validation = \"lenient\"",
-        &rx.url,
-    ));
+    let mut env = env("g-norm-lenient", &rx.url).await;
+    env.config.sources[0].validation = ValidationMode::Lenient;
+    let relay = env.relay();
     let [bad, good] = [0, 1].map(|_| uuid::Uuid::new_v4().to_string());
-    broker
-        .produce(
-            &topics.source,
-            &[bad_score(&bad), komo_event(&good, "CardViewed")],
-        )
+    env.produce(&[bad_score(&bad), komo_event(&good, "CardViewed")])
         .await;
     let reqs = wait_for_requests(&rx, 2).await;
     let flagged = reqs
@@ -176,32 +133,22 @@ async fn lenient_forwards_the_invalid_event_flagged() {
     assert_eq!(flagged["properties"]["score"], "abc", "kept as sent");
     let valid = reqs.iter().find(|e| e["id"] == good.as_str()).unwrap();
     assert_eq!(valid["validation"]["status"], "valid");
-    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(5)).await;
+    let dl = env.dead_letters(1, Duration::from_secs(5)).await;
     assert!(dl.is_empty(), "nothing dead-lettered: {dl:?}");
     relay.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_events_can_be_dead_lettered() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config(
-        &broker,
-        &topics,
-        "g-norm-unknown",
-        "unknown_events = \"dead_letter\"",
-        &rx.url,
-    ));
+    let mut env = env("g-norm-unknown", &rx.url).await;
+    env.config.sources[0].unknown_events = UnknownEvents::DeadLetter;
+    let relay = env.relay();
     let [unknown, good] = [0, 1].map(|_| uuid::Uuid::new_v4().to_string());
     let prize_bytes = prize(&unknown);
-    broker
-        .produce(
-            &topics.source,
-            &[prize_bytes.clone(), komo_event(&good, "CardViewed")],
-        )
+    env.produce(&[prize_bytes.clone(), komo_event(&good, "CardViewed")])
         .await;
-    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(60)).await;
+    let dl = env.dead_letters(1, Duration::from_secs(60)).await;
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].value, prize_bytes);
     assert_eq!(dl[0].header("reason"), Some("unknown_event"));
@@ -212,8 +159,5 @@ async fn unknown_events_can_be_dead_lettered() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.count(), 1, "the unknown event is not delivered");
     relay.stop().await.unwrap();
-    assert_eq!(
-        broker.committed("g-norm-unknown", &topics.source, 1),
-        vec![2]
-    );
+    assert_eq!(env.committed(1), vec![2]);
 }

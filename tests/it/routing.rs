@@ -2,11 +2,10 @@
 //! negation globs, `where` conditions on typed properties, unrouted events counted and
 //! committed) and the `event-relay route` dry run.
 
-mod common;
-
-use common::receiver::{Receiver, Req};
-use common::*;
-use serde_json::Value;
+use crate::fixtures::receiver::{Receiver, Req};
+use crate::fixtures::*;
+use event_relay::config::{BodyFormat, Config, EventNames, SourceFormat, TargetConfig};
+use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A valid fixture event of that name with `id` as its id (Komo `id`, acemate `uuid`).
 fn fixture(event: &str, id: &str) -> Value {
-    let line = include_str!("fixtures/valid_events.jsonl")
+    let line = include_str!("../fixtures/valid_events.jsonl")
         .lines()
         .find(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == event)
         .unwrap_or_else(|| panic!("no fixture for {event}"));
@@ -40,22 +39,17 @@ fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
-fn webhook_targets(url: &str, names: &[&str]) -> String {
+/// Webhook targets named `names` at `<url>/<name>`, 3 attempts with 50 ms to 100 ms backoff.
+fn webhook_targets(url: &str, names: &[&str]) -> Vec<TargetConfig> {
     names
         .iter()
         .map(|n| {
-            format!(
-                r#"
-[[targets]]
-name = "{n}"
-kind = "webhook"
-url = "{url}/{n}"
-[targets.retry]
-max_attempts = 3
-initial_backoff = "50ms"
-max_backoff = "100ms"
-"#
-            )
+            let mut t =
+                target(json!({ "name": n, "kind": "webhook", "url": format!("{url}/{n}") }));
+            t.retry.max_attempts = 3;
+            t.retry.initial_backoff = ms(50);
+            t.retry.max_backoff = ms(100);
+            t
         })
         .collect()
 }
@@ -77,84 +71,72 @@ fn set(ids: &[&String]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_continue_defaults_negation_and_where() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let routes = r#"
-[[routes]]
-name = "drop-results"
-events = ["WebhookSuccess", "WebhookError"]
-targets = []
-continue = false
-
-[[routes]]
-name = "cards-but-shares"
-sources = ["komo"]
-events = ["Card*", "!CardShared"]
-targets = ["a"]
-
-[[routes]]
-name = "all-cards"
-sources = ["komo"]
-events = ["Card*"]
-targets = ["b"]
-
-[[routes]]
-name = "classroom-exams"
-sources = ["acemate"]
-events = ["exam_*", "!exam_hint_requested"]
-where = [
-  { field = "properties.courseType", in = ["classroom", "demo"] },
-  { field = "properties.score", gte = 5 },
-]
-targets = ["c"]
-continue = false
-
-[[routes]]
-name = "acemate-rest"
-sources = ["acemate"]
-targets = ["d"]
-"#;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-routing",
-        "auto",
-        "default_targets = [\"e\"]",
-        &format!(
-            "{}{routes}",
-            webhook_targets(&rx.url, &["a", "b", "c", "d", "e"])
-        ),
-    ));
+    let mut env = TestEnv::start("g-routing", SourceFormat::Auto, 1).await;
+    env.config.targets = webhook_targets(&rx.url, &["a", "b", "c", "d", "e"]);
+    env.config.default_targets = vec!["e".to_string()];
+    env.config.routes = [
+        json!({
+            "name": "drop-results",
+            "events": ["WebhookSuccess", "WebhookError"],
+            "targets": [],
+            "continue": false,
+        }),
+        json!({
+            "name": "cards-but-shares",
+            "sources": ["komo"],
+            "events": ["Card*", "!CardShared"],
+            "targets": ["a"],
+        }),
+        json!({
+            "name": "all-cards",
+            "sources": ["komo"],
+            "events": ["Card*"],
+            "targets": ["b"],
+        }),
+        json!({
+            "name": "classroom-exams",
+            "sources": ["acemate"],
+            "events": ["exam_*", "!exam_hint_requested"],
+            "where": [
+                { "field": "properties.courseType", "in": ["classroom", "demo"] },
+                { "field": "properties.score", "gte": 5 },
+            ],
+            "targets": ["c"],
+            "continue": false,
+        }),
+        json!({ "name": "acemate-rest", "sources": ["acemate"], "targets": ["d"] }),
+    ]
+    .into_iter()
+    .map(route)
+    .collect();
+    let relay = env.relay();
     let id = ids(9);
     let [viewed, shared, site, result, classroom8, private8, demo3, demo5, hint] =
         std::array::from_fn(|i| &id[i]);
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &[
-                bytes(&fixture("CardViewed", viewed)),
-                bytes(&fixture("CardShared", shared)),
-                bytes(&fixture("SiteViewed", site)),
-                bytes(&fixture("WebhookError", result)),
-                bytes(&exam(classroom8, "exam_completed", "classroom", 8)),
-                bytes(&exam(private8, "exam_completed", "private", 8)),
-                bytes(&exam(demo3, "exam_completed", "demo", 3)),
-                bytes(&exam(demo5, "exam_completed", "demo", 5)),
-                bytes(&exam(hint, "exam_hint_requested", "classroom", 0)),
-            ],
-        )
-        .await;
+    env.produce_concurrently(&[
+        bytes(&fixture("CardViewed", viewed)),
+        bytes(&fixture("CardShared", shared)),
+        bytes(&fixture("SiteViewed", site)),
+        bytes(&fixture("WebhookError", result)),
+        bytes(&exam(classroom8, "exam_completed", "classroom", 8)),
+        bytes(&exam(private8, "exam_completed", "private", 8)),
+        bytes(&exam(demo3, "exam_completed", "demo", 3)),
+        bytes(&exam(demo5, "exam_completed", "demo", 5)),
+        bytes(&exam(hint, "exam_hint_requested", "classroom", 0)),
+    ])
+    .await;
 
     // a:1 + b:2 + c:2 + d:3 + e:1 deliveries; the dropped result event none.
-    let res = broker
-        .read(&topics.results, 9, Duration::from_secs(60))
+    let res = env
+        .broker
+        .read(&env.topics.results, 9, Duration::from_secs(60))
         .await;
     assert_eq!(res.len(), 9);
     assert!(res.iter().all(|r| r.json()["event"] == "WebhookSuccess"));
     relay.stop().await.unwrap();
     assert_eq!(
-        broker.committed("g-routing", &topics.source, 1),
+        env.committed(1),
         vec![9],
         "every message final, the dropped one too"
     );
@@ -176,29 +158,21 @@ targets = ["d"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unrouted_events_are_counted_and_committed() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let group = "g-unrouted";
-    let routes = "[[routes]]\nname = \"cards\"\nevents = [\"Card*\"]\ntargets = [\"a\"]\n";
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        group,
-        "komo",
-        "",
-        &format!("{}{routes}", webhook_targets(&rx.url, &["a"])),
-    ));
+    let mut env = TestEnv::komo("g-unrouted", 1).await;
+    env.config.targets = webhook_targets(&rx.url, &["a"]);
+    env.config.routes = vec![route(json!({
+        "name": "cards",
+        "events": ["Card*"],
+        "targets": ["a"],
+    }))];
+    let relay = env.relay();
     let id = ids(3);
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &[
-                bytes(&fixture("SiteViewed", &id[0])),
-                bytes(&fixture("SignUpSuccess", &id[1])),
-            ],
-        )
-        .await;
+    env.produce_concurrently(&[
+        bytes(&fixture("SiteViewed", &id[0])),
+        bytes(&fixture("SignUpSuccess", &id[1])),
+    ])
+    .await;
     assert!(
         eventually(Duration::from_secs(60), || async {
             relay
@@ -209,7 +183,7 @@ async fn unrouted_events_are_counted_and_committed() {
         .await,
         "unrouted events counted"
     );
-    let committed = || tokio::task::block_in_place(|| broker.committed(group, &topics.source, 1));
+    let committed = || tokio::task::block_in_place(|| env.committed(1));
     assert!(
         eventually(Duration::from_secs(20), || async { committed() == vec![2] }).await,
         "unrouted offsets committed with nothing delivered: {:?}",
@@ -217,30 +191,29 @@ async fn unrouted_events_are_counted_and_committed() {
     );
     assert_eq!(rx.count(), 0);
 
-    broker
-        .produce_concurrently(&topics.source, &[bytes(&fixture("CardViewed", &id[2]))])
+    env.produce_concurrently(&[bytes(&fixture("CardViewed", &id[2]))])
         .await;
     assert!(eventually(Duration::from_secs(30), || async { rx.count() == 1 }).await);
-    let res = broker
-        .read(&topics.results, 2, Duration::from_secs(10))
+    let res = env
+        .broker
+        .read(&env.topics.results, 2, Duration::from_secs(10))
         .await;
     assert_eq!(res.len(), 1, "only the routed event has a result");
     assert_eq!(res[0].json()["source_event_id"], id[2].as_str());
     relay.stop().await.unwrap();
-    assert_eq!(broker.committed(group, &topics.source, 1), vec![3]);
+    assert_eq!(env.committed(1), vec![3]);
 }
 
 const ACEMATE_SITE: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 
 /// Runs `event-relay route --config <cfg> [args]` with `stdin`; returns (exit code, stdout lines
 /// as JSON, stderr). Fails if it does not finish promptly (it must not connect anywhere).
-fn run_route(cfg: &str, args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(cfg.as_bytes()).unwrap();
+fn run_route(cfg: &Config, args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
+    let file = ConfigFile::write(cfg);
     let mut child = Command::new(env!("CARGO_BIN_EXE_event-relay"))
         .arg("route")
         .arg("--config")
-        .arg(file.path())
+        .arg(&file.path)
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
@@ -275,60 +248,57 @@ fn run_route(cfg: &str, args: &[&str], stdin: &str) -> (i32, Vec<Value>, String)
     )
 }
 
-fn cli_config() -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "127.0.0.1:1"
-[[sources]]
-topic = "komo.events"
-format = "komo"
-[[sources]]
-topic = "acemate.events"
-format = "acemate"
-site_id = "{ACEMATE_SITE}"
-site_name = "acemate"
-[results]
-topic = "relay.results"
-[dead_letter]
-topic = "relay.dlq"
-
-[[targets]]
-name = "ph"
-kind = "posthog"
-url = "https://eu.i.posthog.com/"
-api_key = "phc_test"
-event_names = "snake_case"
-[[targets]]
-name = "crm"
-kind = "webhook"
-url = "https://hooks.example.com/{{{{source}}}}/{{{{event}}}}"
-[[targets]]
-name = "billing"
-kind = "webhook"
-url = "https://billing.example.com/in"
-body = "original"
-
-[[routes]]
-name = "drop-results"
-events = ["WebhookSuccess", "WebhookError"]
-targets = []
-continue = false
-[[routes]]
-name = "everything"
-targets = ["ph"]
-[[routes]]
-name = "cards-to-crm"
-sources = ["komo"]
-events = ["Card*"]
-targets = ["crm"]
-[[routes]]
-name = "checkout"
-sources = ["acemate"]
-events = ["checkout_*"]
-targets = ["billing"]
-"#
-    )
+/// Two sources, a PostHog and two webhook targets and four routes; the broker is never reached.
+fn cli_config() -> Config {
+    let mut cfg = base_config("127.0.0.1:1", "relay.results", "relay.dlq");
+    let mut acemate = source("acemate.events", SourceFormat::Acemate);
+    acemate.site_id = Some(ACEMATE_SITE.to_string());
+    acemate.site_name = Some("acemate".to_string());
+    cfg.sources = vec![source("komo.events", SourceFormat::Komo), acemate];
+    let mut ph = target(json!({
+        "name": "ph",
+        "kind": "posthog",
+        "url": "https://eu.i.posthog.com/",
+        "api_key": "phc_test",
+    }));
+    ph.event_names = EventNames::SnakeCase;
+    let crm = target(json!({
+        "name": "crm",
+        "kind": "webhook",
+        "url": "https://hooks.example.com/{{source}}/{{event}}",
+    }));
+    let mut billing = target(json!({
+        "name": "billing",
+        "kind": "webhook",
+        "url": "https://billing.example.com/in",
+    }));
+    billing.body = BodyFormat::Original;
+    cfg.targets = vec![ph, crm, billing];
+    cfg.routes = [
+        json!({
+            "name": "drop-results",
+            "events": ["WebhookSuccess", "WebhookError"],
+            "targets": [],
+            "continue": false,
+        }),
+        json!({ "name": "everything", "targets": ["ph"] }),
+        json!({
+            "name": "cards-to-crm",
+            "sources": ["komo"],
+            "events": ["Card*"],
+            "targets": ["crm"],
+        }),
+        json!({
+            "name": "checkout",
+            "sources": ["acemate"],
+            "events": ["checkout_*"],
+            "targets": ["billing"],
+        }),
+    ]
+    .into_iter()
+    .map(route)
+    .collect();
+    cfg
 }
 
 #[test]
@@ -408,10 +378,8 @@ fn route_cli_prints_routes_targets_urls_and_bodies() {
 
 #[test]
 fn route_cli_topic_option_unrouted_and_defaults() {
-    let cfg = cli_config().replace(
-        "[[routes]]\nname = \"everything\"\ntargets = [\"ph\"]\n",
-        "",
-    );
+    let mut cfg = cli_config();
+    cfg.routes.retain(|r| r.name != "everything");
     let site_id = uuid::Uuid::new_v4().to_string();
     let card_id = uuid::Uuid::new_v4().to_string();
     let input = format!(
@@ -428,7 +396,7 @@ fn route_cli_topic_option_unrouted_and_defaults() {
     assert_eq!(out[1]["routes"], serde_json::json!(["cards-to-crm"]));
 
     // With default_targets, the unmatched event goes there.
-    let cfg = format!("default_targets = [\"billing\"]\n{cfg}");
+    cfg.default_targets = vec!["billing".to_string()];
     let (code, out, err) = run_route(&cfg, &["--topic", "komo.events"], &input);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out[0]["default_targets"], true);
@@ -437,7 +405,10 @@ fn route_cli_topic_option_unrouted_and_defaults() {
     assert_eq!(out[1]["default_targets"], false);
 
     // A config mistake is reported with its key path, exit 2.
-    let bad = cfg.replace("targets = [\"crm\"]", "targets = [\"nope\"]");
+    let mut bad = cfg.clone();
+    for r in bad.routes.iter_mut().filter(|r| r.targets == ["crm"]) {
+        r.targets = vec!["nope".to_string()];
+    }
     let (code, _, err) = run_route(&bad, &[], &input);
     assert_eq!(code, 2);
     assert!(err.contains("unknown target \"nope\""), "{err}");

@@ -1,8 +1,10 @@
 //! Cross-checks catalog/*.json against the raw spec texts in ../shared/specs.
 //!
-//! The spec text is parsed here independently of scripts/gen_catalog.py. The specs directory
-//! is `$EVENT_RELAY_SPECS_DIR` if set, else `<CARGO_MANIFEST_DIR>/../shared/specs`; a missing
-//! directory is a hard failure, never a skip.
+//! The spec text is parsed here independently of scripts/gen_catalog.py. The spec texts live
+//! outside the repository: `$EVENT_RELAY_SPECS_DIR` if set (then it must exist), else
+//! `<CARGO_MANIFEST_DIR>/../shared/specs`. Without them the cross-check fails in CI (`CI` set,
+//! e.g. `CI=true`) and elsewhere prints one line saying it was not run and how to run it, so a
+//! fresh clone with nothing beside it still passes its tests.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,18 +39,45 @@ const KOMO_TYPES: [&str; 5] = ["Guid", "string", "Timestamp", "number", "boolean
 
 /// An acemate spec section: its name and rows of (property name, required, rest of the row).
 type Section = (String, Vec<(Option<String>, bool, String)>);
-fn specs_dir() -> PathBuf {
-    let dir = match std::env::var_os("EVENT_RELAY_SPECS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs"),
-    };
+/// Whether this is a CI run (`CI` set to anything but empty, `false` or `0`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "false" | "0"))
+}
+
+/// The spec texts, or `None` (after saying so, once) when they are absent outside CI.
+fn specs_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("EVENT_RELAY_SPECS_DIR") {
+        let dir = PathBuf::from(d);
+        assert!(
+            dir.is_dir(),
+            "EVENT_RELAY_SPECS_DIR={} is not a directory",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs");
+    if dir.is_dir() {
+        return Some(dir);
+    }
     assert!(
-        dir.is_dir(),
-        "spec directory {} does not exist; check out the specs next to the repo (../shared/specs) \
-         or set EVENT_RELAY_SPECS_DIR. This test must not be skipped.",
+        !in_ci(),
+        "the catalog/spec cross-check is required in CI, but the spec texts are missing: \
+         {} does not exist; check the specs out next to the repository or set \
+         EVENT_RELAY_SPECS_DIR",
         dir.display()
     );
-    dir
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        // Straight to stderr, past the test harness's capture: a passing test's output is hidden.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "catalog_spec: NOT RUN - no spec texts at {}; set EVENT_RELAY_SPECS_DIR (or check \
+             them out there) to cross-check catalog/*.json against them",
+            dir.display()
+        );
+    });
+    None
 }
 
 fn read(path: &Path) -> String {
@@ -282,7 +311,7 @@ fn check_props(ctx: &str, spec: &SpecEvent, cat: &Value, check_detail: bool) {
 
 #[test]
 fn komo_catalog_matches_spec() {
-    let dir = specs_dir();
+    let Some(dir) = specs_dir() else { return };
     let cat = catalog("komo");
     assert_eq!(cat["catalog"], "komo");
     assert_eq!(
@@ -389,7 +418,8 @@ fn komo_catalog_matches_spec() {
 
 #[test]
 fn acemate_catalog_matches_spec() {
-    let mut spec = parse_acemate(&read(&specs_dir().join("acemate-posthog-events.txt")));
+    let Some(dir) = specs_dir() else { return };
+    let mut spec = parse_acemate(&read(&dir.join("acemate-posthog-events.txt")));
     let cat = catalog("acemate");
     assert_eq!(cat["catalog"], "acemate");
     assert_eq!(

@@ -3,11 +3,10 @@
 //! Standard Webhooks signatures checked with the independent `standardwebhooks` crate, batching,
 //! per-target concurrency and rate limits, isolation between targets, and the circuit breaker.
 
-mod common;
-
+use crate::fixtures::receiver::{Receiver, Reply, Req};
+use crate::fixtures::*;
 use base64::Engine;
-use common::receiver::{Receiver, Reply, Req};
-use common::*;
+use event_relay::config::{BodyFormat, HttpMethod, TargetConfig};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,39 +15,13 @@ use std::time::Duration;
 
 const SITE_ID: &str = "2d5776b8-158a-4216-aaa1-edbc249e005b";
 
-/// Fast retries for tests.
-const FAST_RETRY: &str = r#"
-[targets.retry]
-max_attempts = 5
-initial_backoff = "50ms"
-max_backoff = "200ms"
-max_elapsed = "60s"
-"#;
-
-/// A webhook target `name` at `url` with `extra` keys and fast retries.
-fn target(name: &str, url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[targets]]
-name = "{name}"
-kind = "webhook"
-url = "{url}"
-timeout = "5s"
-{extra}
-{FAST_RETRY}
-"#
-    )
-}
-
-fn route_all(targets: &[&str]) -> String {
-    format!(
-        "[[routes]]\nname = \"all\"\ntargets = {}\n",
-        serde_json::to_string(targets).unwrap()
-    )
-}
-
-fn cards(ids: &[String]) -> Vec<Vec<u8>> {
-    ids.iter().map(|i| komo_event(i, "CardViewed")).collect()
+/// A Komo relay for `group` on a one-partition topic, delivering to `targets` via the route `all`.
+async fn env(group: &str, targets: Vec<TargetConfig>) -> TestEnv {
+    let mut env = TestEnv::komo(group, 1).await;
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    env.config.routes.push(route_all(&names));
+    env.config.targets = targets;
+    env
 }
 
 /// The envelope ids carried by a request body (an envelope or an array of them).
@@ -89,38 +62,25 @@ fn header_map(r: &Req) -> axum::http::HeaderMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_formats_and_method() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let targets = [
-        target("env", &format!("{}/env", rx.url), "body = \"envelope\""),
-        target(
-            "orig",
-            &format!("{}/orig", rx.url),
-            "body = \"original\"\nmethod = \"PUT\"",
-        ),
-        target("phb", &format!("{}/ph", rx.url), "body = \"posthog\""),
-        route_all(&["env", "orig", "phb"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-body",
-        "komo",
-        "",
-        &targets,
-    ));
+    let mut orig = webhook("orig", &format!("{}/orig", rx.url));
+    orig.body = BodyFormat::Original;
+    orig.method = HttpMethod::Put;
+    let mut phb = webhook("phb", &format!("{}/ph", rx.url));
+    phb.body = BodyFormat::Posthog;
+    let mut envelope = webhook("env", &format!("{}/env", rx.url));
+    envelope.body = BodyFormat::Envelope;
+    let env = env("g-wh-body", vec![envelope, orig, phb]).await;
+    let relay = env.relay();
     let id = uuid::Uuid::new_v4().to_string();
     // Pretty-printed with a trailing newline: `original` must keep these exact bytes.
     let v: Value = serde_json::from_slice(&komo_event(&id, "CardViewed")).unwrap();
     let mut original = serde_json::to_vec_pretty(&v).unwrap();
     original.extend_from_slice(b"\n");
-    broker
-        .produce_concurrently(&topics.source, std::slice::from_ref(&original))
+    env.produce_concurrently(std::slice::from_ref(&original))
         .await;
 
-    let res = broker.results_json(&topics, 3).await;
+    let res = env.results_json(3).await;
     assert_eq!(res.len(), 3);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -130,10 +90,10 @@ async fn body_formats_and_method() {
     assert_eq!(reqs.len(), 3);
     let by_path: HashMap<&str, &Req> = reqs.iter().map(|r| (r.path.as_str(), r)).collect();
 
-    let env = by_path["/env"];
-    assert_eq!(env.method, "POST");
-    assert_eq!(env.header("content-type"), Some("application/json"));
-    let e = env.json();
+    let enveloped = by_path["/env"];
+    assert_eq!(enveloped.method, "POST");
+    assert_eq!(enveloped.header("content-type"), Some("application/json"));
+    let e = enveloped.json();
     assert_eq!(e["id"], id.as_str());
     assert_eq!(e["envelope_version"], 1);
     assert_eq!(e["source"], "komo");
@@ -160,34 +120,34 @@ async fn body_formats_and_method() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_and_header_templates_never_change_the_host() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let targets = [
-        target(
-            "tpl",
-            &format!("{}/hooks/{{{{source}}}}/{{{{event}}}}?site={{{{site.id}}}}", rx.url),
-            r#"headers = { "X-Event-Id" = "{{id}}", "X-Site" = "{{site.id}}", "X-Event" = "{{event}}", "X-Static" = "yes" }"#,
+    let mut tpl = webhook(
+        "tpl",
+        &format!(
+            "{}/hooks/{{{{source}}}}/{{{{event}}}}?site={{{{site.id}}}}",
+            rx.url
         ),
-        route_all(&["tpl"]),
+    );
+    tpl.headers = [
+        ("X-Event-Id", "{{id}}"),
+        ("X-Site", "{{site.id}}"),
+        ("X-Event", "{{event}}"),
+        ("X-Static", "yes"),
     ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker, &topics, "g-wh-tpl", "komo", "", &targets,
-    ));
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let env = env("g-wh-tpl", vec![tpl]).await;
+    let relay = env.relay();
     let good = uuid::Uuid::new_v4().to_string();
     let evil = uuid::Uuid::new_v4().to_string();
     let evil_name = "CardViewed/../@evil.example";
-    broker
-        .produce_concurrently(
-            &topics.source,
-            &[
-                komo_event(&good, "CardViewed"),
-                komo_event(&evil, evil_name),
-            ],
-        )
-        .await;
-    let res = broker.results_json(&topics, 2).await;
+    env.produce_concurrently(&[
+        komo_event(&good, "CardViewed"),
+        komo_event(&evil, evil_name),
+    ])
+    .await;
+    let res = env.results_json(2).await;
     assert_eq!(res.len(), 2);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -221,36 +181,20 @@ async fn url_and_header_templates_never_change_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_verify_independently_and_the_id_is_stable_across_retries() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![Reply::status(503), Reply::status(503)]).await;
     let key: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
     let secret = format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(&key)
     );
-    let targets = [
-        target(
-            "signed",
-            &format!("{}/signed", rx.url),
-            &format!("signing_secret = \"{secret}\""),
-        ),
-        route_all(&["signed"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-sign",
-        "komo",
-        "",
-        &targets,
-    ));
+    let mut signed = webhook("signed", &format!("{}/signed", rx.url));
+    signed.signing_secret = Some(secret.clone());
+    let env = env("g-wh-sign", vec![signed]).await;
+    let relay = env.relay();
     let id = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce_concurrently(&topics.source, &[komo_event(&id, "CardViewed")])
+    env.produce_concurrently(&[komo_event(&id, "CardViewed")])
         .await;
-    let res = broker.results_json(&topics, 1).await;
+    let res = env.results_json(1).await;
     assert_eq!(res.len(), 1);
     assert_eq!(res[0]["event"], "WebhookSuccess");
     assert_eq!(res[0]["attempts"], 3);
@@ -287,40 +231,23 @@ async fn signatures_verify_independently_and_the_id_is_stable_across_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batching_sends_json_arrays() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let targets = [
-        target(
-            "batched",
-            &format!("{}/batch", rx.url),
-            "batch_max_events = 10\nbatch_linger = \"1s\"",
-        ),
-        route_all(&["batched"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-batch",
-        "komo",
-        "",
-        &targets,
-    ));
+    let mut batched = webhook("batched", &format!("{}/batch", rx.url));
+    batched.batch_max_events = Some(10);
+    batched.batch_linger = Some(secs(1));
+    let env = env("g-wh-batch", vec![batched]).await;
+    let relay = env.relay();
     let first = ids(25);
-    broker
-        .produce_concurrently(&topics.source, &cards(&first))
-        .await;
-    let res = broker.results_json(&topics, 25).await;
+    env.produce_concurrently(&cards(&first)).await;
+    let res = env.results_json(25).await;
     assert_eq!(res.len(), 25);
     assert!(res.iter().all(|r| r["event"] == "WebhookSuccess"));
     // A lone event later still arrives as an array: receivers of a batching target always
     // get the same shape.
     let lone = uuid::Uuid::new_v4().to_string();
-    broker
-        .produce_concurrently(&topics.source, &[komo_event(&lone, "CardViewed")])
+    env.produce_concurrently(&[komo_event(&lone, "CardViewed")])
         .await;
-    assert_eq!(broker.results_json(&topics, 26).await.len(), 26);
+    assert_eq!(env.results_json(26).await.len(), 26);
 
     let reqs = rx.requests();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -350,29 +277,16 @@ async fn batching_sends_json_arrays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_in_flight_bounds_concurrent_requests() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     let hold = Duration::from_millis(400);
     rx.set_default(Reply::status(200).delay(hold));
-    let targets = [
-        target("slow", &format!("{}/slow", rx.url), "max_in_flight = 2"),
-        route_all(&["slow"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-inflight",
-        "komo",
-        "",
-        &targets,
-    ));
+    let mut slow = webhook("slow", &format!("{}/slow", rx.url));
+    slow.max_in_flight = 2;
+    let env = env("g-wh-inflight", vec![slow]).await;
+    let relay = env.relay();
     let ids = ids(8);
-    broker
-        .produce_concurrently(&topics.source, &cards(&ids))
-        .await;
-    let res = broker.results_json(&topics, 8).await;
+    env.produce_concurrently(&cards(&ids)).await;
+    let res = env.results_json(8).await;
     assert_eq!(res.len(), 8);
     assert!(res.iter().all(|r| r["event"] == "WebhookSuccess"));
     let reqs = rx.requests();
@@ -384,30 +298,13 @@ async fn max_in_flight_bounds_concurrent_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_spaces_requests() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let targets = [
-        target(
-            "paced",
-            &format!("{}/paced", rx.url),
-            "rate_limit_per_sec = 4",
-        ),
-        route_all(&["paced"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-rate",
-        "komo",
-        "",
-        &targets,
-    ));
-    broker
-        .produce_concurrently(&topics.source, &cards(&ids(5)))
-        .await;
-    assert_eq!(broker.results_json(&topics, 5).await.len(), 5);
+    let mut paced = webhook("paced", &format!("{}/paced", rx.url));
+    paced.rate_limit_per_sec = Some(4.0);
+    let env = env("g-wh-rate", vec![paced]).await;
+    let relay = env.relay();
+    env.produce_concurrently(&cards(&ids(5))).await;
+    assert_eq!(env.results_json(5).await.len(), 5);
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 5);
     let span = reqs.last().unwrap().at - reqs[0].at;
@@ -418,34 +315,22 @@ async fn rate_limit_spaces_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_target_does_not_hold_up_another() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let down = Receiver::start(vec![]).await;
     down.set_default(Reply::status(503));
     let up = Receiver::start(vec![]).await;
-    let slow_retry = FAST_RETRY
-        .replace("max_attempts = 5", "max_attempts = 1000")
-        .replace("max_backoff = \"200ms\"", "max_backoff = \"1s\"")
-        .replace("max_elapsed = \"60s\"", "max_elapsed = \"1h\"");
-    let targets = [
-        target("down", &format!("{}/down", down.url), "").replace(FAST_RETRY, &slow_retry),
-        target("up", &format!("{}/up", up.url), ""),
-        route_all(&["down", "up"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
+    let mut failing = webhook("down", &format!("{}/down", down.url));
+    failing.retry.max_attempts = 1000;
+    failing.retry.max_backoff = secs(1);
+    failing.retry.max_elapsed = secs(3600);
+    let env = env(
         "g-wh-isolation",
-        "komo",
-        "",
-        &targets,
-    ));
+        vec![failing, webhook("up", &format!("{}/up", up.url))],
+    )
+    .await;
+    let relay = env.relay();
     let ids = ids(10);
-    broker
-        .produce_concurrently(&topics.source, &cards(&ids))
-        .await;
-    let res = broker.results_json(&topics, 10).await;
+    env.produce_concurrently(&cards(&ids)).await;
+    let res = env.results_json(10).await;
     assert_eq!(res.len(), 10);
     for r in &res {
         assert_eq!(r["target"], "up", "{r}");
@@ -456,23 +341,19 @@ async fn a_failing_target_does_not_hold_up_another() {
     assert!(down.count() >= 10, "the failing target is being retried");
     relay.stop().await.unwrap();
     // Nothing was given up on: the messages still owed to "down" stay uncommitted.
-    let committed = broker.committed("g-wh-isolation", &topics.source, 1);
+    let committed = env.committed(1);
     assert!(committed[0] <= 0, "committed {committed:?}");
 }
 
-/// A target `x` with a circuit of 3 failures / 1 s cool-down, retried (almost) forever.
-fn circuit_target(url: &str) -> String {
-    [
-        target(
-            "x",
-            &format!("{url}/x"),
-            "[targets.circuit]\nfailure_threshold = 3\ncool_down = \"1s\"",
-        )
-        .replace("max_attempts = 5", "max_attempts = 1000")
-        .replace("max_elapsed = \"60s\"", "max_elapsed = \"1h\""),
-        route_all(&["x"]),
-    ]
-    .concat()
+/// A Komo relay for `group` delivering to a target `x` at `<url>/x` with a circuit of 3 failures /
+/// 1 s cool-down, retried (almost) forever.
+async fn circuit_env(group: &str, url: &str) -> TestEnv {
+    let mut x = webhook("x", &format!("{url}/x"));
+    x.circuit.failure_threshold = 3;
+    x.circuit.cool_down = secs(1);
+    x.retry.max_attempts = 1000;
+    x.retry.max_elapsed = secs(3600);
+    env(group, vec![x]).await
 }
 
 async fn circuit_state(relay: &Relay) -> String {
@@ -495,25 +376,13 @@ async fn wait_open(relay: &Relay) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_opens_holds_events_and_recovers() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(503));
-    let relay = Relay::start(
-        &config_text(
-            &broker,
-            &topics,
-            "g-wh-circuit",
-            "komo",
-            "",
-            &circuit_target(&rx.url),
-        )
-        .replace("[server]", "[server]\ncircuit_open_threshold = \"1s\""),
-    );
+    let mut env = circuit_env("g-wh-circuit", &rx.url).await;
+    env.config.server.circuit_open_threshold = secs(1);
+    let relay = env.relay();
     let ids = ids(4);
-    broker
-        .produce_concurrently(&topics.source, &cards(&ids))
-        .await;
+    env.produce_concurrently(&cards(&ids)).await;
     wait_open(&relay).await;
     let state = circuit_state(&relay).await;
     assert!(state.starts_with("open"), "readyz circuits.x = {state:?}");
@@ -531,8 +400,8 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
         "{body}"
     );
     assert_eq!(
-        broker
-            .read(&topics.results, 1, Duration::from_secs(1))
+        env.broker
+            .read(&env.topics.results, 1, Duration::from_secs(1))
             .await
             .len(),
         0,
@@ -541,7 +410,7 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
 
     // The receiver recovers: the probe succeeds, everything waiting is delivered.
     rx.set_default(Reply::status(200));
-    let res = broker.results_json(&topics, 4).await;
+    let res = env.results_json(4).await;
     assert_eq!(res.len(), 4);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),
@@ -570,27 +439,17 @@ async fn circuit_breaker_opens_holds_events_and_recovers() {
         "ready again once the circuit closed"
     );
     relay.stop().await.unwrap();
-    assert_eq!(broker.committed("g-wh-circuit", &topics.source, 1), vec![4]);
+    assert_eq!(env.committed(1), vec![4]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_answered_with_a_client_error_does_not_wedge_the_circuit() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(503));
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-probe",
-        "komo",
-        "",
-        &circuit_target(&rx.url),
-    ));
+    let env = circuit_env("g-wh-probe", &rx.url).await;
+    let relay = env.relay();
     let ids = ids(4);
-    broker
-        .produce_concurrently(&topics.source, &cards(&ids))
-        .await;
+    env.produce_concurrently(&cards(&ids)).await;
     wait_open(&relay).await;
     // The target is back but refuses the first request it sees (the probe) with a 400.
     let answered = Arc::new(AtomicUsize::new(0));
@@ -602,7 +461,7 @@ async fn a_probe_answered_with_a_client_error_does_not_wedge_the_circuit() {
             200
         }))
     });
-    let res = broker.results_json(&topics, 4).await;
+    let res = env.results_json(4).await;
     assert_eq!(res.len(), 4, "every event reaches a final outcome: {res:?}");
     let errors: Vec<&Value> = res
         .iter()
@@ -621,32 +480,17 @@ async fn a_probe_answered_with_a_client_error_does_not_wedge_the_circuit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_bodies_stay_within_batch_max_bytes() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     // An envelope is about 1 KB here, larger than the raw event it came from.
-    let targets = [
-        target(
-            "sized",
-            &format!("{}/sized", rx.url),
-            "batch_max_events = 10\nbatch_max_bytes = 2500\nbatch_linger = \"1s\"",
-        ),
-        route_all(&["sized"]),
-    ]
-    .concat();
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-wh-bytes",
-        "komo",
-        "",
-        &targets,
-    ));
+    let mut sized = webhook("sized", &format!("{}/sized", rx.url));
+    sized.batch_max_events = Some(10);
+    sized.batch_max_bytes = Some(2500);
+    sized.batch_linger = Some(secs(1));
+    let env = env("g-wh-bytes", vec![sized]).await;
+    let relay = env.relay();
     let ids = ids(12);
-    broker
-        .produce_concurrently(&topics.source, &cards(&ids))
-        .await;
-    let res = broker.results_json(&topics, 12).await;
+    env.produce_concurrently(&cards(&ids)).await;
+    let res = env.results_json(12).await;
     assert_eq!(res.len(), 12);
     assert!(
         res.iter().all(|r| r["event"] == "WebhookSuccess"),

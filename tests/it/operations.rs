@@ -1,50 +1,42 @@
 //! Operating the relay: every metric after a known workload, backpressure, health endpoints
 //! turning red for the right reasons, and logs free of secrets and personal data.
 
-mod common;
-
-use common::receiver::{Receiver, Reply};
-use common::*;
+use crate::fixtures::receiver::{Receiver, Reply};
+use crate::fixtures::*;
+use event_relay::config::{SourceFormat, TargetConfig};
+use serde_json::json;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn routes(url: &str, extra_target: &str) -> String {
-    format!(
-        r#"
-[[targets]]
-name = "hook"
-kind = "webhook"
-url = "{url}/hook"
-{extra_target}
-[targets.retry]
-max_attempts = 5
-initial_backoff = "20ms"
-max_backoff = "50ms"
-[[routes]]
-name = "cards"
-events = ["Card*"]
-targets = ["hook"]
-"#
-    )
+/// The webhook `hook` at `<url>/hook` (5 attempts, 20 ms to 50 ms backoff).
+fn hook(url: &str) -> TargetConfig {
+    let mut t = target(json!({ "name": "hook", "kind": "webhook", "url": format!("{url}/hook") }));
+    t.retry.max_attempts = 5;
+    t.retry.initial_backoff = ms(20);
+    t.retry.max_backoff = ms(50);
+    t
+}
+
+/// A Komo relay for `group` sending `Card*` events to [`hook`].
+async fn env(group: &str, partitions: i32, url: &str) -> TestEnv {
+    let mut env = TestEnv::komo(group, partitions).await;
+    env.config.targets.push(hook(url));
+    env.config.routes.push(route(json!({
+        "name": "cards",
+        "events": ["Card*"],
+        "targets": ["hook"],
+    })));
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_match_a_known_workload() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 2).await;
     // The first request is retried (503), the second is refused for good (400): whichever
     // events they hit, one delivery fails and the rest succeed.
     let rx = Receiver::start(vec![Reply::status(503), Reply::status(400)]).await;
-    let cfg = config_text(
-        &broker,
-        &topics,
-        "g-metrics",
-        "komo",
-        "",
-        &routes(&rx.url, ""),
-    );
-    let relay = Relay::start(&cfg);
+    let env = env("g-metrics", 2, &rx.url).await;
+    let relay = env.relay();
     let n = 6;
     let mut payloads: Vec<Vec<u8>> = ids(n).iter().map(|i| komo_event(i, "CardViewed")).collect();
     payloads.push(b"not json".to_vec()); // dead letter: not_json
@@ -58,14 +50,15 @@ async fn metrics_match_a_known_workload() {
         &uuid::Uuid::new_v4().to_string(),
         "PrizeAwarded",
     )); // unknown event, unrouted
-    broker.produce(&topics.source, &payloads).await;
+    env.produce(&payloads).await;
     let total = payloads.len() as f64;
 
-    let results = broker
-        .read(&topics.results, n, Duration::from_secs(60))
+    let results = env
+        .broker
+        .read(&env.topics.results, n, Duration::from_secs(60))
         .await;
     assert_eq!(results.len(), n);
-    let src = &topics.source;
+    let src = &env.topics.source;
     let ok = eventually(Duration::from_secs(20), || async {
         let text = relay.get("/metrics").await.1;
         metric_value(
@@ -171,30 +164,22 @@ async fn metrics_match_a_known_workload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_in_flight_pauses_consumption_and_loses_nothing() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(200).delay(Duration::from_millis(300)));
-    let cfg = config_text(&broker, &topics, "g-bp", "komo", "", &routes(&rx.url, ""))
-        .replace("[pipeline]", "[pipeline]\nmax_in_flight_events = 2");
-    let relay = Relay::start(&cfg);
+    let mut env = env("g-bp", 1, &rx.url).await;
+    env.config.pipeline.max_in_flight_events = 2;
+    let relay = env.relay();
     let ids = ids(12);
-    broker
-        .produce(
-            &topics.source,
-            &ids.iter()
-                .map(|i| komo_event(i, "CardViewed"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    env.produce(&cards(&ids)).await;
     let paused = eventually(Duration::from_secs(30), || async {
         relay.metric("event_relay_backpressure_paused").await == 1.0
     })
     .await;
     assert!(paused, "consumption paused while in-flight was full");
     assert!(relay.metric("event_relay_in_flight_events").await <= 2.0);
-    let results = broker
-        .read(&topics.results, 12, Duration::from_secs(60))
+    let results = env
+        .broker
+        .read(&env.topics.results, 12, Duration::from_secs(60))
         .await;
     assert_eq!(results.len(), 12);
     assert_results_for_exactly(&results, &ids);
@@ -205,17 +190,19 @@ async fn full_in_flight_pauses_consumption_and_loses_nothing() {
 /// permit per event, so three 3-event messages do not fit under a bound of 4 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_messages_take_one_in_flight_permit_per_event() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(200).delay(Duration::from_millis(400)));
-    let targets = format!(
-        "[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}/hook\"\n[[routes]]\nname = \"all\"\nevents = [\"*\"]\ntargets = [\"hook\"]\n",
-        rx.url
-    );
-    let cfg = config_text(&broker, &topics, "g-bp-batch", "acemate", "", &targets)
-        .replace("[pipeline]", "[pipeline]\nmax_in_flight_events = 4");
-    let relay = Relay::start(&cfg);
+    let mut env = TestEnv::start("g-bp-batch", SourceFormat::Acemate, 1).await;
+    env.config.targets.push(target(
+        json!({ "name": "hook", "kind": "webhook", "url": format!("{}/hook", rx.url) }),
+    ));
+    env.config.routes.push(route(json!({
+        "name": "all",
+        "events": ["*"],
+        "targets": ["hook"],
+    })));
+    env.config.pipeline.max_in_flight_events = 4;
+    let relay = env.relay();
     let ids = ids(9);
     let messages: Vec<Vec<u8>> = ids
         .chunks(3)
@@ -229,7 +216,7 @@ async fn batch_messages_take_one_in_flight_permit_per_event() {
                 .into_bytes()
         })
         .collect();
-    broker.produce(&topics.source, &messages).await;
+    env.produce(&messages).await;
     let paused = eventually(Duration::from_secs(30), || async {
         relay.metric("event_relay_backpressure_paused").await == 1.0
     })
@@ -239,8 +226,9 @@ async fn batch_messages_take_one_in_flight_permit_per_event() {
         "the second batch did not fit next to the first: paused"
     );
     assert!(relay.metric("event_relay_in_flight_events").await <= 4.0);
-    let results = broker
-        .read(&topics.results, 9, Duration::from_secs(60))
+    let results = env
+        .broker
+        .read(&env.topics.results, 9, Duration::from_secs(60))
         .await;
     assert_results_for_exactly(&results, &ids);
     relay.stop().await.unwrap();
@@ -248,17 +236,9 @@ async fn batch_messages_take_one_in_flight_permit_per_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_red_when_the_broker_goes_away() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
-    let relay = Relay::start(&config_text(
-        &broker,
-        &topics,
-        "g-ready",
-        "komo",
-        "",
-        &routes(&rx.url, ""),
-    ));
+    let env = env("g-ready", 1, &rx.url).await;
+    let relay = env.relay();
     assert!(
         eventually(Duration::from_secs(30), || async {
             relay.get("/readyz").await.0 == 200
@@ -269,7 +249,7 @@ async fn readyz_turns_red_when_the_broker_goes_away() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["group_joined"], true);
     assert_eq!(v["circuits"]["hook"], "closed");
-    drop(broker); // kills tansu
+    drop(env.broker); // kills tansu
     let red = eventually(Duration::from_secs(30), || async {
         relay.get("/readyz").await.0 == 503
     })
@@ -290,40 +270,43 @@ async fn readyz_turns_red_when_the_broker_goes_away() {
 /// or the payload's personal data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_carry_no_secrets_or_personal_data() {
-    let broker = Broker::start();
-    let topics = Topics::create(&broker, 1).await;
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(400));
     let secret_header = "Bearer hdr-secret-7f3a";
     let signing = "whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtZm9yLXRlc3Q=";
     let api_key = "phc_apikey_secret_91b2";
-    let extra = format!(
-        "signing_secret = \"{signing}\"\nheaders = {{ Authorization = \"${{TEST_AUTH}}\" }}"
+    let mut env = env("g-logs", 1, &rx.url).await;
+    let hook = &mut env.config.targets[0];
+    hook.signing_secret = Some(signing.to_string());
+    // Expanded from the environment by the loader.
+    hook.headers
+        .insert("Authorization".to_string(), "${TEST_AUTH}".to_string());
+    env.config.targets.push(target(json!({
+        "name": "ph",
+        "kind": "posthog",
+        "url": rx.url,
+        "api_key": api_key,
+    })));
+    env.config
+        .routes
+        .push(route(json!({ "name": "ph", "targets": ["ph"] })));
+    env.config.kafka.options.insert(
+        "sasl.password".to_string(),
+        "kafka-pw-secret-55".to_string(),
     );
-    let targets = format!(
-        "{}\n[[targets]]\nname = \"ph\"\nkind = \"posthog\"\nurl = \"{}\"\napi_key = \"{api_key}\"\n[[routes]]\nname = \"ph\"\ntargets = [\"ph\"]\n",
-        routes(&rx.url, &extra),
-        rx.url
-    );
-    let cfg = config_text(&broker, &topics, "g-logs", "komo", "", &targets).replace(
-        "[kafka.options]",
-        "[kafka.options]\n\"sasl.password\" = \"kafka-pw-secret-55\"",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("relay.toml");
-    std::fs::write(&path, cfg).unwrap();
-
-    let listen = cfg_listen(&std::fs::read_to_string(&path).unwrap());
+    let file = ConfigFile::write(&env.config);
+    let path = &file.path;
+    let listen = &env.config.server.listen;
     let check = Command::new(env!("CARGO_BIN_EXE_event-relay"))
         .args(["check", "--config"])
-        .arg(&path)
+        .arg(path)
         .env("TEST_AUTH", secret_header)
         .env("RUST_LOG", "debug")
         .output()
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_event-relay"))
         .args(["run", "--config"])
-        .arg(&path)
+        .arg(path)
         .env("TEST_AUTH", secret_header)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
@@ -338,17 +321,14 @@ async fn logs_carry_no_secrets_or_personal_data() {
     ev["first_name"] = "Janeprivate".into();
     let mut bad = ev.clone();
     bad["score"] = "not-a-number".into();
-    broker
-        .produce(
-            &topics.source,
-            &[ev.to_string().into_bytes(), bad.to_string().into_bytes()],
-        )
+    env.produce(&[ev.to_string().into_bytes(), bad.to_string().into_bytes()])
         .await;
-    let results = broker
-        .read(&topics.results, 2, Duration::from_secs(60))
+    let results = env
+        .broker
+        .read(&env.topics.results, 2, Duration::from_secs(60))
         .await;
     assert_eq!(results.len(), 2, "the WebhookError results were produced");
-    let dl = broker.read(&topics.dlq, 1, Duration::from_secs(30)).await;
+    let dl = env.dead_letters(1, Duration::from_secs(30)).await;
     assert_eq!(dl.len(), 1);
     let metrics = reqwest::get(format!("http://{listen}/metrics"))
         .await
@@ -417,14 +397,6 @@ async fn logs_carry_no_secrets_or_personal_data() {
             assert!(!text.contains(secret), "{secret} appeared in {what}");
         }
     }
-}
-
-/// The `server.listen` address of a config text.
-fn cfg_listen(cfg: &str) -> String {
-    cfg.lines()
-        .find_map(|l| l.trim().strip_prefix("listen = "))
-        .map(|v| v.trim_matches('"').to_string())
-        .expect("config has server.listen")
 }
 
 /// The results name exactly these source events, each once.

@@ -1,0 +1,20 @@
+//! The integration tests, one binary: `fixtures` (a real broker, ephemeral topics, scripted HTTP
+//! receivers, the relay in-process or as a subprocess, the accounting check) and one module per
+//! area. Run one area with `cargo test --test it relay_core::`, the soak tests with
+//! `cargo test --test it -- --ignored`.
+
+mod fixtures;
+
+mod catalog_spec;
+mod deploy_files;
+mod envelope_schema;
+mod faults;
+mod fuzz_regressions;
+mod normalize_cli;
+mod normalize_pipeline;
+mod operations;
+mod poison;
+mod posthog;
+mod relay_core;
+mod routing;
+mod webhook;
