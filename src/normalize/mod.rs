@@ -272,13 +272,13 @@ fn check_shape(map: &Map<String, Value>, format: SourceFormat) -> Result<(), Nor
         SourceFormat::Komo => (
             has(&KOMO_ONLY),
             has(&ACEMATE_ONLY),
-            "komo",
+            Source::Komo.as_str(),
             "an acemate (PostHog-style) event",
         ),
         SourceFormat::Acemate => (
             has(&ACEMATE_ONLY),
             has(&KOMO_ONLY),
-            "acemate",
+            Source::Acemate.as_str(),
             "a Komo event",
         ),
     };
