@@ -124,7 +124,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "10", "ten s", "5 parsecs", "-1s", "1e400s", "366d", "1,5s"] {
+        for bad in [
+            "",
+            "10",
+            "ten s",
+            "5 parsecs",
+            "-1s",
+            "1e400s",
+            "366d",
+            "1,5s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
         }
     }
@@ -140,7 +149,10 @@ mod tests {
             msg("10"),
             r#"invalid duration "10": missing unit (ms, s, m, h, d)"#
         );
-        assert_eq!(msg("ten s"), r#"invalid duration "ten s": "ten s" is not a number"#);
+        assert_eq!(
+            msg("ten s"),
+            r#"invalid duration "ten s": "ten s" is not a number"#
+        );
         assert_eq!(
             msg("1,5s"),
             r#"invalid duration "1,5s": unexpected character ','"#
@@ -153,7 +165,17 @@ mod tests {
 
     #[test]
     fn display_parses_back_to_the_same_value() {
-        for ms in [0, 1, 500, 1000, 1500, 60_000, 90_500, 3_600_000, 86_400_000 * 7] {
+        for ms in [
+            0,
+            1,
+            500,
+            1000,
+            1500,
+            60_000,
+            90_500,
+            3_600_000,
+            86_400_000 * 7,
+        ] {
             let d = ConfigDuration::from_millis(ms);
             let text = serde_json::to_value(d).unwrap();
             let back: ConfigDuration = serde_json::from_value(text.clone()).unwrap();
