@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod all_at_once;
+
 fn env() -> Vec<(String, String)> {
     [
         ("KAFKA_BROKERS", "127.0.0.1:9092"),
