@@ -71,12 +71,22 @@ impl Salvage {
             let at = segments(err.path());
             let message = err.into_inner().to_string();
             let missing = missing_field(&message).map(str::to_string);
-            self.report(&at, &message, missing.as_deref());
+            let reported = self.report(&at, &message, missing.as_deref());
             let unknown_key = message.starts_with("unknown field `");
+            let path = display(&at);
             if !self.repair(&mut tree, at, missing, unknown_key, stand_in) {
+                if !reported {
+                    // Loading stops here: this error must be seen even if it looked like a repeat.
+                    self.problems
+                        .push(Problem::new(&self.original(&path), message));
+                }
                 return None;
             }
         }
+        self.problems.push(Problem::new(
+            "",
+            format!("too many problems: stopped after {MAX_ROUNDS}"),
+        ));
         None
     }
 
@@ -95,7 +105,8 @@ impl Salvage {
         self.problems
     }
 
-    fn report(&mut self, at: &[Seg], message: &str, missing: Option<&str>) {
+    /// Records the error unless it repeats one already reported; whether it was recorded.
+    fn report(&mut self, at: &[Seg], message: &str, missing: Option<&str>) -> bool {
         let path = self.original(&display(at));
         let repeat = match missing {
             // A required key we took out (or whose value was reported) is no news.
@@ -110,6 +121,7 @@ impl Salvage {
                 None => path,
             });
         }
+        !repeat
     }
 
     /// Makes the tree get past the error at `at`; `false` when it cannot.
@@ -277,5 +289,70 @@ fn put(tree: &mut Value, at: &[Seg], value: Value) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        names: Vec<String>,
+        #[serde(default)]
+        n: u32,
+    }
+
+    fn paths(s: &Salvage) -> Vec<String> {
+        let mut p: Vec<String> = s.problems.iter().map(|p| p.path.clone()).collect();
+        p.sort();
+        p
+    }
+
+    #[test]
+    fn list_elements_keep_the_paths_they_were_written_at() {
+        let mut s = Salvage::default();
+        let tree = json!({ "names": [1, "a", 2, "b"], "n": "x", "extra": true });
+        let doc: Doc = s.deserialize(tree, &|_, _| None).unwrap();
+        assert_eq!(doc.names, ["a", "b"]);
+        assert_eq!(doc.n, 0, "a value taken out leaves the default");
+        assert_eq!(paths(&s), ["extra", "n", "names[0]", "names[2]"]);
+        // Semantic problems found on the repaired tree name the elements as written.
+        s.add_semantic(vec![
+            Problem::new("names[0]", "a"),
+            Problem::new("names[1]", "b"),
+        ]);
+        let last: Vec<&Problem> = s.problems.iter().rev().take(2).collect();
+        assert_eq!(last[0].path, "names[3]");
+        assert_eq!(last[1].path, "names[1]");
+    }
+
+    #[test]
+    fn covered_paths_are_reported_once() {
+        let unset = Problem::new("names[1]", "environment variable X is not set");
+        let mut s = Salvage::new(vec![unset]);
+        let tree = json!({ "names": ["a", "${X}", 5], "n": "${X}" });
+        let doc: Doc = s.deserialize(tree, &|_, _| None).unwrap();
+        assert_eq!(doc.names, ["a", "${X}"]);
+        s.add_semantic(vec![
+            Problem::new("names[1]", "not a name like that"),
+            Problem::new("names[0]", "reported"),
+        ]);
+        assert_eq!(paths(&s), ["n", "names[0]", "names[1]", "names[2]"]);
+    }
+
+    #[test]
+    fn an_unrepairable_tree_still_says_why() {
+        let mut s = Salvage::default();
+        assert!(s.deserialize::<Doc>(json!(5), &|_, _| None).is_none());
+        assert_eq!(s.into_problems().len(), 1);
+        let mut s = Salvage::default();
+        assert!(s.deserialize::<Doc>(json!({}), &|_, _| None).is_none());
+        let p = s.into_problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].message.contains("missing field `names`"), "{p:?}");
     }
 }
