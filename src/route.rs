@@ -3,79 +3,88 @@
 //! Every matching route fires (fan-out) unless a matching route says `continue = false`;
 //! events no route matched go to `default_targets`, else they are unrouted (final at once).
 
-use crate::config::{ConditionConfig, Config, RouteConfig};
-use crate::envelope::Envelope;
+use crate::config::{Condition, Config, Operator, RouteConfig};
+use crate::envelope::{Envelope, Source};
+use regex::Regex;
 use serde_json::Value;
 
-/// A compiled glob over event names (`*` any run, `?` one char); `!` prefix negates.
-#[derive(Debug, Clone)]
-struct Glob {
-    pattern: Vec<char>,
-    negate: bool,
+/// Why routes cannot be compiled; `Config::validate` reports the same problems, so a loaded
+/// config never has them.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("routes[{route}].targets[{index}]: unknown target {name:?}")]
+    UnknownTarget {
+        route: usize,
+        index: usize,
+        name: String,
+    },
+    #[error("default_targets[{index}]: unknown target {name:?}")]
+    UnknownDefaultTarget { index: usize, name: String },
+    #[error("routes[{route}].events: {source}")]
+    Glob { route: usize, source: regex::Error },
 }
 
-impl Glob {
-    fn new(text: &str) -> Self {
-        let (negate, body) = match text.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        Self {
-            pattern: body.chars().collect(),
-            negate,
-        }
+/// The event-name globs of one route, compiled once: `*` matches any run of characters, `?`
+/// exactly one character, everything else itself; a leading `!` makes a glob exclude.
+///
+/// Each side is one anchored regex (`^(?:glob|glob)$`). `globset` was the other candidate, but
+/// it matches bytes, so its `?` would not match one non-ASCII character as this syntax does.
+#[derive(Debug)]
+struct EventGlobs {
+    /// Names must match one of these (`None`: no include globs, every name does).
+    include: Option<Regex>,
+    /// Names matching one of these are excluded.
+    exclude: Option<Regex>,
+}
+
+impl EventGlobs {
+    fn new(globs: &[String]) -> Result<Self, regex::Error> {
+        let (exclude, include): (Vec<&str>, Vec<&str>) = globs
+            .iter()
+            .map(String::as_str)
+            .partition(|g| g.starts_with('!'));
+        let exclude: Vec<&str> = exclude.iter().map(|g| &g[1..]).collect();
+        Ok(Self {
+            include: any_of(&include)?,
+            exclude: any_of(&exclude)?,
+        })
     }
 
     fn matches(&self, name: &str) -> bool {
-        let text: Vec<char> = name.chars().collect();
-        glob_match(&self.pattern, &text)
+        self.include.as_ref().is_none_or(|re| re.is_match(name))
+            && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
     }
 }
 
-fn glob_match(p: &[char], t: &[char]) -> bool {
-    // Iterative wildcard matching with single-star backtracking: O(p*t) worst case.
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+/// One regex matching exactly the names that match any of `globs`; `None` for no globs.
+fn any_of(globs: &[&str]) -> Result<Option<Regex>, regex::Error> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let alternatives: Vec<String> = globs.iter().map(|g| glob_regex(g)).collect();
+    Regex::new(&format!("^(?s:{})$", alternatives.join("|"))).map(Some)
+}
+
+/// The regex of one glob: `*` → `.*`, `?` → `.`, anything else literally.
+fn glob_regex(glob: &str) -> String {
+    let mut re = String::with_capacity(glob.len() + 8);
+    let mut buf = [0u8; 4];
+    for c in glob.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(c.encode_utf8(&mut buf))),
         }
     }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+    format!("(?:{re})")
 }
 
-#[derive(Debug)]
-enum Op {
-    Equals(Value),
-    NotEquals(Value),
-    In(Vec<Value>),
-    NotIn(Vec<Value>),
-    Exists(bool),
-    Matches(regex::Regex),
-    Gt(f64),
-    Gte(f64),
-    Lt(f64),
-    Lte(f64),
-}
-
-#[derive(Debug)]
-struct Condition {
-    field: String,
-    op: Op,
+/// Whether `text` matches `glob` (the matcher a route uses, for tests of the glob syntax).
+#[cfg(test)]
+fn glob_match(glob: &[char], text: &[char]) -> bool {
+    let glob: String = glob.iter().collect();
+    let text: String = text.iter().collect();
+    EventGlobs::new(&[glob]).unwrap().matches(&text)
 }
 
 /// JSON equality that treats numbers by value (`5` equals `5.0`) and lets a string field
@@ -98,61 +107,30 @@ fn as_number(v: &Value) -> Option<f64> {
     }
 }
 
-impl Condition {
-    fn compile(c: &ConditionConfig) -> Result<Self, String> {
-        let op = if let Some(v) = &c.equals {
-            Op::Equals(v.clone())
-        } else if let Some(v) = &c.not_equals {
-            Op::NotEquals(v.clone())
-        } else if let Some(v) = &c.in_ {
-            Op::In(v.clone())
-        } else if let Some(v) = &c.not_in {
-            Op::NotIn(v.clone())
-        } else if let Some(v) = c.exists {
-            Op::Exists(v)
-        } else if let Some(re) = &c.matches {
-            Op::Matches(regex::Regex::new(re).map_err(|e| format!("invalid regex: {e}"))?)
-        } else if let Some(v) = c.gt {
-            Op::Gt(v)
-        } else if let Some(v) = c.gte {
-            Op::Gte(v)
-        } else if let Some(v) = c.lt {
-            Op::Lt(v)
-        } else if let Some(v) = c.lte {
-            Op::Lte(v)
-        } else {
-            return Err("no operator".into());
-        };
-        Ok(Self {
-            field: c.field.clone(),
-            op,
-        })
-    }
-
-    fn holds(&self, env: &Envelope) -> bool {
-        let value = env.field(&self.field);
-        let v = value.as_deref().filter(|v| !v.is_null());
-        match (&self.op, v) {
-            (Op::Exists(want), v) => v.is_some() == *want,
-            (Op::NotEquals(x), None) => !x.is_null(),
-            (Op::NotIn(_), None) => true,
-            (_, None) => false,
-            (Op::Equals(x), Some(v)) => loose_eq(v, x),
-            (Op::NotEquals(x), Some(v)) => !loose_eq(v, x),
-            (Op::In(xs), Some(v)) => xs.iter().any(|x| loose_eq(v, x)),
-            (Op::NotIn(xs), Some(v)) => !xs.iter().any(|x| loose_eq(v, x)),
-            (Op::Matches(re), Some(Value::String(s))) => re.is_match(s),
-            // Komo sends numbers and booleans as strings and the normalizer types them: match
-            // their text form, so `matches = "^6$"` still works on a coerced `score`.
-            (Op::Matches(re), Some(v @ (Value::Number(_) | Value::Bool(_)))) => {
-                re.is_match(&v.to_string())
-            }
-            (Op::Matches(_), Some(_)) => false,
-            (Op::Gt(x), Some(v)) => as_number(v).is_some_and(|n| n > *x),
-            (Op::Gte(x), Some(v)) => as_number(v).is_some_and(|n| n >= *x),
-            (Op::Lt(x), Some(v)) => as_number(v).is_some_and(|n| n < *x),
-            (Op::Lte(x), Some(v)) => as_number(v).is_some_and(|n| n <= *x),
+/// Whether `c` holds for the envelope.
+fn holds(c: &Condition, env: &Envelope) -> bool {
+    let value = env.field(&c.field);
+    let v = value.as_deref().filter(|v| !v.is_null());
+    match (&c.op, v) {
+        (Operator::Exists(want), v) => v.is_some() == *want,
+        (Operator::NotEquals(x), None) => !x.is_null(),
+        (Operator::NotIn(_), None) => true,
+        (_, None) => false,
+        (Operator::Equals(x), Some(v)) => loose_eq(v, x),
+        (Operator::NotEquals(x), Some(v)) => !loose_eq(v, x),
+        (Operator::In(xs), Some(v)) => xs.iter().any(|x| loose_eq(v, x)),
+        (Operator::NotIn(xs), Some(v)) => !xs.iter().any(|x| loose_eq(v, x)),
+        (Operator::Matches(re), Some(Value::String(s))) => re.0.is_match(s),
+        // Komo sends numbers and booleans as strings and the normalizer types them: match
+        // their text form, so `matches = "^6$"` still works on a coerced `score`.
+        (Operator::Matches(re), Some(v @ (Value::Number(_) | Value::Bool(_)))) => {
+            re.0.is_match(&v.to_string())
         }
+        (Operator::Matches(_), Some(_)) => false,
+        (Operator::Gt(x), Some(v)) => as_number(v).is_some_and(|n| n > *x),
+        (Operator::Gte(x), Some(v)) => as_number(v).is_some_and(|n| n >= *x),
+        (Operator::Lt(x), Some(v)) => as_number(v).is_some_and(|n| n < *x),
+        (Operator::Lte(x), Some(v)) => as_number(v).is_some_and(|n| n <= *x),
     }
 }
 
@@ -160,9 +138,8 @@ impl Condition {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
-    sources: Vec<String>,
-    include: Vec<Glob>,
-    exclude: Vec<Glob>,
+    sources: Vec<Source>,
+    events: EventGlobs,
     conditions: Vec<Condition>,
     /// Indices into the config's target list.
     pub targets: Vec<usize>,
@@ -171,36 +148,38 @@ pub struct Route {
 
 impl Route {
     fn compile(
+        i: usize,
         r: &RouteConfig,
         target_index: &dyn Fn(&str) -> Option<usize>,
-    ) -> Result<Self, String> {
-        let globs: Vec<Glob> = r.events.iter().map(|g| Glob::new(g)).collect();
-        let (exclude, include): (Vec<Glob>, Vec<Glob>) = globs.into_iter().partition(|g| g.negate);
+    ) -> Result<Self, RouteError> {
+        let targets = r
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(index, t)| {
+                target_index(t).ok_or_else(|| RouteError::UnknownTarget {
+                    route: i,
+                    index,
+                    name: t.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             name: r.name.clone(),
             sources: r.sources.clone(),
-            include,
-            exclude,
-            conditions: r
-                .conditions
-                .iter()
-                .map(Condition::compile)
-                .collect::<Result<_, _>>()?,
-            targets: r
-                .targets
-                .iter()
-                .map(|t| target_index(t).ok_or_else(|| format!("unknown target {t:?}")))
-                .collect::<Result<_, _>>()?,
+            events: EventGlobs::new(&r.events)
+                .map_err(|source| RouteError::Glob { route: i, source })?,
+            conditions: r.conditions.clone(),
+            targets,
             continue_: r.continue_,
         })
     }
 
     /// Whether this route takes the envelope.
     pub fn matches(&self, env: &Envelope) -> bool {
-        (self.sources.is_empty() || self.sources.iter().any(|s| s == env.source.as_str()))
-            && (self.include.is_empty() || self.include.iter().any(|g| g.matches(&env.event)))
-            && !self.exclude.iter().any(|g| g.matches(&env.event))
-            && self.conditions.iter().all(|c| c.holds(env))
+        (self.sources.is_empty() || self.sources.contains(&env.source))
+            && self.events.matches(&env.event)
+            && self.conditions.iter().all(|c| holds(c, env))
     }
 }
 
@@ -221,18 +200,24 @@ pub struct Decision {
 
 impl Router {
     /// Compiles the routes of a validated config.
-    pub fn new(config: &Config) -> Result<Self, String> {
+    pub fn new(config: &Config) -> Result<Self, RouteError> {
         let index = |name: &str| config.targets.iter().position(|t| t.name == name);
         let routes = config
             .routes
             .iter()
             .enumerate()
-            .map(|(i, r)| Route::compile(r, &index).map_err(|e| format!("routes[{i}]: {e}")))
+            .map(|(i, r)| Route::compile(i, r, &index))
             .collect::<Result<_, _>>()?;
         let default_targets = config
             .default_targets
             .iter()
-            .map(|t| index(t).ok_or_else(|| format!("default_targets: unknown target {t:?}")))
+            .enumerate()
+            .map(|(i, t)| {
+                index(t).ok_or_else(|| RouteError::UnknownDefaultTarget {
+                    index: i,
+                    name: t.clone(),
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             routes,

@@ -4,9 +4,37 @@
 //! JSON, expand `${VAR}` references inside every string (so secrets never sit in the file), and
 //! hand it to serde. A reference to an unset variable is an error naming its key path.
 
-use super::validate::ConfigError;
+use super::problem::{ConfigError, Problem};
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// A `${VAR}` reference that cannot be expanded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unterminated ${{...}} reference")]
+    Unterminated,
+    #[error("invalid variable name {0:?} in ${{...}} reference")]
+    InvalidName(String),
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+}
+
+/// An `EVENT_RELAY__...` override that names no place in the tree.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("empty key segment (two separators in a row?)")]
+    EmptySegment,
+    #[error("{path} has {len} elements, no element {index}")]
+    NoElement {
+        path: String,
+        len: usize,
+        index: usize,
+    },
+    #[error("{0} is not a list")]
+    NotAList(String),
+    #[error("{0} is not a table")]
+    NotATable(String),
+}
 
 /// Prefix of environment overrides: `EVENT_RELAY__KAFKA__BROKERS=...`.
 pub const ENV_PREFIX: &str = "EVENT_RELAY";
@@ -14,10 +42,11 @@ pub const ENV_PREFIX: &str = "EVENT_RELAY";
 /// The file as a JSON tree with the environment's overrides applied and `${VAR}` references
 /// expanded. `Err` only when the file is not TOML; problems with overrides or references are
 /// returned beside the tree (which is still usable), so `check` can report them with the rest.
+/// A reference that cannot be expanded stays as written, and its problem names its key path.
 pub(super) fn layered_tree(
     text: &str,
     env: &BTreeMap<String, String>,
-) -> Result<(Value, Vec<super::Problem>), ConfigError> {
+) -> Result<(Value, Vec<Problem>), ConfigError> {
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()
@@ -33,7 +62,7 @@ pub(super) fn layered_tree(
     for (name, value) in env {
         if let Some(rest) = name.strip_prefix(&prefix) {
             if let Err(msg) = apply_override(&mut tree, rest, value) {
-                problems.push(super::Problem::new(name, msg));
+                problems.push(Problem::new(name, msg));
             }
         }
     }
@@ -46,18 +75,18 @@ pub(super) fn layered_tree(
 /// key that holds a list is split on commas (`DEFAULT_TARGETS=crm,posthog`); under
 /// `KAFKA__OPTIONS__` the rest names a librdkafka property with `_` for `.`
 /// (`KAFKA__OPTIONS__SASL_PASSWORD` → `sasl.password`).
-fn apply_override(tree: &mut Value, rest: &str, value: &str) -> Result<(), String> {
+fn apply_override(tree: &mut Value, rest: &str, value: &str) -> Result<(), OverrideError> {
     let segs: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
     if segs.iter().any(String::is_empty) {
-        return Err("empty key segment (two separators in a row?)".into());
+        return Err(OverrideError::EmptySegment);
     }
     if segs.len() > 2 && segs[0] == "kafka" && segs[1] == "options" {
         let key = segs[2..].join(".").replace('_', ".");
-        let kafka = object_entry(tree, "kafka")?;
-        let options = object_entry(kafka, "options")?;
+        let kafka = object_entry(tree, "kafka", "")?;
+        let options = object_entry(kafka, "options", "kafka")?;
         options
             .as_object_mut()
-            .ok_or("kafka.options is not a table")?
+            .ok_or_else(|| OverrideError::NotATable("kafka.options".into()))?
             .insert(key, Value::String(value.to_string()));
         return Ok(());
     }
@@ -66,16 +95,8 @@ fn apply_override(tree: &mut Value, rest: &str, value: &str) -> Result<(), Strin
     let mut path = String::new();
     for seg in parents {
         cur = match seg.parse::<usize>() {
-            Ok(i) => {
-                let len = cur.as_array().map(Vec::len);
-                cur.as_array_mut()
-                    .and_then(|a| a.get_mut(i))
-                    .ok_or_else(|| match len {
-                        Some(n) => format!("{path} has {n} elements, no element {i}"),
-                        None => format!("{path} is not a list"),
-                    })?
-            }
-            Err(_) => object_entry(cur, seg)?,
+            Ok(i) => element(cur, i, &path)?,
+            Err(_) => object_entry(cur, seg, &path)?,
         };
         path = if path.is_empty() {
             seg.clone()
@@ -96,16 +117,13 @@ fn apply_override(tree: &mut Value, rest: &str, value: &str) -> Result<(), Strin
     };
     match last.parse::<usize>() {
         Ok(i) => {
-            let slot = cur
-                .as_array_mut()
-                .and_then(|a| a.get_mut(i))
-                .ok_or_else(|| format!("{path} has no element {i}"))?;
+            let slot = element(cur, i, &path)?;
             *slot = new(Some(slot));
         }
         Err(_) => {
             let obj = cur
                 .as_object_mut()
-                .ok_or_else(|| format!("{path} is not a table"))?;
+                .ok_or_else(|| OverrideError::NotATable(path.clone()))?;
             let v = new(obj.get(last.as_str()));
             obj.insert(last.clone(), v);
         }
@@ -113,26 +131,43 @@ fn apply_override(tree: &mut Value, rest: &str, value: &str) -> Result<(), Strin
     Ok(())
 }
 
-/// The table under `key`, created when missing.
-fn object_entry<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Value, String> {
+/// The table under `key` of the table `v` (at `path`), created when missing.
+fn object_entry<'a>(
+    v: &'a mut Value,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Value, OverrideError> {
     let obj = v
         .as_object_mut()
-        .ok_or_else(|| format!("cannot set {key}: its parent is not a table"))?;
+        .ok_or_else(|| OverrideError::NotATable(path.to_string()))?;
     Ok(obj
         .entry(key.to_string())
         .or_insert_with(|| Value::Object(Default::default())))
+}
+
+/// Element `index` of the list `v` (at `path`).
+fn element<'a>(v: &'a mut Value, index: usize, path: &str) -> Result<&'a mut Value, OverrideError> {
+    let list = v
+        .as_array_mut()
+        .ok_or_else(|| OverrideError::NotAList(path.to_string()))?;
+    let len = list.len();
+    list.get_mut(index).ok_or(OverrideError::NoElement {
+        path: path.to_string(),
+        len,
+        index,
+    })
 }
 
 fn expand_value(
     value: &mut Value,
     path: String,
     env: &BTreeMap<String, String>,
-    problems: &mut Vec<super::Problem>,
+    problems: &mut Vec<Problem>,
 ) {
     match value {
         Value::String(s) if s.contains("${") => match expand_str(s, env) {
             Ok(expanded) => *s = expanded,
-            Err(msg) => problems.push(super::Problem::new(&path, msg)),
+            Err(e) => problems.push(Problem::new(&path, e)),
         },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -154,24 +189,20 @@ fn expand_value(
 }
 
 /// Expands `${VAR}` references in `s` (a `$` not followed by `{` stays as it is).
-pub fn expand_str(s: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn expand_str(s: &str, env: &BTreeMap<String, String>) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find("${") {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated ${...} reference".to_string())?;
+        let end = after.find('}').ok_or(ExpandError::Unterminated)?;
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "invalid variable name {name:?} in ${{...}} reference"
-            ));
+            return Err(ExpandError::InvalidName(name.to_string()));
         }
         match env.get(name) {
             Some(v) => out.push_str(v),
-            None => return Err(format!("environment variable {name} is not set")),
+            None => return Err(ExpandError::Unset(name.to_string())),
         }
         rest = &after[end + 1..];
     }
@@ -195,9 +226,10 @@ mod tests {
         let e = env(&[("TOKEN", "s3cret")]);
         assert_eq!(expand_str("Bearer ${TOKEN}", &e).unwrap(), "Bearer s3cret");
         assert_eq!(expand_str("plain", &e).unwrap(), "plain");
-        assert!(expand_str("${MISSING}", &e)
-            .unwrap_err()
-            .contains("MISSING"));
+        assert_eq!(
+            expand_str("${MISSING}", &e).unwrap_err(),
+            ExpandError::Unset("MISSING".into())
+        );
         assert!(expand_str("${OPEN", &e).is_err());
     }
 

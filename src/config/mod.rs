@@ -3,23 +3,31 @@
 //! Loading ([`load`]) layers the TOML file under `EVENT_RELAY__SECTION__KEY` environment
 //! variables (the `config` crate), expands `${VAR}` inside string values from the environment,
 //! and deserializes into [`Config`] with `deny_unknown_fields` everywhere, so a typo is an
-//! error with its key path. [`Config::validate`] then reports *every* semantic problem at once.
+//! error with its key path. Deserialization goes on past each error (`salvage.rs`), and
+//! [`Config::validate`] then checks what loaded: `check` reports *every* problem at once.
 
 mod duration;
 mod expand;
+mod lenient;
 mod load;
+mod problem;
+mod routes;
+mod salvage;
 mod secret;
 mod targets;
 mod validate;
 mod validate_targets;
 
-pub use duration::{parse_duration, ConfigDuration};
+pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProblem};
 pub use load::{load, load_str};
+pub use problem::{ConfigError, Problem};
+pub use routes::{Condition, Operator, OperatorCount, Pattern, RouteConfig};
 pub use secret::{decode_signing_secret, SecretError};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };
-pub use validate::{ConfigError, Problem};
+pub use validate::UnknownEnvelopeField;
+pub use validate_targets::UrlError;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -144,66 +152,6 @@ pub struct DeadLetterConfig {
     pub topic: String,
 }
 
-/// A routing rule.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Name shown in logs and in `event-relay route` output.
-    pub name: String,
-    /// Envelope sources this route applies to (`komo`, `acemate`); empty: all.
-    #[serde(default)]
-    pub sources: Vec<String>,
-    /// Globs on the event name; `!glob` excludes; empty: all events.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// Conditions on envelope fields that must all hold.
-    #[serde(default, rename = "where")]
-    pub conditions: Vec<ConditionConfig>,
-    /// Targets (by name) that receive matching events.
-    pub targets: Vec<String>,
-    /// When false, stop evaluating further routes after this one matches.
-    #[serde(default = "default_true", rename = "continue")]
-    pub continue_: bool,
-}
-
-/// One `where` condition: an envelope field by dotted path and exactly one operator.
-#[derive(Clone, Debug, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ConditionConfig {
-    /// Dotted path into the envelope, e.g. `properties.courseType` or `site.id`.
-    pub field: String,
-    /// The field equals this value.
-    #[serde(default)]
-    pub equals: Option<serde_json::Value>,
-    /// The field differs from this value (or is absent).
-    #[serde(default)]
-    pub not_equals: Option<serde_json::Value>,
-    /// The field equals one of these values.
-    #[serde(default, rename = "in")]
-    pub in_: Option<Vec<serde_json::Value>>,
-    /// The field equals none of these values.
-    #[serde(default)]
-    pub not_in: Option<Vec<serde_json::Value>>,
-    /// The field is present and not null (true) or absent/null (false).
-    #[serde(default)]
-    pub exists: Option<bool>,
-    /// The field is a string matching this regex.
-    #[serde(default)]
-    pub matches: Option<String>,
-    /// Numeric comparisons.
-    #[serde(default)]
-    pub gt: Option<f64>,
-    /// Numeric comparisons.
-    #[serde(default)]
-    pub gte: Option<f64>,
-    /// Numeric comparisons.
-    #[serde(default)]
-    pub lt: Option<f64>,
-    /// Numeric comparisons.
-    #[serde(default)]
-    pub lte: Option<f64>,
-}
-
 /// Bounds on in-flight work and shutdown behaviour.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -213,7 +161,7 @@ pub struct PipelineConfig {
     /// then pauses its partitions.
     #[serde(
         default = "default_max_in_flight_events",
-        deserialize_with = "validate::lenient_usize"
+        deserialize_with = "lenient::lenient_usize"
     )]
     pub max_in_flight_events: usize,
     /// On shutdown, how long to wait for in-flight deliveries before giving up on them
@@ -233,7 +181,7 @@ pub struct PipelineConfig {
     /// Messages larger than this are dead-lettered unread.
     #[serde(
         default = "default_max_message_bytes",
-        deserialize_with = "validate::lenient_usize"
+        deserialize_with = "lenient::lenient_usize"
     )]
     pub max_message_bytes: usize,
 }
@@ -266,15 +214,12 @@ pub struct LogConfig {
     #[serde(default = "default_log_level")]
     pub level: String,
     /// Include payload personal data in log lines (off by default).
-    #[serde(default, deserialize_with = "validate::lenient_bool")]
+    #[serde(default, deserialize_with = "lenient::lenient_bool")]
     pub include_payloads: bool,
 }
 
 fn default_group_id() -> String {
     "event-relay".into()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_max_in_flight_events() -> usize {
     10_000

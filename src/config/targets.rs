@@ -79,7 +79,7 @@ pub struct TargetConfig {
     /// Most concurrent requests to this target, so one slow target never starves others.
     #[serde(
         default = "default_max_in_flight",
-        deserialize_with = "super::validate::lenient_usize"
+        deserialize_with = "super::lenient::lenient_usize"
     )]
     pub max_in_flight: usize,
     /// Optional requests-per-second ceiling.
@@ -130,7 +130,7 @@ pub struct RetryConfig {
     /// Total attempts including the first (1 = no retries).
     #[serde(
         default = "default_max_attempts",
-        deserialize_with = "super::validate::lenient_usize"
+        deserialize_with = "super::lenient::lenient_usize"
     )]
     pub max_attempts: usize,
     /// Upper bound of the first backoff.
@@ -151,7 +151,7 @@ pub struct CircuitConfig {
     /// Consecutive failed requests that open the circuit (0 disables the breaker).
     #[serde(
         default = "default_failure_threshold",
-        deserialize_with = "super::validate::lenient_usize"
+        deserialize_with = "super::lenient::lenient_usize"
     )]
     pub failure_threshold: usize,
     /// How long the circuit stays open before a probe request.

@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod all_at_once;
+
 fn env() -> Vec<(String, String)> {
     [
         ("KAFKA_BROKERS", "127.0.0.1:9092"),
@@ -283,4 +285,17 @@ fn unset_variables_are_reported_with_the_other_problems() {
     let s = err.to_string();
     assert!(s.contains("POSTHOG_API_KEY is not set"), "{s}");
     assert!(s.contains("kafka.typo_key"), "{s}");
+}
+
+#[test]
+fn revoke_timeout_must_stay_below_the_poll_interval() {
+    let ok = problems("[pipeline]\nrevoke_timeout = \"10s\"\n");
+    assert!(ok.is_empty(), "{ok:#?}");
+    let p = problems(
+        "[pipeline]\nrevoke_timeout = \"10s\"\n[kafka.options]\n\"max.poll.interval.ms\" = \"15000\"\n",
+    );
+    assert_eq!(
+        p,
+        ["pipeline.revoke_timeout: must be less than half of kafka.options.\"max.poll.interval.ms\" (15000 ms): the consumer is not polled while a revoke waits"]
+    );
 }

@@ -1,100 +1,17 @@
 //! Semantic validation of a loaded [`Config`]: every problem at once, each with its key path.
+//!
+//! One function per concern; [`Config::validate`] runs them all. The targets' checks live in
+//! `validate_targets.rs`. What serde already rejects (unknown keys, wrong types, bad durations,
+//! a `where` condition without exactly one operator) never reaches these checks.
 
-use super::Config;
-use serde::{Deserialize, Deserializer};
+use super::problem::{ConfigError, Problem};
+use super::{Config, RouteConfig};
 use std::collections::HashSet;
-use std::fmt;
 
-/// One config problem: where (`routes[2].targets[0]`) and what.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// Key path, e.g. `targets[1].url`; empty for whole-file problems.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(path: &str, message: impl Into<String>) -> Self {
-        Self {
-            path: path.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// All problems found in a config.
-#[derive(Debug, thiserror::Error)]
-pub struct ConfigError {
-    pub problems: Vec<Problem>,
-}
-
-impl ConfigError {
-    pub fn single(path: &str, message: impl Into<String>) -> Self {
-        Self {
-            problems: vec![Problem::new(path, message)],
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Accepts a number or a numeric string (environment overrides arrive as strings).
-pub fn lenient_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrStr {
-        Num(usize),
-        Str(String),
-    }
-    match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) => Ok(n),
-        NumOrStr::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("expected a whole number, got {s:?}"))),
-    }
-}
-
-/// Accepts a boolean or `"true"`/`"false"` (environment overrides arrive as strings).
-pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum BoolOrStr {
-        Bool(bool),
-        Str(String),
-    }
-    match BoolOrStr::deserialize(d)? {
-        BoolOrStr::Bool(b) => Ok(b),
-        BoolOrStr::Str(s) => match s.trim() {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected true or false, got {s:?}"
-            ))),
-        },
-    }
-}
+/// A `where` field that names no value of the envelope.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown envelope field {0:?}")]
+pub struct UnknownEnvelopeField(pub String);
 
 /// Top-level envelope fields a `where` condition may name, with their known sub-fields
 /// (`None`: any sub-path is allowed, e.g. `properties.*`).
@@ -119,26 +36,24 @@ const ENVELOPE_FIELDS: &[(&str, Option<&[&str]>)] = &[
 
 /// Checks that a dotted envelope path names a field that `Envelope::field` can resolve to a
 /// value: objects themselves (`site`, `user`, `properties`, `user.traits`) are not values.
-pub fn check_field_path(path: &str) -> Result<(), String> {
-    let unknown = || Err(format!("unknown envelope field {path:?}"));
+pub fn check_field_path(path: &str) -> Result<(), UnknownEnvelopeField> {
     let parts: Vec<&str> = path.split('.').collect();
-    let Some((_, subs)) = ENVELOPE_FIELDS.iter().find(|(name, _)| *name == parts[0]) else {
-        return unknown();
-    };
-    let ok = match (subs, &parts[1..]) {
+    let known = ENVELOPE_FIELDS.iter().find(|(name, _)| *name == parts[0]);
+    let ok = match known.map(|(_, subs)| (subs, &parts[1..])) {
+        None => false,
         // `properties.<key>[.<nested>...]`
-        (None, rest) => !rest.is_empty() && rest.iter().all(|p| !p.is_empty()),
-        (Some(allowed), []) => allowed.is_empty(),
-        (Some(allowed), [sub]) => allowed.contains(sub) && *sub != "traits",
+        Some((None, rest)) => !rest.is_empty() && rest.iter().all(|p| !p.is_empty()),
+        Some((Some(allowed), [])) => allowed.is_empty(),
+        Some((Some(allowed), [sub])) => allowed.contains(sub) && *sub != "traits",
         // `user.traits.<key>[.<nested>...]`
-        (Some(allowed), [sub, rest @ ..]) => {
+        Some((Some(allowed), [sub, rest @ ..])) => {
             *sub == "traits" && allowed.contains(sub) && rest.iter().all(|p| !p.is_empty())
         }
     };
     if ok {
         Ok(())
     } else {
-        unknown()
+        Err(UnknownEnvelopeField(path.to_string()))
     }
 }
 
@@ -157,29 +72,24 @@ fn managed_kafka_option(key: &str) -> Option<&'static str> {
     })
 }
 
-pub(super) fn check_url(url: &str) -> Result<(), String> {
-    // Templates may only appear in path/query; substitute a placeholder to parse the rest.
-    let probe = url.replace("{{", "x").replace("}}", "x");
-    let parsed = url::Url::parse(&probe).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("URL {url:?} must use http or https"));
-    }
-    if let Some(host_end) = url.find("://").map(|i| i + 3) {
-        let authority = &url[host_end..];
-        let authority = authority.split(['/', '?']).next().unwrap_or_default();
-        if authority.contains("{{") {
-            return Err(format!(
-                "URL {url:?}: templates may only be used in the path or query, never the host"
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Config {
     /// Reports every semantic problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Vec::new();
+        self.check_kafka(&mut p);
+        self.check_topics(&mut p);
+        let names = self.validate_targets(&mut p);
+        self.check_routes(&names, &mut p);
+        check_known_targets("default_targets", &self.default_targets, &names, &mut p);
+        self.check_runtime(&mut p);
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: p })
+        }
+    }
+
+    fn check_kafka(&self, p: &mut Vec<Problem>) {
         if self.kafka.brokers.trim().is_empty() {
             p.push(Problem::new("kafka.brokers", "must not be empty"));
         }
@@ -194,6 +104,10 @@ impl Config {
                 ));
             }
         }
+    }
+
+    /// Source topics are present and distinct, and neither output topic is one of them.
+    fn check_topics(&self, p: &mut Vec<Problem>) {
         if self.sources.is_empty() {
             p.push(Problem::new(
                 "sources",
@@ -202,39 +116,33 @@ impl Config {
         }
         let mut topics = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
+            let at = format!("sources[{i}].topic");
             if s.topic.trim().is_empty() {
-                p.push(Problem::new(
-                    &format!("sources[{i}].topic"),
-                    "must not be empty",
-                ));
+                p.push(Problem::new(&at, "must not be empty"));
             } else if !topics.insert(s.topic.as_str()) {
                 p.push(Problem::new(
-                    &format!("sources[{i}].topic"),
+                    &at,
                     format!("duplicate source topic {:?}", s.topic),
                 ));
             }
         }
-        if self.results.topic.trim().is_empty() {
-            p.push(Problem::new("results.topic", "must not be empty"));
+        let outputs = [
+            ("results.topic", &self.results.topic, "result events"),
+            ("dead_letter.topic", &self.dead_letter.topic, "dead letters"),
+        ];
+        for (at, topic, what) in outputs {
+            if topic.trim().is_empty() {
+                p.push(Problem::new(at, "must not be empty"));
+            } else if topics.contains(topic.as_str()) {
+                p.push(Problem::new(
+                    at,
+                    format!("must not also be a source topic ({what} would loop)"),
+                ));
+            }
         }
-        if self.dead_letter.topic.trim().is_empty() {
-            p.push(Problem::new("dead_letter.topic", "must not be empty"));
-        }
-        if topics.contains(self.results.topic.as_str()) {
-            p.push(Problem::new(
-                "results.topic",
-                "must not also be a source topic (result events would loop)",
-            ));
-        }
-        if topics.contains(self.dead_letter.topic.as_str()) {
-            p.push(Problem::new(
-                "dead_letter.topic",
-                "must not also be a source topic (dead letters would loop)",
-            ));
-        }
+    }
 
-        let names = self.validate_targets(&mut p);
-
+    fn check_routes(&self, targets: &HashSet<&str>, p: &mut Vec<Problem>) {
         let mut route_names = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             let at = |k: &str| format!("routes[{i}].{k}");
@@ -250,71 +158,39 @@ impl Config {
                     "at least one target is required (an empty list is only allowed with continue = false, to drop events)",
                 ));
             }
-            for (j, t) in r.targets.iter().enumerate() {
-                if !names.contains(t.as_str()) {
-                    p.push(Problem::new(
-                        &at(&format!("targets[{j}]")),
-                        format!("unknown target {t:?}"),
-                    ));
-                }
-            }
-            for (j, s) in r.sources.iter().enumerate() {
-                if !matches!(s.as_str(), "komo" | "acemate") {
-                    p.push(Problem::new(
-                        &at(&format!("sources[{j}]")),
-                        format!("unknown source {s:?} (expected \"komo\" or \"acemate\")"),
-                    ));
-                }
-            }
+            check_known_targets(&at("targets"), &r.targets, targets, p);
             for (j, g) in r.events.iter().enumerate() {
                 if g.trim_start_matches('!').is_empty() {
                     p.push(Problem::new(&at(&format!("events[{j}]")), "empty glob"));
                 }
             }
-            for (j, c) in r.conditions.iter().enumerate() {
-                let cat = format!("routes[{i}].where[{j}]");
-                if let Err(e) = check_field_path(&c.field) {
-                    p.push(Problem::new(&format!("{cat}.field"), e));
-                }
-                let ops = [
-                    c.equals.is_some(),
-                    c.not_equals.is_some(),
-                    c.in_.is_some(),
-                    c.not_in.is_some(),
-                    c.exists.is_some(),
-                    c.matches.is_some(),
-                    c.gt.is_some(),
-                    c.gte.is_some(),
-                    c.lt.is_some(),
-                    c.lte.is_some(),
-                ]
-                .iter()
-                .filter(|b| **b)
-                .count();
-                if ops != 1 {
-                    p.push(Problem::new(
-                        &cat,
-                        format!("needs exactly one operator (equals, not_equals, in, not_in, exists, matches, gt, gte, lt, lte), found {ops}"),
-                    ));
-                }
-                if let Some(re) = &c.matches {
-                    if let Err(e) = regex::Regex::new(re) {
-                        p.push(Problem::new(
-                            &format!("{cat}.matches"),
-                            format!("invalid regex: {e}"),
-                        ));
-                    }
-                }
-            }
+            check_conditions(i, r, p);
         }
-        for (j, t) in self.default_targets.iter().enumerate() {
-            if !names.contains(t.as_str()) {
-                p.push(Problem::new(
-                    &format!("default_targets[{j}]"),
-                    format!("unknown target {t:?}"),
-                ));
-            }
+    }
+
+    /// The revoke wait happens inside the rebalance, where the consumer is not polled: it must
+    /// end well before the group's `max.poll.interval.ms` (librdkafka's default 300 s) would
+    /// expel the member.
+    fn check_revoke_timeout(&self, p: &mut Vec<Problem>) {
+        let key = "max.poll.interval.ms";
+        let poll_ms = match self.kafka.options.get(key).map(|v| v.parse::<u64>()) {
+            Some(Ok(ms)) => ms,
+            Some(Err(_)) => return, // librdkafka reports a malformed property itself
+            None => 300_000,
+        };
+        let revoke_ms = self.pipeline.revoke_timeout.get().as_millis();
+        if revoke_ms >= u128::from(poll_ms / 2) {
+            p.push(Problem::new(
+                "pipeline.revoke_timeout",
+                format!(
+                    "must be less than half of kafka.options.\"{key}\" ({poll_ms} ms): the consumer is not polled while a revoke waits"
+                ),
+            ));
         }
+    }
+
+    /// In-flight bound, commit cadence, listen address and log format.
+    fn check_runtime(&self, p: &mut Vec<Problem>) {
         if self.pipeline.max_in_flight_events == 0 {
             p.push(Problem::new(
                 "pipeline.max_in_flight_events",
@@ -327,6 +203,7 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        self.check_revoke_timeout(p);
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(Problem::new(
                 "server.listen",
@@ -342,10 +219,26 @@ impl Config {
                 format!("{:?}: expected \"text\" or \"json\"", self.log.format),
             ));
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems: p })
+    }
+}
+
+/// Every name in the list `at` is a configured target.
+fn check_known_targets(at: &str, list: &[String], known: &HashSet<&str>, p: &mut Vec<Problem>) {
+    for (j, t) in list.iter().enumerate() {
+        if !known.contains(t.as_str()) {
+            p.push(Problem::new(
+                &format!("{at}[{j}]"),
+                format!("unknown target {t:?}"),
+            ));
+        }
+    }
+}
+
+/// Each `where` condition names an envelope field that holds a value.
+fn check_conditions(i: usize, r: &RouteConfig, p: &mut Vec<Problem>) {
+    for (j, c) in r.conditions.iter().enumerate() {
+        if let Err(e) = check_field_path(&c.field) {
+            p.push(Problem::new(&format!("routes[{i}].where[{j}].field"), e));
         }
     }
 }

@@ -1,8 +1,46 @@
-//! Validation of the `[[targets]]` entries (part of [`Config::validate`]).
+//! Validation of the `[[targets]]` entries (part of [`Config::validate`]), one function per
+//! concern: identity, URL, limits, kind-specific keys, templates.
 
-use super::validate::{check_url, Problem};
-use super::{Config, TargetKind};
+use super::problem::Problem;
+use super::{Config, TargetConfig, TargetKind};
 use std::collections::HashSet;
+
+/// A target URL that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("invalid URL {url:?}: {source}")]
+    Invalid {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("URL {0:?} must use http or https")]
+    NotHttp(String),
+    #[error("URL {0:?}: templates may only be used in the path or query, never the host")]
+    TemplatedHost(String),
+}
+
+/// Checks a target URL; `{{field}}` templates are allowed in its path and query only.
+pub(super) fn check_url(url: &str) -> Result<(), UrlError> {
+    // Substitute a placeholder for the templates to parse the rest.
+    let probe = url.replace("{{", "x").replace("}}", "x");
+    let parsed = url::Url::parse(&probe).map_err(|source| UrlError::Invalid {
+        url: url.to_string(),
+        source,
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(UrlError::NotHttp(url.to_string()));
+    }
+    if let Some(host_end) = url.find("://").map(|i| i + 3) {
+        let authority = &url[host_end..];
+        let authority = authority.split(['/', '?']).next().unwrap_or_default();
+        if authority.contains("{{") {
+            return Err(UrlError::TemplatedHost(url.to_string()));
+        }
+    }
+    Ok(())
+}
+
+const PER_EVENT_IN_BATCH: &str = "cannot be combined with batch_max_events > 1 (one request carries events with different values)";
 
 impl Config {
     /// Checks every target; returns the set of target names (routes refer to them).
@@ -11,21 +49,13 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let at = |k: &str| format!("targets[{i}].{k}");
+            let duplicate_name = !t.name.trim().is_empty() && !names.insert(t.name.as_str());
             if t.name.trim().is_empty() {
                 p.push(Problem::new(&at("name"), "must not be empty"));
-            } else if !names.insert(t.name.as_str()) {
+            } else if duplicate_name {
                 p.push(Problem::new(
                     &at("name"),
                     format!("duplicate target name {:?}", t.name),
-                ));
-            }
-            if let Err(e) = check_url(&t.url) {
-                p.push(Problem::new(&at("url"), e));
-            }
-            if t.kind == TargetKind::Posthog && t.url.contains("{{") {
-                p.push(Problem::new(
-                    &at("url"),
-                    "a posthog url is the host; templates are not allowed",
                 ));
             }
             if let Some(id) = &t.id {
@@ -33,94 +63,121 @@ impl Config {
                     p.push(Problem::new(&at("id"), format!("{id:?} is not a GUID")));
                 }
             }
-            if !ids.insert(t.guid()) {
+            // Without an `id`, a duplicate name is also a duplicate id: report it once.
+            if !ids.insert(t.guid()) && (t.id.is_some() || !duplicate_name) {
                 p.push(Problem::new(&at("id"), "duplicate target id"));
             }
-            if t.timeout.get().is_zero() {
-                p.push(Problem::new(&at("timeout"), "must be greater than 0"));
-            }
-            if t.max_in_flight == 0 {
-                p.push(Problem::new(&at("max_in_flight"), "must be at least 1"));
-            }
-            if let Some(r) = t.rate_limit_per_sec {
-                if !(r > 0.0 && r.is_finite()) {
-                    p.push(Problem::new(
-                        &at("rate_limit_per_sec"),
-                        "must be a positive number",
-                    ));
-                }
-            }
-            if t.retry.max_attempts == 0 {
-                p.push(Problem::new(
-                    &at("retry.max_attempts"),
-                    "must be at least 1",
-                ));
-            }
-            if t.retry.initial_backoff > t.retry.max_backoff {
-                p.push(Problem::new(
-                    &at("retry.initial_backoff"),
-                    "must not exceed retry.max_backoff",
-                ));
-            }
-            if t.batch_max_events == Some(0) {
-                p.push(Problem::new(&at("batch_max_events"), "must be at least 1"));
-            }
-            if t.batch_max_bytes == Some(0) {
-                p.push(Problem::new(&at("batch_max_bytes"), "must be at least 1"));
-            }
-            match t.kind {
-                TargetKind::Posthog => {
-                    if t.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
-                        p.push(Problem::new(
-                            &at("api_key"),
-                            "required for kind = \"posthog\"",
-                        ));
-                    }
-                    if t.signing_secret.is_some() {
-                        p.push(Problem::new(
-                            &at("signing_secret"),
-                            "only for kind = \"webhook\"",
-                        ));
-                    }
-                }
-                TargetKind::Webhook => {
-                    if t.api_key.is_some() {
-                        p.push(Problem::new(&at("api_key"), "only for kind = \"posthog\""));
-                    }
-                    if let Some(secret) = &t.signing_secret {
-                        if let Err(e) = super::decode_signing_secret(secret) {
-                            p.push(Problem::new(&at("signing_secret"), e.to_string()));
-                        }
-                    }
-                }
-            }
-            let batched = t.kind == TargetKind::Webhook && t.batch_max_events.unwrap_or(1) > 1;
-            if batched && t.url.contains("{{") {
-                p.push(Problem::new(
-                &at("url"),
-                "a templated URL cannot be combined with batch_max_events > 1 (one request carries events with different values)",
-            ));
-            }
-            for (name, value) in t.headers.iter() {
-                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    p.push(Problem::new(
-                        &at(&format!("headers.{name}")),
-                        "invalid HTTP header name",
-                    ));
-                }
-                if value.contains("{{") && name.eq_ignore_ascii_case("host") {
-                    p.push(Problem::new(
-                    &at(&format!("headers.{name}")),
-                    "the Host header cannot be templated (an event would choose the virtual host)",
-                ));
-                } else if value.contains("{{") && batched {
-                    p.push(Problem::new(
-                    &at(&format!("headers.{name}")),
-                    "a templated header cannot be combined with batch_max_events > 1 (one request carries events with different values)",
-                ));
-                }
-            }
+            check_target(t, &at, p);
         }
         names
+    }
+}
+
+/// The checks of one target that do not depend on the others.
+fn check_target(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    if let Err(e) = check_url(&t.url) {
+        p.push(Problem::new(&at("url"), e));
+    }
+    check_limits(t, at, p);
+    match t.kind {
+        TargetKind::Posthog => check_posthog(t, at, p),
+        TargetKind::Webhook => check_webhook(t, at, p),
+    }
+    check_templates(t, at, p);
+}
+
+/// Timeouts, concurrency, rate, retry and batch bounds.
+fn check_limits(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    if t.timeout.get().is_zero() {
+        p.push(Problem::new(&at("timeout"), "must be greater than 0"));
+    }
+    if t.max_in_flight == 0 {
+        p.push(Problem::new(&at("max_in_flight"), "must be at least 1"));
+    }
+    if let Some(r) = t.rate_limit_per_sec {
+        if !(r > 0.0 && r.is_finite()) {
+            p.push(Problem::new(
+                &at("rate_limit_per_sec"),
+                "must be a positive number",
+            ));
+        }
+    }
+    if t.retry.max_attempts == 0 {
+        p.push(Problem::new(
+            &at("retry.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    if t.retry.initial_backoff > t.retry.max_backoff {
+        p.push(Problem::new(
+            &at("retry.initial_backoff"),
+            "must not exceed retry.max_backoff",
+        ));
+    }
+    if t.batch_max_events == Some(0) {
+        p.push(Problem::new(&at("batch_max_events"), "must be at least 1"));
+    }
+    if t.batch_max_bytes == Some(0) {
+        p.push(Problem::new(&at("batch_max_bytes"), "must be at least 1"));
+    }
+}
+
+fn check_posthog(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    if t.url.contains("{{") {
+        p.push(Problem::new(
+            &at("url"),
+            "a posthog url is the host; templates are not allowed",
+        ));
+    }
+    if t.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+        p.push(Problem::new(
+            &at("api_key"),
+            "required for kind = \"posthog\"",
+        ));
+    }
+    if t.signing_secret.is_some() {
+        p.push(Problem::new(
+            &at("signing_secret"),
+            "only for kind = \"webhook\"",
+        ));
+    }
+}
+
+fn check_webhook(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    if t.api_key.is_some() {
+        p.push(Problem::new(&at("api_key"), "only for kind = \"posthog\""));
+    }
+    if let Some(secret) = &t.signing_secret {
+        if let Err(e) = super::decode_signing_secret(secret) {
+            p.push(Problem::new(&at("signing_secret"), e));
+        }
+    }
+}
+
+/// Header names, and `{{field}}` templates only where one request carries one event.
+fn check_templates(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    let batched = t.kind == TargetKind::Webhook && t.batch_max_events.unwrap_or(1) > 1;
+    if batched && t.url.contains("{{") {
+        p.push(Problem::new(
+            &at("url"),
+            format!("a templated URL {PER_EVENT_IN_BATCH}"),
+        ));
+    }
+    for (name, value) in t.headers.iter() {
+        let at_header = at(&format!("headers.{name}"));
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            p.push(Problem::new(&at_header, "invalid HTTP header name"));
+        }
+        if value.contains("{{") && name.eq_ignore_ascii_case("host") {
+            p.push(Problem::new(
+                &at_header,
+                "the Host header cannot be templated (an event would choose the virtual host)",
+            ));
+        } else if value.contains("{{") && batched {
+            p.push(Problem::new(
+                &at_header,
+                format!("a templated header {PER_EVENT_IN_BATCH}"),
+            ));
+        }
     }
 }

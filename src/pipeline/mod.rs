@@ -35,7 +35,7 @@ pub enum StartError {
     #[error("the built-in catalogs: {0}")]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("routes: {0}")]
-    Routes(String),
+    Routes(#[from] crate::route::RouteError),
     #[error("targets: {0}")]
     Targets(String),
     #[error("creating the Kafka producer: {0}")]
@@ -280,7 +280,7 @@ fn build_stages(
             .iter()
             .map(|s| (s.topic.clone(), SourceSettings::from_config(s, max_bytes)))
             .collect(),
-        router: Router::new(config).map_err(|e| StartError::Routes(e.to_string()))?,
+        router: Router::new(config)?,
         targets,
         reporter,
         metrics: metrics.clone(),

@@ -132,3 +132,23 @@ fn fan_out_continue_and_defaults() {
     assert_eq!(d.targets, vec![2]);
     assert!(d.defaulted);
 }
+
+#[test]
+fn glob_syntax_is_only_star_and_question_mark() {
+    let m = |g: &str, t: &str| {
+        glob_match(
+            &g.chars().collect::<Vec<_>>(),
+            &t.chars().collect::<Vec<_>>(),
+        )
+    };
+    // `?` is one character, also a non-ASCII one.
+    assert!(m("Caf?Viewed", "CaféViewed"));
+    assert!(!m("Caf??Viewed", "CaféViewed"));
+    // Everything else is literal: regex and other glob syntaxes mean nothing.
+    assert!(m("$page.view[1]{a,b}\\", "$page.view[1]{a,b}\\"));
+    assert!(!m("$page.view", "$pageXview"));
+    assert!(!m("[ab]", "a"));
+    assert!(m("a**b/*", "a/x/b/y"));
+    assert!(m("", ""));
+    assert!(!m("", "x"));
+}

@@ -35,6 +35,11 @@ fn raw_events() -> Vec<Vec<u8>> {
         let v: Value = serde_json::from_str(&case).unwrap();
         out.push(serde_json::to_vec(&v["payload"]).unwrap());
     }
+    // Events of each shape that their catalog does not know (forwarded as `unknown_event`).
+    out.push(
+        br#"{"event": "PrizeAwarded", "id": "6657fdf0-1111-4a5b-9c3d-1234567890ab", "site_id": "2d5776b8-158a-4216-aaa1-edbc249e005b", "user_session_id": "u1", "timestamp": "2024-05-01T10:00:00Z", "prize": "mug"}"#.to_vec(),
+    );
+    out.push(br#"{"event": "$pageview", "distinct_id": "u1", "properties": {"$current_url": "https://x.example"}}"#.to_vec());
     out
 }
 

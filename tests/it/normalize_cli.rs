@@ -197,37 +197,35 @@ fn all_good_input_exits_zero() {
 }
 
 #[test]
-fn a_forced_source_treats_the_other_shape_as_an_unknown_event() {
+fn a_forced_source_rejects_the_other_shape_as_wrong_shape() {
+    // A payload of the other source's shape is said to be one (issue: it used to be forwarded
+    // as an `unknown_event` missing the fields of the configured shape).
     let acemate = first("acemate");
-    let out = run(
-        &["normalize", "--source", "komo"],
-        format!("{acemate}\n").into_bytes(),
-    );
-    // Its name is not a Komo event: forwarded as `unknown_event` (in strict mode too, as the
-    // policy says), with the Komo common rules it breaks listed.
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let envs = envelopes(&out);
-    assert_eq!(envs.len(), 1, "{out:?}");
-    assert_eq!(envs[0]["source"], "komo");
-    assert_eq!(envs[0]["validation"]["status"], "unknown_event");
-    let problems = envs[0]["validation"]["problems"].to_string();
-    assert!(
-        problems.contains("site_id"),
-        "names a Komo field: {problems}"
-    );
-
     let komo = first("komo");
-    let out = run(
-        &["normalize", "--source", "acemate"],
-        format!("{komo}\n").into_bytes(),
-    );
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let envs = envelopes(&out);
-    assert_eq!(envs[0]["source"], "acemate");
-    assert_eq!(envs[0]["validation"]["status"], "unknown_event");
-    assert!(envs[0]["validation"]["problems"]
-        .to_string()
-        .contains("distinct_id"));
+    for (source, line, names) in [
+        (
+            "komo",
+            &acemate,
+            "an acemate (PostHog-style) event (keys distinct_id",
+        ),
+        ("acemate", &komo, "a Komo event (keys site_id"),
+    ] {
+        let out = run(
+            &["normalize", "--source", source],
+            format!("{line}\n").into_bytes(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{source}: {out:?}");
+        assert!(envelopes(&out).is_empty(), "{out:?}");
+        let err = stderr_lines(&out);
+        assert_eq!(err.len(), 1, "{err:#?}");
+        assert!(err[0].starts_with("line 1: "), "{err:#?}");
+        assert!(err[0].ends_with("(wrong_shape)"), "{err:#?}");
+        assert!(err[0].contains(names), "{err:#?}");
+        assert!(
+            err[0].contains(&format!("the source's format is {source}")),
+            "{err:#?}"
+        );
+    }
 
     // The right source accepts each.
     for (source, line) in [("acemate", &acemate), ("komo", &komo)] {

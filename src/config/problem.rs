@@ -1,0 +1,57 @@
+//! How config problems are reported: each with the key path it is about, all at once.
+
+use std::fmt;
+
+/// One config problem: where (`routes[2].targets[0]`) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `targets[1].url`; empty for whole-file problems.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: &str, message: impl fmt::Display) -> Self {
+        Self {
+            path: path.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// All problems found in a config.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    pub fn single(path: &str, message: impl fmt::Display) -> Self {
+        Self {
+            problems: vec![Problem::new(path, message)],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
