@@ -9,19 +9,34 @@ use sha2::Sha256;
 
 const PREFIX: &str = "whsec_";
 
+/// Why a signing secret is unusable. The messages never quote the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("must start with \"whsec_\" followed by base64")]
+    MissingPrefix,
+    #[error("the part after \"whsec_\" is not valid base64")]
+    NotBase64,
+    #[error("key is {0} bytes; at least 16 (24-64 recommended)")]
+    TooShort(usize),
+}
+
+/// `check` reports the message as a problem of `targets[i].signing_secret`.
+impl From<SecretError> for String {
+    fn from(e: SecretError) -> String {
+        e.to_string()
+    }
+}
+
 /// Decodes a `whsec_<base64>` secret into key bytes.
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
     let b64 = secret
         .strip_prefix(PREFIX)
-        .ok_or_else(|| "must start with \"whsec_\" followed by base64".to_string())?;
+        .ok_or(SecretError::MissingPrefix)?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|_| "the part after \"whsec_\" is not valid base64".to_string())?;
+        .map_err(|_| SecretError::NotBase64)?;
     if key.len() < 16 {
-        return Err(format!(
-            "key is {} bytes; at least 16 (24-64 recommended)",
-            key.len()
-        ));
+        return Err(SecretError::TooShort(key.len()));
     }
     Ok(key)
 }
@@ -39,7 +54,7 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, SecretError> {
         Ok(Self {
             key: decode_secret(secret)?,
         })
@@ -79,8 +94,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_secrets() {
-        assert!(decode_secret("nope").is_err());
-        assert!(decode_secret("whsec_!!!").is_err());
-        assert!(decode_secret("whsec_c2hvcnQ=").is_err());
+        assert_eq!(decode_secret("nope"), Err(SecretError::MissingPrefix));
+        assert_eq!(decode_secret("whsec_!!!"), Err(SecretError::NotBase64));
+        assert_eq!(
+            decode_secret("whsec_c2hvcnQ="),
+            Err(SecretError::TooShort(5))
+        );
     }
 }
