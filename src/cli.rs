@@ -1,12 +1,15 @@
 //! The command line: `run`, `check`, `normalize`, `route`.
 
-use crate::config::{self, BodyFormat, Config, EventNames, SourceFormat, TargetKind};
+use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
 use crate::normalize::{Normalizer, SourceSettings};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod route;
+pub use route::route;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,7 +45,8 @@ pub enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
-    /// Dry run of routing: raw events on stdin → matched routes, targets and bodies. Sends nothing.
+    /// Dry run of routing: raw events on stdin → matched routes, and each target's URL, headers
+    /// (credentials redacted) and body. Sends nothing.
     Route {
         #[arg(long, short)]
         config: PathBuf,
@@ -198,145 +202,6 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
                 rejected = true;
                 eprintln!("line {n}: {e} ({})", e.reason());
             }
-        }
-    }
-    if rejected {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// `route`: prints one JSON line per event: matched routes, targets and the bodies they'd get.
-pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
-    let cfg = match load_or_exit(&config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let router = match crate::route::Router::new(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    // With --topic, that source's settings. Without, each line is read as by the first source
-    // whose format fits its shape (as it would be on that source's topic), so one input can mix
-    // Komo and acemate events and acemate events get their source's site.
-    let sources: Vec<(String, SourceSettings)> = if topic.is_some() {
-        pick_settings(&cfg, topic.as_deref(), None)
-            .into_iter()
-            .collect()
-    } else {
-        cfg.sources
-            .iter()
-            .map(|s| {
-                (
-                    s.topic.clone(),
-                    SourceSettings::from_config(s, cfg.pipeline.max_message_bytes),
-                )
-            })
-            .collect()
-    };
-    let Some(first) = sources.first() else {
-        eprintln!("no matching [[sources]] entry");
-        return ExitCode::from(2);
-    };
-    let detect = SourceSettings {
-        format: SourceFormat::Auto,
-        validation: config::ValidationMode::Lenient,
-        unknown_events: config::UnknownEvents::Forward,
-        ..first.1.clone()
-    };
-    let normalizer = Normalizer::builtin().expect("builtin catalogs compile");
-    let mut rejected = false;
-    for (n, line) in stdin_lines() {
-        let origin = |topic: &str| Origin {
-            topic: topic.to_string(),
-            partition: 0,
-            offset: n as i64 - 1,
-            key: None,
-        };
-        let (topic, settings) = if sources.len() == 1 {
-            first
-        } else {
-            let shape = normalizer
-                .normalize(&line, &detect, origin(&first.0))
-                .ok()
-                .and_then(|r| r.events.first().map(|(e, _)| e.source));
-            sources
-                .iter()
-                .find(|(_, s)| {
-                    use crate::envelope::Source;
-                    matches!(
-                        (s.format, shape),
-                        (SourceFormat::Auto, _)
-                            | (SourceFormat::Komo, Some(Source::Komo))
-                            | (SourceFormat::Acemate, Some(Source::Acemate))
-                    )
-                })
-                .unwrap_or(first)
-        };
-        let res = match normalizer.normalize(&line, settings, origin(topic)) {
-            Ok(r) => r,
-            Err(e) => {
-                rejected = true;
-                eprintln!("line {n}: {e} ({}) → dead letter", e.reason());
-                continue;
-            }
-        };
-        for r in &res.rejected {
-            rejected = true;
-            eprintln!(
-                "line {n}: batch event {}: {} ({}) → dead letter",
-                r.index,
-                r.error,
-                r.error.reason()
-            );
-        }
-        for (env, raw) in &res.events {
-            let d = router.route(env);
-            let targets: Vec<serde_json::Value> = d
-                .targets
-                .iter()
-                .map(|&i| {
-                    let t = &cfg.targets[i];
-                    let (url, body) = match t.kind {
-                        TargetKind::Posthog => (
-                            format!("{}/batch/", t.url.trim_end_matches('/')),
-                            crate::deliver::posthog::event_json(env, t.event_names),
-                        ),
-                        TargetKind::Webhook => (
-                            crate::deliver::template::Template::parse(&t.url).render(env, true),
-                            match t.body {
-                                BodyFormat::Envelope => {
-                                    serde_json::to_value(env).expect("envelopes serialize")
-                                }
-                                BodyFormat::Posthog => {
-                                    crate::deliver::posthog::event_json(env, EventNames::Original)
-                                }
-                                BodyFormat::Original => {
-                                    serde_json::from_slice(raw).unwrap_or_else(|_| {
-                                        String::from_utf8_lossy(raw).into_owned().into()
-                                    })
-                                }
-                            },
-                        ),
-                    };
-                    serde_json::json!({"target": t.name, "kind": t.kind, "url": url, "body": body})
-                })
-                .collect();
-            let line = serde_json::json!({
-                "line": n,
-                "event": env.event,
-                "id": env.id,
-                "validation": env.validation.status,
-                "routes": d.routes.iter().map(|&i| router.routes[i].name.clone()).collect::<Vec<_>>(),
-                "default_targets": d.defaulted,
-                "unrouted": d.routes.is_empty() && d.targets.is_empty(),
-                "targets": targets,
-            });
-            println!("{line}");
         }
     }
     if rejected {
