@@ -22,20 +22,48 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the environment changes a config (`check` and `run` help), one text for both.
+macro_rules! env_help {
+    () => {
+        "\
+Environment:
+  EVENT_RELAY__SECTION__KEY=value  overrides a config key, e.g. EVENT_RELAY__KAFKA__BROKERS=kafka:9092;
+                                   a number selects a list element (EVENT_RELAY__TARGETS__0__URL)
+  ${VAR} in a config string        is replaced by the environment variable VAR (unset: an error)"
+    };
+}
+
+/// `run --help`: the environment, logging, the health/metrics address, exit status.
+const RUN_HELP: &str = concat!(
+    env_help!(),
+    "
+  RUST_LOG                         log filter; wins over [log] level
+
+Health and metrics:
+  /healthz, /readyz and /metrics are served on server.listen (default 127.0.0.1:9464).
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a fatal error, 2 for an invalid config."
+);
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the relay daemon.
+    #[command(after_help = RUN_HELP)]
     Run {
+        /// The TOML config file (`config/example.toml` is the commented reference).
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Validate a config file; prints every problem with its key path (exit 0 valid, 2 invalid).
+    #[command(after_help = env_help!())]
     Check {
+        /// The TOML config file to check, with the environment's overrides applied.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Dry run of the normalizer: raw events (one JSON per line) on stdin → envelopes on stdout.
     Normalize {
+        /// How to read the input: Komo site events, acemate PostHog-style events, or detect per line.
         #[arg(long, value_enum, default_value = "auto")]
         source: FormatArg,
         /// Optional config for per-source settings (validation policy, site).
@@ -48,6 +76,7 @@ pub enum Command {
     /// Dry run of routing: raw events on stdin → matched routes, and each target's URL, headers
     /// (credentials redacted) and body. Sends nothing.
     Route {
+        /// The TOML config file whose sources, routes and targets apply.
         #[arg(long, short)]
         config: PathBuf,
         /// The source topic the events would arrive on (default: per line, the first source whose format fits the payload).
@@ -208,5 +237,54 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_and_argument_is_described() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{}", sub.get_name());
+            for arg in sub.get_arguments().filter(|a| a.get_id() != "help") {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{}",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    /// `run --help` names the environment overrides and the health/metrics address, and the
+    /// address it names is the config's default.
+    #[test]
+    fn run_help_names_overrides_and_the_listen_address() {
+        let minimal =
+            "[kafka]\nbrokers = \"b:9092\"\n[[sources]]\ntopic = \"t\"\nformat = \"komo\"\n\
+            [results]\ntopic = \"r\"\n[dead_letter]\ntopic = \"d\"\n[[targets]]\nname = \"w\"\n\
+            kind = \"webhook\"\nurl = \"https://h.example/\"\n";
+        let defaults = config::load_str(minimal, Vec::new()).expect("valid config");
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("run")
+            .expect("run")
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "EVENT_RELAY__SECTION__KEY",
+            "${VAR}",
+            "server.listen",
+            defaults.server.listen.as_str(),
+            "The TOML config file",
+        ] {
+            assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+        }
     }
 }
