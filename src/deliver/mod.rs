@@ -8,6 +8,7 @@
 mod attempt;
 mod circuit;
 pub mod posthog;
+mod rate;
 pub mod retry;
 pub mod signing;
 pub mod template;
@@ -18,7 +19,8 @@ use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::report::{Failure, Reporter, TargetRef};
 use crate::source::offsets::Ticket;
-use circuit::{Circuit, RateLimiter};
+use circuit::Circuit;
+use rate::RateLimiter;
 use retry::AttemptError;
 use std::sync::Arc;
 use std::time::Duration;
