@@ -18,29 +18,12 @@ use std::io::Write;
 /// PostHog refuses single events above about 1 MB.
 pub const MAX_EVENT_BYTES: usize = 1_000_000;
 
-/// `CardViewed` → `card_viewed`; `$identify` and snake names stay as they are.
+/// `CardViewed` → `card_viewed` (by `heck`); `$identify` and snake names stay as they are.
 pub fn snake_case(name: &str) -> String {
     if name.starts_with('$') {
         return name.to_string();
     }
-    let mut out = String::with_capacity(name.len() + 4);
-    let chars: Vec<char> = name.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_uppercase() {
-            let prev_lower =
-                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if i > 0 && (prev_lower || next_lower) && !out.ends_with('_') {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else if *c == ' ' || *c == '-' {
-            out.push('_');
-        } else {
-            out.push(*c);
-        }
-    }
-    out
+    heck::ToSnakeCase::to_snake_case(name)
 }
 
 use crate::json::{write_key as put_key, write_str as put_str, write_value};
@@ -260,6 +243,50 @@ impl PosthogService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The relay's hand-written conversion before `heck`, kept as the reference the catalog
+    /// names are checked against.
+    fn hand_written_snake_case(name: &str) -> String {
+        if name.starts_with('$') {
+            return name.to_string();
+        }
+        let mut out = String::with_capacity(name.len() + 4);
+        let chars: Vec<char> = name.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if c.is_uppercase() {
+                let prev_lower =
+                    i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+                if i > 0 && (prev_lower || next_lower) && !out.ends_with('_') {
+                    out.push('_');
+                }
+                out.extend(c.to_lowercase());
+            } else if *c == ' ' || *c == '-' {
+                out.push('_');
+            } else {
+                out.push(*c);
+            }
+        }
+        out
+    }
+
+    /// `heck` converts every event name of the built-in catalogs exactly as the hand-written
+    /// conversion did.
+    #[test]
+    fn heck_matches_the_hand_written_conversion_on_every_catalog_event() {
+        let mut checked = 0;
+        for text in [
+            include_str!("../../catalog/komo.json"),
+            include_str!("../../catalog/acemate.json"),
+        ] {
+            let catalog: Value = serde_json::from_str(text).unwrap();
+            for name in catalog["events"].as_object().unwrap().keys() {
+                assert_eq!(snake_case(name), hand_written_snake_case(name), "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} event names found");
+    }
 
     #[test]
     fn snake_names() {
