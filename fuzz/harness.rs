@@ -12,7 +12,7 @@ use event_relay::deliver::posthog;
 use event_relay::deliver::template::Template;
 use event_relay::envelope::{Envelope, Origin};
 use event_relay::normalize::{NormalizeError, Normalizer, SourceSettings};
-use event_relay::report::{result_event, Outcome, TargetRef};
+use event_relay::report::{result_event, Failure, Outcome, TargetRef};
 use event_relay::route::Router;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -206,14 +206,23 @@ fn envelope(f: &Fixture, env: &Envelope, raw: &[u8]) {
         name: "crm".into(),
         guid: uuid::Uuid::nil(),
     };
-    for success in [true, false] {
-        let outcome = Outcome {
-            success,
+    let duration = Duration::from_millis(1);
+    let failure = Failure::Status {
+        status: 500,
+        hint: String::new(),
+    };
+    for outcome in [
+        Outcome::Delivered {
+            status: 200,
             attempts: 1,
-            status_code: Some(200),
-            error: (!success).then(|| "HTTP 500".to_string()),
-            duration: Duration::from_millis(1),
-        };
+            duration,
+        },
+        Outcome::Failed {
+            error: failure,
+            attempts: 1,
+            duration,
+        },
+    ] {
         let (kind, v) = result_event(env, &target, &outcome);
         assert_eq!(v["event"], kind.as_str(), "a user trait overrode `event`");
         assert_eq!(

@@ -1,12 +1,15 @@
 //! The command line: `run`, `check`, `normalize`, `route`.
 
-use crate::config::{self, BodyFormat, Config, EventNames, SourceFormat, TargetKind};
+use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
 use crate::normalize::{Normalizer, SourceSettings};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod route;
+pub use route::route;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,20 +22,48 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the environment changes a config (`check` and `run` help), one text for both.
+macro_rules! env_help {
+    () => {
+        "\
+Environment:
+  EVENT_RELAY__SECTION__KEY=value  overrides a config key, e.g. EVENT_RELAY__KAFKA__BROKERS=kafka:9092;
+                                   a number selects a list element (EVENT_RELAY__TARGETS__0__URL)
+  ${VAR} in a config string        is replaced by the environment variable VAR (unset: an error)"
+    };
+}
+
+/// `run --help`: the environment, logging, the health/metrics address, exit status.
+const RUN_HELP: &str = concat!(
+    env_help!(),
+    "
+  RUST_LOG                         log filter; wins over [log] level
+
+Health and metrics:
+  /healthz, /readyz and /metrics are served on server.listen (default 127.0.0.1:9464).
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a fatal error, 2 for an invalid config."
+);
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the relay daemon.
+    #[command(after_help = RUN_HELP)]
     Run {
+        /// The TOML config file (`config/example.toml` is the commented reference).
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Validate a config file; prints every problem with its key path (exit 0 valid, 2 invalid).
+    #[command(after_help = env_help!())]
     Check {
+        /// The TOML config file to check, with the environment's overrides applied.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Dry run of the normalizer: raw events (one JSON per line) on stdin → envelopes on stdout.
     Normalize {
+        /// How to read the input: Komo site events, acemate PostHog-style events, or detect per line.
         #[arg(long, value_enum, default_value = "auto")]
         source: FormatArg,
         /// Optional config for per-source settings (validation policy, site).
@@ -42,8 +73,10 @@ pub enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
-    /// Dry run of routing: raw events on stdin → matched routes, targets and bodies. Sends nothing.
+    /// Dry run of routing: raw events on stdin → matched routes, and each target's URL, headers
+    /// (credentials redacted) and body. Sends nothing.
     Route {
+        /// The TOML config file whose sources, routes and targets apply.
         #[arg(long, short)]
         config: PathBuf,
         /// The source topic the events would arrive on (default: per line, the first source whose format fits the payload).
@@ -207,141 +240,51 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
     }
 }
 
-/// `route`: prints one JSON line per event: matched routes, targets and the bodies they'd get.
-pub fn route(config: PathBuf, topic: Option<String>) -> ExitCode {
-    let cfg = match load_or_exit(&config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let router = match crate::route::Router::new(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    // With --topic, that source's settings. Without, each line is read as by the first source
-    // whose format fits its shape (as it would be on that source's topic), so one input can mix
-    // Komo and acemate events and acemate events get their source's site.
-    let sources: Vec<(String, SourceSettings)> = if topic.is_some() {
-        pick_settings(&cfg, topic.as_deref(), None)
-            .into_iter()
-            .collect()
-    } else {
-        cfg.sources
-            .iter()
-            .map(|s| {
-                (
-                    s.topic.clone(),
-                    SourceSettings::from_config(s, cfg.pipeline.max_message_bytes),
-                )
-            })
-            .collect()
-    };
-    let Some(first) = sources.first() else {
-        eprintln!("no matching [[sources]] entry");
-        return ExitCode::from(2);
-    };
-    let detect = SourceSettings {
-        format: SourceFormat::Auto,
-        validation: config::ValidationMode::Lenient,
-        unknown_events: config::UnknownEvents::Forward,
-        ..first.1.clone()
-    };
-    let normalizer = Normalizer::builtin().expect("builtin catalogs compile");
-    let mut rejected = false;
-    for (n, line) in stdin_lines() {
-        let origin = |topic: &str| Origin {
-            topic: topic.to_string(),
-            partition: 0,
-            offset: n as i64 - 1,
-            key: None,
-        };
-        let (topic, settings) = if sources.len() == 1 {
-            first
-        } else {
-            let shape = normalizer
-                .normalize(&line, &detect, origin(&first.0))
-                .ok()
-                .and_then(|r| r.events.first().map(|(e, _)| e.source));
-            sources
-                .iter()
-                .find(|(_, s)| {
-                    use crate::envelope::Source;
-                    matches!(
-                        (s.format, shape),
-                        (SourceFormat::Auto, _)
-                            | (SourceFormat::Komo, Some(Source::Komo))
-                            | (SourceFormat::Acemate, Some(Source::Acemate))
-                    )
-                })
-                .unwrap_or(first)
-        };
-        let res = match normalizer.normalize(&line, settings, origin(topic)) {
-            Ok(r) => r,
-            Err(e) => {
-                rejected = true;
-                eprintln!("line {n}: {e} ({}) → dead letter", e.reason());
-                continue;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_and_argument_is_described() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{}", sub.get_name());
+            for arg in sub.get_arguments().filter(|a| a.get_id() != "help") {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{}",
+                    sub.get_name(),
+                    arg.get_id()
+                );
             }
-        };
-        for r in &res.rejected {
-            rejected = true;
-            eprintln!(
-                "line {n}: batch event {}: {} ({}) → dead letter",
-                r.index,
-                r.error,
-                r.error.reason()
-            );
-        }
-        for (env, raw) in &res.events {
-            let d = router.route(env);
-            let targets: Vec<serde_json::Value> = d
-                .targets
-                .iter()
-                .map(|&i| {
-                    let t = &cfg.targets[i];
-                    let (url, body) = match t.kind {
-                        TargetKind::Posthog => (
-                            format!("{}/batch/", t.url.trim_end_matches('/')),
-                            crate::deliver::posthog::event_json(env, t.event_names),
-                        ),
-                        TargetKind::Webhook => (
-                            crate::deliver::template::Template::parse(&t.url).render(env, true),
-                            match t.body {
-                                BodyFormat::Envelope => {
-                                    serde_json::to_value(env).expect("envelopes serialize")
-                                }
-                                BodyFormat::Posthog => {
-                                    crate::deliver::posthog::event_json(env, EventNames::Original)
-                                }
-                                BodyFormat::Original => {
-                                    serde_json::from_slice(raw).unwrap_or_else(|_| {
-                                        String::from_utf8_lossy(raw).into_owned().into()
-                                    })
-                                }
-                            },
-                        ),
-                    };
-                    serde_json::json!({"target": t.name, "kind": t.kind, "url": url, "body": body})
-                })
-                .collect();
-            let line = serde_json::json!({
-                "line": n,
-                "event": env.event,
-                "id": env.id,
-                "validation": env.validation.status,
-                "routes": d.routes.iter().map(|&i| router.routes[i].name.clone()).collect::<Vec<_>>(),
-                "default_targets": d.defaulted,
-                "unrouted": d.routes.is_empty() && d.targets.is_empty(),
-                "targets": targets,
-            });
-            println!("{line}");
         }
     }
-    if rejected {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+
+    /// `run --help` names the environment overrides and the health/metrics address, and the
+    /// address it names is the config's default.
+    #[test]
+    fn run_help_names_overrides_and_the_listen_address() {
+        let minimal =
+            "[kafka]\nbrokers = \"b:9092\"\n[[sources]]\ntopic = \"t\"\nformat = \"komo\"\n\
+            [results]\ntopic = \"r\"\n[dead_letter]\ntopic = \"d\"\n[[targets]]\nname = \"w\"\n\
+            kind = \"webhook\"\nurl = \"https://h.example/\"\n";
+        let defaults = config::load_str(minimal, Vec::new()).expect("valid config");
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("run")
+            .expect("run")
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "EVENT_RELAY__SECTION__KEY",
+            "${VAR}",
+            "server.listen",
+            defaults.server.listen.as_str(),
+            "The TOML config file",
+        ] {
+            assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+        }
     }
 }

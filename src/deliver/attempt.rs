@@ -3,19 +3,32 @@
 //! fail.
 
 use super::retry::{AttemptError, RetryState};
-use super::{posthog, Delivery, TargetRuntime};
-use crate::config::TargetKind;
-use crate::report::Outcome;
+use super::{Delivery, TargetRuntime};
+use crate::report::{Failure, Outcome};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) type Outcomes = Vec<(Delivery, Outcome)>;
 
-/// Attempts a batch until success, a final failure or the budget is spent. Fatal 400/413 (or
-/// oversize) answers to a multi-event batch split it in halves, each retried on its own.
-/// Returns nothing for deliveries abandoned by an abort (their tickets stay unfinished).
+/// How the attempts on one batch ended.
+enum End {
+    /// Accepted with this status, or failed for good; `duration` is what the result reports.
+    Final {
+        result: Result<u16, Failure>,
+        duration: Duration,
+    },
+    /// Refused as a whole in a way some of its events may be to blame for: split it.
+    Split,
+    /// The relay is aborting: the batch is abandoned (its tickets stay unfinished).
+    Aborted,
+}
+
+/// Attempts a batch until success, a final failure or the budget is spent. A failure that
+/// [`AttemptError::splits_batch`] on a multi-event batch splits it in halves, each retried on
+/// its own. Returns nothing for deliveries abandoned by an abort (their tickets stay
+/// unfinished).
 pub(super) fn deliver(
     rt: Arc<TargetRuntime>,
     batch: Vec<Delivery>,
@@ -23,125 +36,147 @@ pub(super) fn deliver(
 ) -> Pin<Box<dyn Future<Output = Outcomes> + Send>> {
     Box::pin(async move {
         let mut st = RetryState::new(&rt.config.retry);
-        let name = rt.info.name.clone();
-        let mut first_attempt: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                biased;
-                _ = rt.circuit.admit() => {}
-                _ = tokio::time::sleep(st.budget_left()) => {
-                    // The circuit stayed open for the rest of the retry budget: final.
-                    let o = Outcome {
-                        success: false,
-                        attempts: prior_attempts + st.attempts,
-                        status_code: None,
-                        error: Some(format!(
-                            "circuit open (target {name} kept failing); retry budget max_elapsed = {} spent",
-                            rt.config.retry.max_elapsed
-                        )),
-                        duration: st.elapsed(),
-                    };
-                    return batch.into_iter().map(|d| (d, o.clone())).collect();
-                }
-                _ = rt.abort.cancelled() => return Vec::new(),
+        let end = attempt_until_final(&rt, &batch, &mut st).await;
+        let attempts = prior_attempts + st.attempts;
+        match end {
+            End::Final { result, duration } => {
+                let outcome = match result {
+                    Ok(status) => Outcome::Delivered {
+                        status,
+                        attempts,
+                        duration,
+                    },
+                    Err(error) => Outcome::Failed {
+                        error,
+                        attempts,
+                        duration,
+                    },
+                };
+                batch.into_iter().map(|d| (d, outcome.clone())).collect()
             }
-            if let Some(rate) = &rt.rate {
-                rate.acquire().await;
-            }
-            st.attempts += 1;
-            let started = *first_attempt.get_or_insert_with(Instant::now);
-            let t0 = Instant::now();
-            let result = tokio::select! {
-                r = rt.service.send(&batch) => r,
-                _ = rt.abort.cancelled() => return Vec::new(),
-            };
-            rt.metrics
-                .request_duration
-                .with_label_values(&[&name])
-                .observe(t0.elapsed().as_secs_f64());
-            rt.metrics
-                .batch_size
-                .with_label_values(&[&name])
-                .observe(batch.len() as f64);
-            let err = match result {
-                Ok(status) => {
-                    rt.circuit.record(true);
-                    rt.metrics.attempt(&name, true, false, Some(status));
-                    let o = Outcome {
-                        success: true,
-                        attempts: prior_attempts + st.attempts,
-                        status_code: Some(status),
-                        error: None,
-                        duration: started.elapsed(),
-                    };
-                    return batch.into_iter().map(|d| (d, o.clone())).collect();
+            End::Split => split(rt, batch, attempts).await,
+            End::Aborted => Vec::new(),
+        }
+    })
+}
+
+/// The attempt loop of one batch: wait for the circuit, send, then end, split or back off.
+async fn attempt_until_final(rt: &TargetRuntime, batch: &[Delivery], st: &mut RetryState) -> End {
+    let mut first_attempt: Option<Instant> = None;
+    loop {
+        if let Some(end) = admit(rt, st).await {
+            return end;
+        }
+        st.attempts += 1;
+        let started = *first_attempt.get_or_insert_with(Instant::now);
+        let err = match send_once(rt, batch).await {
+            None => return End::Aborted,
+            Some(Ok(status)) => {
+                return End::Final {
+                    result: Ok(status),
+                    duration: started.elapsed(),
                 }
-                Err(e) => e,
+            }
+            Some(Err(err)) => err,
+        };
+        if batch.len() > 1 && err.splits_batch() {
+            return End::Split;
+        }
+        let Some(wait) = st.next_delay(&err) else {
+            return End::Final {
+                result: Err(err.into_failure()),
+                duration: started.elapsed(),
             };
+        };
+        tracing::debug!(target_name = %rt.info.name, attempt = st.attempts, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {},
+            _ = rt.abort.cancelled() => return End::Aborted,
+        }
+    }
+}
+
+/// Waits until the circuit admits a request, then for the rate limit. Ends the batch when the
+/// circuit stays open for the rest of the retry budget (final) or the relay aborts.
+async fn admit(rt: &TargetRuntime, st: &RetryState) -> Option<End> {
+    tokio::select! {
+        biased;
+        _ = rt.circuit.admit() => {}
+        _ = tokio::time::sleep(st.budget_left()) => {
+            return Some(End::Final {
+                result: Err(Failure::CircuitOpen {
+                    target: rt.info.name.clone(),
+                    max_elapsed: rt.config.retry.max_elapsed,
+                }),
+                // Counted from taking the delivery up: no attempt may have been made.
+                duration: st.elapsed(),
+            });
+        }
+        _ = rt.abort.cancelled() => return Some(End::Aborted),
+    }
+    if let Some(rate) = &rt.rate {
+        rate.acquire().await;
+    }
+    None
+}
+
+/// One request, with its metrics and its effect on the circuit; `None` if the relay aborted.
+async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16, AttemptError>> {
+    let name = rt.info.name.as_str();
+    let t0 = Instant::now();
+    let result = tokio::select! {
+        r = rt.service.send(batch) => r,
+        _ = rt.abort.cancelled() => return None,
+    };
+    rt.metrics
+        .request_duration
+        .with_label_values(&[name])
+        .observe(t0.elapsed().as_secs_f64());
+    rt.metrics
+        .batch_size
+        .with_label_values(&[name])
+        .observe(batch.len() as f64);
+    match &result {
+        Ok(status) => {
+            rt.circuit.record(true);
+            rt.metrics.attempt(name, true, false, Some(*status));
+        }
+        Err(err) => {
             rt.metrics
-                .attempt(&name, false, err.is_retryable(), err.status());
+                .attempt(name, false, err.is_retryable(), err.status());
             if err.is_retryable() {
                 rt.circuit.record(false);
-            } else if err.status().is_some() {
+            } else if err.failure().not_sent() {
+                // Nothing was sent: free the probe slot if this held it.
+                rt.circuit.release_probe();
+            } else {
                 // A final answer (4xx/3xx) proves the target reachable: it resets the failure
                 // count and ends a probe (else the circuit would wait for a probe forever).
                 rt.circuit.record(true);
-            } else {
-                // Nothing was sent (body too large): free the probe slot if this held it.
-                rt.circuit.release_probe();
-            }
-            let split = batch.len() > 1
-                && match rt.kind {
-                    TargetKind::Posthog => posthog::PosthogService::splittable(&err),
-                    TargetKind::Webhook => matches!(
-                        err,
-                        AttemptError::Fatal {
-                            status: Some(400) | Some(413) | None,
-                            ..
-                        }
-                    ),
-                };
-            if split {
-                let mut left = batch;
-                let right = left.split_off(left.len() / 2);
-                let attempts = prior_attempts + st.attempts;
-                // The halves share this batch's request slot: they go out side by side only
-                // when another slot is free, so splitting never exceeds `max_in_flight`.
-                return match rt.slots.clone().try_acquire_owned() {
-                    Ok(extra) => {
-                        let (a, b) = tokio::join!(
-                            deliver(rt.clone(), left, attempts),
-                            deliver(rt.clone(), right, attempts)
-                        );
-                        drop(extra);
-                        a.into_iter().chain(b).collect()
-                    }
-                    Err(_) => {
-                        let mut a = deliver(rt.clone(), left, attempts).await;
-                        a.extend(deliver(rt.clone(), right, attempts).await);
-                        a
-                    }
-                };
-            }
-            match st.next_delay(&err) {
-                Some(wait) => {
-                    tracing::debug!(target_name = %name, attempt = st.attempts, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {},
-                        _ = rt.abort.cancelled() => return Vec::new(),
-                    }
-                }
-                None => {
-                    let o = Outcome {
-                        success: false,
-                        attempts: prior_attempts + st.attempts,
-                        status_code: err.status(),
-                        error: Some(err.to_string()),
-                        duration: started.elapsed(),
-                    };
-                    return batch.into_iter().map(|d| (d, o.clone())).collect();
-                }
             }
         }
-    })
+    }
+    Some(result)
+}
+
+/// Delivers the two halves of a batch on their own, `attempts` already spent on each event.
+async fn split(rt: Arc<TargetRuntime>, mut left: Vec<Delivery>, attempts: usize) -> Outcomes {
+    let right = left.split_off(left.len() / 2);
+    // The halves share this batch's request slot: they go out side by side only when another
+    // slot is free, so splitting never exceeds `max_in_flight`.
+    match rt.slots.clone().try_acquire_owned() {
+        Ok(extra) => {
+            let (a, b) = tokio::join!(
+                deliver(rt.clone(), left, attempts),
+                deliver(rt.clone(), right, attempts)
+            );
+            drop(extra);
+            a.into_iter().chain(b).collect()
+        }
+        Err(_) => {
+            let mut a = deliver(rt.clone(), left, attempts).await;
+            a.extend(deliver(rt, right, attempts).await);
+            a
+        }
+    }
 }

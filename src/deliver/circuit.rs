@@ -1,4 +1,4 @@
-//! Per-target circuit breaker and rate limiter: one failing or strict target waits alone.
+//! Per-target circuit breaker: one failing target waits alone.
 //!
 //! Circuit: after `failure_threshold` consecutive failed requests the circuit opens; requests
 //! wait (their events stay in flight, offsets uncommitted) until `cool_down` has passed, then one
@@ -93,34 +93,6 @@ impl Circuit {
     /// How long the circuit has been open, if it is.
     pub fn open_for(&self) -> Option<Duration> {
         self.state.lock().unwrap().opened_at.map(|t| t.elapsed())
-    }
-}
-
-/// A simple pacing limiter: at most `rate` requests per second, evenly spaced.
-#[derive(Debug)]
-pub struct RateLimiter {
-    interval: Duration,
-    next: Mutex<Instant>,
-}
-
-impl RateLimiter {
-    pub fn new(rate_per_sec: f64) -> Self {
-        Self {
-            interval: Duration::from_secs_f64(1.0 / rate_per_sec),
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Reserves the next slot and sleeps until it.
-    pub async fn acquire(&self) {
-        let slot = {
-            let mut next = self.next.lock().unwrap();
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot.into()).await;
     }
 }
 

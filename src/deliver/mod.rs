@@ -3,10 +3,12 @@
 //! Each target has its own queue, concurrency limit (`max_in_flight`), optional rate limit and
 //! circuit breaker, so one slow or failing target never holds up the others. A delivery becomes
 //! final when its result event is acknowledged by Kafka; only then is its ticket finished.
+//! [`Service::preview`] shows what a target would send, for `event-relay route`.
 
 mod attempt;
 mod circuit;
 pub mod posthog;
+mod rate;
 pub mod retry;
 pub mod signing;
 pub mod template;
@@ -16,8 +18,9 @@ use crate::ack::Ticket;
 use crate::config::{TargetConfig, TargetKind};
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
-use crate::report::{Reporter, TargetRef};
-use circuit::{Circuit, RateLimiter};
+use crate::report::{Failure, Reporter, TargetRef};
+use circuit::Circuit;
+use rate::RateLimiter;
 use retry::AttemptError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,29 @@ pub struct Delivery {
     pub ticket: Arc<Ticket>,
 }
 
+/// Why a target could not be set up (at start-up, or for `event-relay route`).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("target {target}: cannot build HTTP client: {source}")]
+    HttpClient {
+        target: String,
+        source: reqwest::Error,
+    },
+    #[error("target {target}: url {url:?}: {source}")]
+    Url {
+        target: String,
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("target {target}: invalid header name {name:?}")]
+    HeaderName { target: String, name: String },
+    #[error("target {target}: signing_secret: {source}")]
+    SigningSecret {
+        target: String,
+        source: signing::SecretError,
+    },
+}
+
 /// How a target talks HTTP.
 pub enum Service {
     Webhook(webhook::WebhookService),
@@ -42,27 +68,73 @@ pub enum Service {
 }
 
 impl Service {
+    /// The service of one target, with its own HTTP client.
+    pub fn new(cfg: &TargetConfig) -> Result<Self, BuildError> {
+        let client = http_client(cfg)?;
+        Ok(match cfg.kind {
+            TargetKind::Webhook => Service::Webhook(webhook::WebhookService::new(cfg, client)?),
+            TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)?),
+        })
+    }
+
     async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
         match self {
             Service::Webhook(s) => s.send(batch).await,
             Service::Posthog(s) => s.send(batch).await,
         }
     }
+
+    /// Dry run: the request this target would make for `env` (`raw`: the bytes it came from),
+    /// built by the same code as [`Service::send`]. Sends nothing. Fails only where sending
+    /// would (a header template rendering to an invalid value).
+    pub fn preview(&self, env: &Envelope, raw: &[u8]) -> Result<Preview, Failure> {
+        match self {
+            Service::Webhook(s) => s.preview(env, raw),
+            Service::Posthog(s) => Ok(s.preview(env)),
+        }
+    }
 }
 
-/// Reads a short, single-line hint from an error response body (never the whole body).
-pub(crate) async fn body_hint(resp: reqwest::Response) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
+/// What a target would send for one event (see [`Service::preview`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    /// The request URL, templates rendered.
+    pub url: String,
+    /// The request headers as sent, except that credentials are replaced by `<redacted>`.
+    pub headers: Vec<(String, String)>,
+    /// The event's body, before any gzip: the whole request body for a webhook sending one
+    /// event per request; on batching targets the event's element of the body's array
+    /// (PostHog: of `batch`).
+    pub body: Vec<u8>,
+}
+
+/// Whether a header carries a credential (`Authorization`, an API key or token, a signature):
+/// a dry run shows it as `<redacted>`.
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "cookie"
+        || ["auth", "key", "token", "secret", "signature", "password"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// Headers as text, credentials redacted.
+fn redacted(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let text = if is_secret_header(name.as_str()) {
+                "<redacted>".to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.to_string(), text)
+        })
+        .collect()
 }
 
 /// Builds the HTTP client of one target.
-pub fn http_client(cfg: &TargetConfig) -> Result<reqwest::Client, String> {
+pub fn http_client(cfg: &TargetConfig) -> Result<reqwest::Client, BuildError> {
     if cfg.tls_insecure_skip_verify {
         tracing::warn!(target_name = %cfg.name, "TLS certificate verification is DISABLED for this target (tls_insecure_skip_verify = true)");
     }
@@ -74,7 +146,10 @@ pub fn http_client(cfg: &TargetConfig) -> Result<reqwest::Client, String> {
         .danger_accept_invalid_certs(cfg.tls_insecure_skip_verify)
         .user_agent(concat!("event-relay/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("target {}: cannot build HTTP client: {e}", cfg.name))
+        .map_err(|source| BuildError::HttpClient {
+            target: cfg.name.clone(),
+            source,
+        })
 }
 
 /// Everything one target needs at run time.
@@ -114,16 +189,12 @@ impl Targets {
         reporter: Arc<Reporter>,
         metrics: Arc<Metrics>,
         abort: CancellationToken,
-    ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), String> {
+    ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), BuildError> {
         let mut runtimes = Vec::new();
         let mut queues = Vec::new();
         let mut handles = Vec::new();
         for cfg in configs {
-            let client = http_client(cfg)?;
-            let service = match cfg.kind {
-                TargetKind::Webhook => Service::Webhook(webhook::WebhookService::new(cfg, client)?),
-                TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)?),
-            };
+            let service = Service::new(cfg)?;
             let rt = Arc::new(TargetRuntime {
                 info: Arc::new(TargetRef {
                     name: cfg.name.clone(),
@@ -246,20 +317,20 @@ async fn run_batch(
     let (mut succeeded, mut failed) = (None, None);
     let duration = rt.metrics.delivery_duration.with_label_values(&[name]);
     for (d, outcome) in outcomes {
-        match outcome.success {
+        match outcome.is_delivered() {
             true => succeeded.get_or_insert_with(|| delivered("success")),
             false => failed.get_or_insert_with(|| delivered("error")),
         }
         .inc();
-        duration.observe(outcome.duration.as_secs_f64());
-        if !outcome.success {
+        duration.observe(outcome.duration().as_secs_f64());
+        if let Some(error) = outcome.error() {
             tracing::warn!(
                 target_name = %rt.info.name,
                 source_event_id = %d.env.id,
                 event = %d.env.event,
-                attempts = outcome.attempts,
-                status_code = outcome.status_code,
-                error = outcome.error.as_deref().unwrap_or_default(),
+                attempts = outcome.attempts(),
+                status_code = outcome.status_code(),
+                %error,
                 "delivery failed for good"
             );
         }

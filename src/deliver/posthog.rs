@@ -1,43 +1,29 @@
-//! The PostHog target: events in batches to `POST {url}/batch/`, gzip, PostHog's status rules.
+//! The PostHog target: events in batches to `POST {url}/batch/`, gzip.
 //!
 //! Each envelope becomes `{event, distinct_id, uuid, timestamp, properties}` with `$session_id`,
 //! `$lib`, `$lib_version`, `source`, `site_id`/`site_name` and `$set` (user traits) added to
-//! the properties. A 400 or 413 answer to a multi-event batch is split by the caller so one bad
-//! event never costs the others their delivery.
+//! the properties. Answers go through the common `retry::classify_status` (PostHog's status
+//! table is the common one), and a 400 or 413 answer to a multi-event batch is split by the
+//! caller (`AttemptError::splits_batch`) so one bad event never costs the others their delivery.
 
-use super::retry::{classify_transport, parse_retry_after, AttemptError};
-use super::Delivery;
+use super::retry::{classify_response, classify_transport, AttemptError};
+use super::{BuildError, Delivery, Preview};
 use crate::config::{EventNames, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
+use crate::report::{BodyLimit, Failure};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 use std::io::Write;
 
 /// PostHog refuses single events above about 1 MB.
 pub const MAX_EVENT_BYTES: usize = 1_000_000;
 
-/// `CardViewed` → `card_viewed`; `$identify` and snake names stay as they are.
+/// `CardViewed` → `card_viewed` (by `heck`); `$identify` and snake names stay as they are.
 pub fn snake_case(name: &str) -> String {
     if name.starts_with('$') {
         return name.to_string();
     }
-    let mut out = String::with_capacity(name.len() + 4);
-    let chars: Vec<char> = name.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_uppercase() {
-            let prev_lower =
-                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if i > 0 && (prev_lower || next_lower) && !out.ends_with('_') {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else if *c == ' ' || *c == '-' {
-            out.push('_');
-        } else {
-            out.push(*c);
-        }
-    }
-    out
+    heck::ToSnakeCase::to_snake_case(name)
 }
 
 use crate::json::{write_key as put_key, write_str as put_str, write_value};
@@ -167,10 +153,13 @@ pub struct PosthogService {
 }
 
 impl PosthogService {
-    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, BuildError> {
         let endpoint = format!("{}/batch/", cfg.url.trim_end_matches('/'));
-        let endpoint = reqwest::Url::parse(&endpoint)
-            .map_err(|e| format!("target {}: url {endpoint:?}: {e}", cfg.name))?;
+        let endpoint = reqwest::Url::parse(&endpoint).map_err(|source| BuildError::Url {
+            target: cfg.name.clone(),
+            url: endpoint,
+            source,
+        })?;
         Ok(Self {
             client,
             endpoint,
@@ -203,80 +192,101 @@ impl PosthogService {
         buf
     }
 
+    /// The request headers (the API key travels in the body, not here).
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        headers
+    }
+
+    /// What a request for `env` would be: the endpoint, headers and the event as it goes into
+    /// the body's `batch` array. Sends nothing.
+    pub fn preview(&self, env: &Envelope) -> Preview {
+        let mut body = Vec::new();
+        write_event(&mut body, env, self.names);
+        Preview {
+            url: self.endpoint.to_string(),
+            headers: super::redacted(&self.headers()),
+            body,
+        }
+    }
+
     pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
         let body = self.body(batch);
         if body.len() > self.max_bytes || (batch.len() == 1 && body.len() > MAX_EVENT_BYTES) {
             // Too big to send: split (the caller halves multi-event batches) or give up.
-            return Err(AttemptError::Fatal {
-                status: None,
-                message: format!(
-                    "request body of {} bytes exceeds the size limit",
-                    body.len()
-                ),
-            });
+            return Err(AttemptError::Final(Failure::BodyTooLarge {
+                bytes: body.len(),
+                limit: BodyLimit::Posthog,
+            }));
         }
-        let mut req = self
+        let body = if self.gzip { gzip(&body) } else { body };
+        let resp = self
             .client
             .post(self.endpoint.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        let body = if self.gzip {
-            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
-            gzip(&body)
-        } else {
-            body
-        };
-        let resp = req
+            .headers(self.headers())
             .body(body)
             .send()
             .await
             .map_err(|e| classify_transport(&e))?;
-        let status = resp.status().as_u16();
         if resp.status().is_success() {
-            return Ok(status);
+            return Ok(resp.status().as_u16());
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let hint = super::body_hint(resp).await;
-        let message = format!(
-            "HTTP {status}{}{hint}",
-            if hint.is_empty() { "" } else { ": " }
-        );
-        Err(match status {
-            408 | 500 | 502 | 503 | 504 => AttemptError::Retryable {
-                status: Some(status),
-                message,
-                retry_after: if status == 503 { retry_after } else { None },
-            },
-            429 => AttemptError::Retryable {
-                status: Some(status),
-                message,
-                retry_after,
-            },
-            _ => AttemptError::Fatal {
-                status: Some(status),
-                message,
-            },
-        })
-    }
-
-    /// Whether a failed multi-event batch should be split and retried in halves.
-    pub fn splittable(err: &AttemptError) -> bool {
-        matches!(
-            err,
-            AttemptError::Fatal {
-                status: Some(400) | Some(413) | None,
-                ..
-            }
-        )
+        // PostHog's status table is the common classifier's (see `retry::classify_status`).
+        Err(classify_response(resp).await)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The relay's hand-written conversion before `heck`, kept as the reference the catalog
+    /// names are checked against.
+    fn hand_written_snake_case(name: &str) -> String {
+        if name.starts_with('$') {
+            return name.to_string();
+        }
+        let mut out = String::with_capacity(name.len() + 4);
+        let chars: Vec<char> = name.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if c.is_uppercase() {
+                let prev_lower =
+                    i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+                if i > 0 && (prev_lower || next_lower) && !out.ends_with('_') {
+                    out.push('_');
+                }
+                out.extend(c.to_lowercase());
+            } else if *c == ' ' || *c == '-' {
+                out.push('_');
+            } else {
+                out.push(*c);
+            }
+        }
+        out
+    }
+
+    /// `heck` converts every event name of the built-in catalogs exactly as the hand-written
+    /// conversion did.
+    #[test]
+    fn heck_matches_the_hand_written_conversion_on_every_catalog_event() {
+        let mut checked = 0;
+        for text in [
+            include_str!("../../catalog/komo.json"),
+            include_str!("../../catalog/acemate.json"),
+        ] {
+            let catalog: Value = serde_json::from_str(text).unwrap();
+            for name in catalog["events"].as_object().unwrap().keys() {
+                assert_eq!(snake_case(name), hand_written_snake_case(name), "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} event names found");
+    }
 
     #[test]
     fn snake_names() {

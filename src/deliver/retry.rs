@@ -5,54 +5,76 @@
 //! `max_backoff`. A server's `Retry-After` (seconds or HTTP date) replaces the draw.
 
 use crate::config::RetryConfig;
+use crate::report::{Failure, TransportKind};
 use backon::BackoffBuilder;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Why one request attempt failed.
+/// Why one request attempt failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AttemptError {
     /// Worth retrying: transport errors, timeouts, 408, 429, 5xx.
-    #[error("{message}")]
+    #[error("{failure}")]
     Retryable {
-        status: Option<u16>,
-        message: String,
+        failure: Failure,
+        /// The server's `Retry-After` (honoured on 429 and 503), replacing the backoff draw.
         retry_after: Option<Duration>,
     },
-    /// Final at once: any other 4xx, invalid request, 3xx.
-    #[error("{message}")]
-    Fatal {
-        status: Option<u16>,
-        message: String,
-    },
+    /// Final at once: any other 4xx, 3xx, or a request that could not be sent.
+    #[error("{0}")]
+    Final(Failure),
 }
 
 impl AttemptError {
     pub fn status(&self) -> Option<u16> {
-        match self {
-            AttemptError::Retryable { status, .. } | AttemptError::Fatal { status, .. } => *status,
-        }
+        self.failure().status()
     }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, AttemptError::Retryable { .. })
     }
+
+    pub fn failure(&self) -> &Failure {
+        match self {
+            AttemptError::Retryable { failure, .. } | AttemptError::Final(failure) => failure,
+        }
+    }
+
+    pub fn into_failure(self) -> Failure {
+        match self {
+            AttemptError::Retryable { failure, .. } | AttemptError::Final(failure) => failure,
+        }
+    }
+
+    /// The one splitting rule, for every target kind: a multi-event batch whose failure may be
+    /// down to some of its events is split in halves, each retried on its own, so only the bad
+    /// events fail. That is a final 400 or 413, or a request never sent (its body over the size
+    /// limit, or a header rendered from the batch's first event invalid).
+    pub fn splits_batch(&self) -> bool {
+        match self {
+            AttemptError::Final(f) => matches!(f.status(), Some(400 | 413)) || f.not_sent(),
+            AttemptError::Retryable { .. } => false,
+        }
+    }
 }
 
-/// Classifies an HTTP status (non-2xx) for a webhook target.
+/// The one HTTP status classifier (non-2xx), for webhooks and PostHog alike. Retryable: 408,
+/// 429 and 5xx, with `Retry-After` honoured on 429 and 503; final: everything else (other 4xx,
+/// and 3xx since redirects are not followed). PostHog's own table (400/401/402/403/413/415
+/// final, a 400/413 on a multi-event batch split) is this plus
+/// [`AttemptError::splits_batch`]; `posthog_table_is_expressed_by_the_classifier` checks it.
 pub fn classify_status(
     status: u16,
     retry_after: Option<Duration>,
     body_hint: &str,
 ) -> AttemptError {
-    let message = if body_hint.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        format!("HTTP {status}: {body_hint}")
+    let failure = Failure::Status {
+        status,
+        hint: body_hint.to_string(),
     };
     let retryable = status == 408 || status == 429 || (500..=599).contains(&status);
     if retryable {
         AttemptError::Retryable {
-            status: Some(status),
-            message,
+            failure,
             retry_after: if status == 429 || status == 503 {
                 retry_after
             } else {
@@ -60,21 +82,42 @@ pub fn classify_status(
             },
         }
     } else {
-        AttemptError::Fatal {
-            status: Some(status),
-            message,
-        }
+        AttemptError::Final(failure)
     }
+}
+
+/// Classifies an HTTP answer that is not a success: its status, `Retry-After` and a short hint
+/// from its body.
+pub async fn classify_response(resp: reqwest::Response) -> AttemptError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let hint = body_hint(resp).await;
+    classify_status(status, retry_after, &hint)
+}
+
+/// Reads a short, single-line hint from an error response body (never the whole body).
+async fn body_hint(resp: reqwest::Response) -> String {
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 /// Classifies a transport error (connect, timeout, reset): always retryable.
 pub fn classify_transport(err: &reqwest::Error) -> AttemptError {
     let kind = if err.is_timeout() {
-        "request timed out"
+        TransportKind::Timeout
     } else if err.is_connect() {
-        "connection failed"
+        TransportKind::Connect
     } else {
-        "transport error"
+        TransportKind::Other
     };
     // reqwest's Display can include the URL; keep only the kind and the root cause.
     let mut cause: &dyn std::error::Error = err;
@@ -82,8 +125,10 @@ pub fn classify_transport(err: &reqwest::Error) -> AttemptError {
         cause = next;
     }
     AttemptError::Retryable {
-        status: None,
-        message: format!("{kind}: {cause}"),
+        failure: Failure::Transport {
+            kind,
+            cause: cause.to_string(),
+        },
         retry_after: None,
     }
 }
@@ -180,6 +225,12 @@ mod tests {
         for s in [300, 400, 401, 403, 404, 410, 413, 422] {
             assert!(!classify_status(s, None, "").is_retryable(), "{s}");
         }
+        for s in [400, 413] {
+            assert!(classify_status(s, None, "").splits_batch(), "{s}");
+        }
+        for s in [401, 404, 429, 500] {
+            assert!(!classify_status(s, None, "").splits_batch(), "{s}");
+        }
         let ra = Some(Duration::from_secs(3));
         assert!(matches!(
             classify_status(429, ra, ""),
@@ -195,6 +246,25 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// PostHog's status table (its client's rules, README "Retries"): 400/401/402/403/413/415
+    /// final, 400 and 413 split a multi-event batch; 408, 429 and 5xx retried.
+    #[test]
+    fn posthog_table_is_expressed_by_the_classifier() {
+        for s in [400, 401, 402, 403, 413, 415] {
+            let e = classify_status(s, None, "");
+            assert!(!e.is_retryable(), "{s}");
+            assert_eq!(e.splits_batch(), s == 400 || s == 413, "{s}");
+        }
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(classify_status(s, None, "").is_retryable(), "{s}");
+        }
+        let not_sent = AttemptError::Final(Failure::BodyTooLarge {
+            bytes: 2,
+            limit: crate::report::BodyLimit::Posthog,
+        });
+        assert!(not_sent.splits_batch());
     }
 
     #[test]

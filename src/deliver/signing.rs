@@ -7,9 +7,12 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Decodes a `whsec_<base64>` secret into key bytes (the rule lives with the config).
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
-    crate::config::decode_signing_secret(secret).map_err(|e| e.to_string())
+pub use crate::config::SecretError;
+
+/// Decodes a `whsec_<base64>` secret into key bytes (the rule lives with the config, which
+/// `check` applies too).
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
+    crate::config::decode_signing_secret(secret)
 }
 
 /// A ready-to-use signer (key decoded once).
@@ -25,7 +28,7 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, SecretError> {
         Ok(Self {
             key: decode_secret(secret)?,
         })
@@ -65,8 +68,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_secrets() {
-        assert!(decode_secret("nope").is_err());
-        assert!(decode_secret("whsec_!!!").is_err());
-        assert!(decode_secret("whsec_c2hvcnQ=").is_err());
+        assert_eq!(decode_secret("nope"), Err(SecretError::Prefix));
+        assert_eq!(decode_secret("whsec_!!!"), Err(SecretError::Base64));
+        assert_eq!(
+            decode_secret("whsec_c2hvcnQ="),
+            Err(SecretError::TooShort(5))
+        );
     }
 }

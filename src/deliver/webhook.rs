@@ -1,12 +1,19 @@
 //! The webhook target: one request per event (or a JSON array per batch) to any HTTP endpoint,
 //! with templated URL/headers and optional Standard Webhooks signing.
 
-use super::retry::{classify_status, classify_transport, parse_retry_after, AttemptError};
+use super::retry::{classify_response, classify_transport, AttemptError};
 use super::signing::Signer;
 use super::template::Template;
-use super::Delivery;
+use super::{BuildError, Delivery, Preview};
 use crate::config::{BodyFormat, EventNames, HttpMethod, TargetConfig};
-use crate::envelope::RELAY_NAMESPACE;
+use crate::envelope::{Envelope, RELAY_NAMESPACE};
+use crate::report::{BodyLimit, Failure};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+/// The Standard Webhooks headers.
+const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+const WEBHOOK_ID: &str = "webhook-id";
+const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 
 /// A webhook endpoint.
 pub struct WebhookService {
@@ -16,7 +23,7 @@ pub struct WebhookService {
     /// The URL parsed once, when it has no placeholders (most targets): parsing it again for
     /// every request was ~3% of the relay's CPU in the webhook benchmark.
     static_url: Option<reqwest::Url>,
-    headers: Vec<(reqwest::header::HeaderName, Template)>,
+    headers: Vec<(HeaderName, Template)>,
     body: BodyFormat,
     signer: Option<Signer>,
     /// `batch_max_events` > 1: every body is a JSON array, even of one event.
@@ -26,14 +33,17 @@ pub struct WebhookService {
 }
 
 impl WebhookService {
-    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, BuildError> {
         let headers = cfg
             .headers
             .iter()
             .map(|(k, v)| {
-                reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                HeaderName::from_bytes(k.as_bytes())
                     .map(|name| (name, Template::parse(v)))
-                    .map_err(|_| format!("invalid header name {k:?}"))
+                    .map_err(|_| BuildError::HeaderName {
+                        target: cfg.name.clone(),
+                        name: k.clone(),
+                    })
             })
             .collect::<Result<_, _>>()?;
         let url = Template::parse(&cfg.url);
@@ -41,6 +51,7 @@ impl WebhookService {
             .is_static()
             .then(|| reqwest::Url::parse(&cfg.url).ok())
             .flatten();
+        let signer = cfg.signing_secret.as_deref().map(Signer::new).transpose();
         Ok(Self {
             client,
             method: match cfg.method {
@@ -52,18 +63,21 @@ impl WebhookService {
             static_url,
             headers,
             body: cfg.body,
-            signer: cfg.signing_secret.as_deref().map(Signer::new).transpose()?,
+            signer: signer.map_err(|source| BuildError::SigningSecret {
+                target: cfg.name.clone(),
+                source,
+            })?,
             array: cfg.batch_events() > 1,
             max_bytes: cfg.batch_bytes(),
         })
     }
 
     /// Appends one event's body.
-    fn write_one(&self, buf: &mut Vec<u8>, d: &Delivery) {
+    fn write_one(&self, buf: &mut Vec<u8>, env: &Envelope, raw: &[u8]) {
         match self.body {
-            BodyFormat::Envelope => d.env.write_json(buf),
-            BodyFormat::Original => buf.extend_from_slice(&d.raw),
-            BodyFormat::Posthog => super::posthog::write_event(buf, &d.env, EventNames::Original),
+            BodyFormat::Envelope => env.write_json(buf),
+            BodyFormat::Original => buf.extend_from_slice(raw),
+            BodyFormat::Posthog => super::posthog::write_event(buf, env, EventNames::Original),
         }
     }
 
@@ -73,7 +87,7 @@ impl WebhookService {
         let estimate: usize = batch.iter().map(|d| d.size * 2 + 512).sum();
         let mut out = Vec::with_capacity(estimate);
         if batch.len() == 1 && !self.array {
-            self.write_one(&mut out, &batch[0]);
+            self.write_one(&mut out, &batch[0].env, &batch[0].raw);
             return out;
         }
         out.push(b'[');
@@ -81,7 +95,7 @@ impl WebhookService {
             if i > 0 {
                 out.push(b',');
             }
-            self.write_one(&mut out, d);
+            self.write_one(&mut out, &d.env, &d.raw);
         }
         out.push(b']');
         out
@@ -97,70 +111,89 @@ impl WebhookService {
         uuid::Uuid::new_v5(&RELAY_NAMESPACE, joined.join(",").as_bytes()).to_string()
     }
 
+    /// The request URL for a batch whose first event is `first`.
+    fn url(&self, first: &Envelope) -> String {
+        match &self.static_url {
+            Some(url) => url.to_string(),
+            None => self.url.render(first, true),
+        }
+    }
+
+    /// The request headers: `Content-Type`, then the configured ones rendered from the batch's
+    /// first event (they replace the defaults: a configured Content-Type is sent once), then
+    /// the signing headers, set last so configuration cannot override them.
+    fn headers(
+        &self,
+        first: &Envelope,
+        message_id: impl FnOnce() -> String,
+        body: &[u8],
+    ) -> Result<HeaderMap, Failure> {
+        let value = |name: &HeaderName, text: &str| {
+            HeaderValue::from_str(text).map_err(|_| Failure::InvalidHeaderValue {
+                name: name.to_string(),
+            })
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, template) in &self.headers {
+            headers.insert(name.clone(), value(name, &template.render(first, false))?);
+        }
+        if let Some(signer) = &self.signer {
+            let id = message_id();
+            let ts = chrono::Utc::now().timestamp();
+            for (name, text) in [
+                (WEBHOOK_SIGNATURE, signer.sign(&id, ts, body)),
+                (WEBHOOK_ID, id),
+                (WEBHOOK_TIMESTAMP, ts.to_string()),
+            ] {
+                let name = HeaderName::from_static(name);
+                let v = value(&name, &text)?;
+                headers.insert(name, v);
+            }
+        }
+        Ok(headers)
+    }
+
+    /// What a request for `env` alone would be: URL, headers (secrets redacted) and the event's
+    /// body (on batching targets, one element of the body's array). Sends nothing.
+    pub fn preview(&self, env: &Envelope, raw: &[u8]) -> Result<Preview, Failure> {
+        let mut body = Vec::new();
+        self.write_one(&mut body, env, raw);
+        let headers = self.headers(env, || env.id.clone(), &body)?;
+        Ok(Preview {
+            url: self.url(env),
+            headers: super::redacted(&headers),
+            body,
+        })
+    }
+
     pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
         let first = &batch[0].env;
         let body = self.body(batch);
         if batch.len() > 1 && body.len() > self.max_bytes {
             // Not sent: the caller splits the batch (the worker bounds batches by raw sizes,
             // which can be smaller than the bodies built from them).
-            return Err(AttemptError::Fatal {
-                status: None,
-                message: format!(
-                    "request body of {} bytes exceeds batch_max_bytes",
-                    body.len()
-                ),
-            });
+            return Err(AttemptError::Final(Failure::BodyTooLarge {
+                bytes: body.len(),
+                limit: BodyLimit::BatchMaxBytes,
+            }));
         }
+        let headers = self
+            .headers(first, || Self::message_id(batch), &body)
+            .map_err(AttemptError::Final)?;
         let req = match &self.static_url {
             Some(url) => self.client.request(self.method.clone(), url.clone()),
-            None => self
-                .client
-                .request(self.method.clone(), self.url.render(first, true)),
+            None => self.client.request(self.method.clone(), self.url(first)),
         };
-        let mut req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
-        // Configured headers replace the defaults (a configured Content-Type is sent once);
-        // the signing headers below are set last, so configuration cannot override them.
-        let mut configured = reqwest::header::HeaderMap::new();
-        for (name, value) in &self.headers {
-            let rendered = value.render(first, false);
-            match reqwest::header::HeaderValue::from_str(&rendered) {
-                Ok(v) => {
-                    configured.insert(name.clone(), v);
-                }
-                Err(_) => {
-                    return Err(AttemptError::Fatal {
-                        status: None,
-                        message: format!(
-                            "header {name}: the rendered value is not a valid HTTP header value"
-                        ),
-                    })
-                }
-            }
-        }
-        req = req.headers(configured);
-        if let Some(signer) = &self.signer {
-            let id = Self::message_id(batch);
-            let ts = chrono::Utc::now().timestamp();
-            req = req
-                .header("webhook-signature", signer.sign(&id, ts, &body))
-                .header("webhook-id", id)
-                .header("webhook-timestamp", ts.to_string());
-        }
         let resp = req
+            .headers(headers)
             .body(body)
             .send()
             .await
             .map_err(|e| classify_transport(&e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(status.as_u16());
+        if resp.status().is_success() {
+            return Ok(resp.status().as_u16());
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let hint = super::body_hint(resp).await;
-        Err(classify_status(status.as_u16(), retry_after, &hint))
+        Err(classify_response(resp).await)
     }
 }

@@ -37,7 +37,7 @@ pub enum StartError {
     #[error("routes: {0}")]
     Routes(#[from] crate::route::RouteError),
     #[error("targets: {0}")]
-    Targets(String),
+    Targets(#[from] crate::deliver::BuildError),
     #[error("creating the Kafka producer: {0}")]
     Producer(#[source] KafkaError),
     #[error(transparent)]
@@ -97,8 +97,7 @@ impl Relay {
             reporter.clone(),
             metrics.clone(),
             abort.clone(),
-        )
-        .map_err(|e| StartError::Targets(e.to_string()))?;
+        )?;
         health.set_targets(Arc::new(TargetCircuits(targets.runtimes.clone())));
         // A target worker that dies before shutdown turns /healthz red (its queue would fill up).
         let workers = workers

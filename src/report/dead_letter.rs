@@ -1,7 +1,7 @@
 //! Dead letters: the original bytes of a message (or one event of a batch) the relay cannot
 //! normalize, with headers naming the reason and where it came from.
 
-use super::{cut_str, Reporter, CUT_FIELD_BYTES, CUT_PAYLOAD_BYTES};
+use super::{cut_str, Produced, Reporter, CUT_FIELD_BYTES, CUT_PAYLOAD_BYTES};
 use rdkafka::message::{Header, OwnedHeaders};
 
 /// Where a dead letter came from.
@@ -95,8 +95,9 @@ impl Reporter {
             )
             .await
         {
-            Ok(ok) => ok,
-            Err(e) => {
+            Produced::Acknowledged => true,
+            Produced::Aborted => false,
+            Produced::TooLarge(e) => {
                 // Larger than Kafka takes (e.g. a `too_large` message, or error headers quoting
                 // huge values). Retrying the same record forever would stall the partition's
                 // commits: keep a prefix of the payload and of the headers, mark it with

@@ -6,10 +6,12 @@
 //! offset stays uncommitted and the event is redelivered after a restart).
 
 mod dead_letter;
+mod outcome;
 mod result;
 mod sink;
 
 pub use dead_letter::DeadLetter;
+pub use outcome::{BodyLimit, Failure, Outcome, TransportKind};
 pub use result::{result_event, write_result_event};
 pub use sink::{retry_results, PendingResult, ResultProducer, SinkContext};
 
@@ -46,14 +48,16 @@ fn cut_str(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Final outcome of one (event, target) delivery.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub success: bool,
-    pub attempts: usize,
-    pub status_code: Option<u16>,
-    pub error: Option<String>,
-    pub duration: Duration,
+/// How producing one record ended.
+#[derive(Debug)]
+enum Produced {
+    /// Kafka acknowledged the record.
+    Acknowledged,
+    /// The relay is aborting; the record was given up (its offset stays uncommitted).
+    Aborted,
+    /// Kafka refused the record for its size (the producer's `message.max.bytes` or the
+    /// broker's limit), which no retry can change.
+    TooLarge(rdkafka::error::KafkaError),
 }
 
 /// The target fields a result event names.
@@ -108,16 +112,14 @@ impl Reporter {
         }
     }
 
-    /// Produces until acknowledged: `Ok(true)` once acknowledged, `Ok(false)` only when the relay
-    /// is aborting, `Err` when Kafka refuses the record for its size (the producer's
-    /// `message.max.bytes` or the broker's limit), which no retry can change.
+    /// Produces until acknowledged, the relay aborts, or Kafka refuses the record for its size.
     async fn produce(
         &self,
         topic: &str,
         key: &str,
         payload: &[u8],
         headers: Option<OwnedHeaders>,
-    ) -> Result<bool, String> {
+    ) -> Produced {
         let mut delay = Duration::from_millis(100);
         loop {
             let mut record = FutureRecord::to(topic).key(key).payload(payload);
@@ -126,16 +128,16 @@ impl Reporter {
             }
             let sent = tokio::select! {
                 r = self.producer.send(record, Duration::from_secs(30)) => r,
-                _ = self.abort.cancelled() => return Ok(false),
+                _ = self.abort.cancelled() => return Produced::Aborted,
             };
             match sent {
-                Ok(_) => return Ok(true),
-                Err((e, _)) if too_large(&e) => return Err(e.to_string()),
+                Ok(_) => return Produced::Acknowledged,
+                Err((e, _)) if too_large(&e) => return Produced::TooLarge(e),
                 Err((e, _)) => {
                     tracing::warn!(topic, error = %e, "producing to Kafka failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
-                        _ = self.abort.cancelled() => return Ok(false),
+                        _ = self.abort.cancelled() => return Produced::Aborted,
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -155,8 +157,9 @@ impl Reporter {
     ) -> bool {
         loop {
             match self.produce(topic, key, payload, headers.clone()).await {
-                Ok(ok) => return ok,
-                Err(e) => {
+                Produced::Acknowledged => return true,
+                Produced::Aborted => return false,
+                Produced::TooLarge(e) => {
                     tracing::error!(topic, error = %e, size = payload.len(), "Kafka refuses even a cut-down record; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {},
@@ -181,8 +184,9 @@ impl Reporter {
             .produce(&self.results_topic, &env.id, &payload, None)
             .await
         {
-            Ok(ok) => ok,
-            Err(e) => {
+            Produced::Acknowledged => true,
+            Produced::Aborted => false,
+            Produced::TooLarge(e) => {
                 // The triggering event's user attributes and ids ride along, so an event with
                 // huge ones can make its result larger than Kafka takes. Retrying the same
                 // record forever would stall the partition's commits: send it without user

@@ -81,11 +81,7 @@ pub fn write_result_event(
     outcome: &Outcome,
     now: &str,
 ) -> &'static str {
-    let kind = if outcome.success {
-        "WebhookSuccess"
-    } else {
-        "WebhookError"
-    };
+    let kind = outcome.result_kind();
     let id = uuid::Uuid::new_v5(
         &RELAY_NAMESPACE,
         format!("{}|{}|{}", env.id, target.guid, kind).as_bytes(),
@@ -135,14 +131,17 @@ pub fn write_result_event(
     put_str(buf, env.source.as_str());
     buf.extend_from_slice(b",\"source_event_id\":");
     put_str(buf, &env.id);
-    write!(buf, ",\"attempts\":{}", outcome.attempts).expect("writing to a Vec cannot fail");
-    match outcome.status_code {
+    write!(buf, ",\"attempts\":{}", outcome.attempts()).expect("writing to a Vec cannot fail");
+    match outcome.status_code() {
         Some(c) => write!(buf, ",\"status_code\":{c}").expect("writing to a Vec cannot fail"),
         None => buf.extend_from_slice(b",\"status_code\":null"),
     }
     buf.extend_from_slice(b",\"error\":");
-    put_opt(buf, outcome.error.as_deref());
-    write!(buf, ",\"duration_ms\":{}", outcome.duration.as_millis())
+    match outcome.error() {
+        Some(e) => put_str(buf, &e.to_string()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    write!(buf, ",\"duration_ms\":{}", outcome.duration().as_millis())
         .expect("writing to a Vec cannot fail");
     let email = env
         .user
@@ -163,6 +162,7 @@ pub fn write_result_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Failure;
     use std::time::Duration;
 
     #[test]
@@ -172,11 +172,12 @@ mod tests {
             name: "crm".into(),
             guid: uuid::Uuid::parse_str("e772b5f1-47f4-4c43-ac01-8ef81990fa7d").unwrap(),
         };
-        let outcome = Outcome {
-            success: false,
+        let outcome = Outcome::Failed {
+            error: Failure::Status {
+                status: 400,
+                hint: String::new(),
+            },
             attempts: 3,
-            status_code: Some(400),
-            error: Some("HTTP 400".into()),
             duration: Duration::from_millis(12),
         };
         let (kind, v) = result_event(&env, &target, &outcome);
@@ -188,14 +189,22 @@ mod tests {
         assert_eq!(v["tenant"], "acemate");
         assert_eq!(v["attempts"], 3);
         assert_eq!(v["status_code"], 400);
+        assert_eq!(v["error"], "HTTP 400");
+        assert_eq!(v["duration_ms"], 12);
         assert_eq!(v["source_event_id"], env.id.as_str());
         let (_, again) = result_event(&env, &target, &outcome);
         assert_eq!(v["id"], again["id"], "replays yield the same id");
-        let ok = Outcome {
-            success: true,
-            ..outcome
+        let ok = Outcome::Delivered {
+            status: 200,
+            attempts: 3,
+            duration: Duration::from_millis(12),
         };
-        assert_ne!(result_event(&env, &target, &ok).1["id"], v["id"]);
+        let (kind, ok) = result_event(&env, &target, &ok);
+        assert_eq!(kind, "WebhookSuccess");
+        assert_eq!(ok["event"], "WebhookSuccess");
+        assert_eq!(ok["status_code"], 200);
+        assert_eq!(ok["error"], Value::Null);
+        assert_ne!(ok["id"], v["id"]);
     }
 
     #[test]
@@ -213,11 +222,9 @@ mod tests {
             name: "crm".into(),
             guid: uuid::Uuid::nil(),
         };
-        let outcome = Outcome {
-            success: true,
+        let outcome = Outcome::Delivered {
+            status: 200,
             attempts: 1,
-            status_code: Some(200),
-            error: None,
             duration: Duration::from_millis(1),
         };
         let small = cut_envelope(&env);

@@ -40,7 +40,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<PendingResult>) {
         match result {
             Ok(_) => {
-                if pending.outcome.success {
+                if pending.outcome.is_delivered() {
                     self.success.inc();
                 } else {
                     self.error.inc();
@@ -183,11 +183,9 @@ mod tests {
         env.user
             .traits
             .insert("notes".into(), serde_json::Value::from("x".repeat(50_000)));
-        let outcome = Outcome {
-            success: true,
+        let outcome = Outcome::Delivered {
+            status: 200,
             attempts: 1,
-            status_code: Some(200),
-            error: None,
             duration: Duration::from_millis(3),
         };
         let target = Arc::new(TargetRef {
