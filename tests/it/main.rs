@@ -10,6 +10,7 @@ mod deploy_files;
 mod envelope_schema;
 mod faults;
 mod fuzz_regressions;
+mod logging;
 mod normalize_cli;
 mod normalize_pipeline;
 mod operations;
