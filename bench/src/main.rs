@@ -7,6 +7,7 @@
 //! receiver, every result event was produced and the group's committed offsets equal the high
 //! watermarks. Prints a markdown table and writes a JSON file.
 
+mod bare;
 mod gen;
 mod kafka;
 mod receiver;
@@ -74,7 +75,11 @@ struct Args {
     #[arg(long, default_value = "tests/fixtures/valid_events.jsonl")]
     fixtures: String,
     /// JSON output (the last one given wins, so `scripts/bench --out F` works).
-    #[arg(long, default_value = "bench/results/latest.json", overrides_with = "out")]
+    #[arg(
+        long,
+        default_value = "bench/results/latest.json",
+        overrides_with = "out"
+    )]
     out: PathBuf,
     /// Per-scenario time limit in seconds (0: derived from --events).
     #[arg(long, default_value_t = 0)]
@@ -379,7 +384,7 @@ async fn bare_latency(ctx: &Ctx) -> anyhow::Result<Value> {
         ctx.args.latency_rate * ctx.args.latency_secs,
     );
     let lat = tokio::task::spawn_blocking(move || {
-        kafka::bare_latency(&b, topic, PARTITIONS, &t, rate, n, &o)
+        bare::bare_latency(&b, topic, PARTITIONS, &t, rate, n, &o)
     })
     .await??;
     kafka::delete_topic(&ctx.bootstrap, topic).await;
@@ -862,7 +867,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let (b, n, o) = (bootstrap.clone(), args.events, kafka_options.clone());
     let bare = tokio::task::spawn_blocking(move || {
-        kafka::bare_consume(&b, SOURCE_TOPIC, PARTITIONS, n, &o)
+        bare::bare_consume(&b, SOURCE_TOPIC, PARTITIONS, n, &o)
     })
     .await??;
     let bare_eps = bare.events as f64 / bare.secs;
