@@ -57,12 +57,12 @@ async fn main() -> ExitCode {
             .iter()
             .any(|a| a == "-h" || a == "--help" || a == "help")
     {
+        if args.is_empty() {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
         print!("{USAGE}");
-        return if args.is_empty() {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        };
+        return ExitCode::SUCCESS;
     }
     match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
