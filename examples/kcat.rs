@@ -103,7 +103,7 @@ async fn create(cfg: &ClientConfig, topic: &str, partitions: i32) -> Result<(), 
         .map_err(|e| format!("create {topic}: {e}"))?;
     for r in results {
         match r {
-            Ok(t) => eprintln!("created {t} ({partitions} partitions)"),
+            Ok(t) => eprintln!("created {t} (partitions: {partitions})"),
             Err((t, e)) => return Err(format!("create {t}: {e}")),
         }
     }
