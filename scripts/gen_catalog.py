@@ -4,7 +4,8 @@
 Usage:
     scripts/gen_catalog.py [SPECS_DIR] [--fixtures] [--check]
 
-SPECS_DIR defaults to ../shared/specs relative to the repository root.
+SPECS_DIR defaults to $EVENT_RELAY_SPECS_DIR, else ../shared/specs relative to
+the repository root (the upstream spec texts are not part of the repository).
 Writes catalog/komo.json and catalog/acemate.json (and, with --fixtures,
 tests/fixtures/valid_events.jsonl and tests/fixtures/invalid_events.jsonl).
 With --check nothing is written; exits 1 if any committed file differs from
@@ -16,6 +17,7 @@ indent, trailing newline) so re-running reproduces the files byte-for-byte.
 
 import argparse
 import copy
+import os
 import datetime as dt
 import json
 import re
@@ -24,7 +26,7 @@ import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPECS = REPO_ROOT / ".." / "shared" / "specs"
+DEFAULT_SPECS = Path(os.environ.get("EVENT_RELAY_SPECS_DIR") or REPO_ROOT / ".." / "shared" / "specs")
 
 KOMO_FILES = ["komo-card-events.txt", "komo-site-events.txt", "komo-watch-to-win-events.txt"]
 ACEMATE_FILES = ["acemate-posthog-events.txt"]
@@ -593,7 +595,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     specs = Path(args.specs_dir)
     if not specs.is_dir():
-        print("specs directory not found: %s" % specs, file=sys.stderr)
+        print("specs directory not found: %s (pass SPECS_DIR, set EVENT_RELAY_SPECS_DIR, or put "
+              "the spec texts at ../shared/specs next to the repository)" % specs, file=sys.stderr)
         return 2
     try:
         komo, ace = build_komo(specs), build_acemate(specs)

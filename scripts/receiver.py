@@ -10,7 +10,8 @@ and answers with the configured status and body {"status":"Ok"}.  It doubles
 as a PostHog stand-in: the relay's PostHog target POSTs to /batch/ (and
 /capture/, /i/v0/e/), which this server accepts like any other path.
 
-    GET /stats   -> JSON counts: requests, events, per path, per event name
+    GET /stats   -> JSON counts: requests, events, requests and events per path,
+                    per event name, per status
     GET /healthz -> 200 {"status":"Ok"} (for container health checks)
 
 Usage:
@@ -39,6 +40,7 @@ class Stats:
         self.requests = 0
         self.events = 0
         self.by_path = Counter()
+        self.events_by_path = Counter()
         self.by_event = Counter()
         self.by_status = Counter()
         self.bad_bodies = 0
@@ -48,6 +50,7 @@ class Stats:
             self.requests += 1
             self.events += len(names)
             self.by_path[path] += 1
+            self.events_by_path[path] += len(names)
             self.by_status[str(status)] += 1
             for name in names:
                 self.by_event[name] += 1
@@ -61,6 +64,7 @@ class Stats:
                 "events": self.events,
                 "bad_bodies": self.bad_bodies,
                 "by_path": dict(self.by_path),
+                "events_by_path": dict(self.events_by_path),
                 "by_event": dict(self.by_event),
                 "by_status": dict(self.by_status),
             }
