@@ -9,6 +9,7 @@ mod catalog_spec;
 mod deploy_files;
 mod envelope_schema;
 mod faults;
+mod first_hour;
 mod fuzz_regressions;
 mod logging;
 mod normalize_cli;
