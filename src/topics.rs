@@ -14,6 +14,9 @@ use rdkafka::metadata::Metadata;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+/// How long `event-relay topics` lets each broker request (metadata, creation) take.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a topic is for in the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

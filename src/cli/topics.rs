@@ -5,10 +5,6 @@ use crate::config;
 use crate::topics::{self, Admin, TopicState, TopicsError};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
-
-/// How long each broker request (metadata, topic creation) may take.
-pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `topics --help`: what the exit status says.
 pub const TOPICS_HELP: &str = "\
@@ -58,7 +54,7 @@ async fn inspect_or_create(
     create: bool,
     partitions: i32,
 ) -> Result<Vec<TopicState>, TopicsError> {
-    let admin = Admin::new(&cfg.kafka, BROKER_TIMEOUT)?;
+    let admin = Admin::new(&cfg.kafka, topics::BROKER_TIMEOUT)?;
     let needed = topics::needed(cfg);
     let states = admin.inspect(&needed)?;
     let missing: Vec<_> = states
@@ -70,12 +66,9 @@ async fn inspect_or_create(
         return Ok(states);
     }
     for t in &missing {
-        eprintln!(
-            "creating {} ({}, {} partitions)",
-            t.name,
-            t.role,
-            t.role.partitions(partitions)
-        );
+        let n = t.role.partitions(partitions);
+        let plural = if n == 1 { "" } else { "s" };
+        eprintln!("creating {} ({}, {n} partition{plural})", t.name, t.role);
     }
     match admin.create(&missing, partitions).await {
         Err(e @ TopicsError::Unreachable { .. }) => return Err(e),
