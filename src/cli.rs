@@ -96,7 +96,7 @@ pub enum Command {
         #[arg(long)]
         create: bool,
         /// With --create: partitions of each new source topic (results and dead-letter topics get 1).
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
+        #[arg(long, requires = "create", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
     },
 }
