@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `normalize`, `route`.
+//! The command line: `run`, `check`, `normalize`, `route`, `topics`.
 
 use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod route;
+mod topics;
 pub use route::route;
+pub use topics::topics;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,6 +84,20 @@ pub enum Command {
         /// The source topic the events would arrive on (default: per line, the first source whose format fits the payload).
         #[arg(long)]
         topic: Option<String>,
+    },
+    /// List the Kafka topics the config needs, whether each exists and its partition count;
+    /// --create creates the missing ones.
+    #[command(after_help = topics::TOPICS_HELP)]
+    Topics {
+        /// The TOML config file whose sources, results and dead-letter topics are checked.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Create the missing topics (replication factor: the broker's default).
+        #[arg(long)]
+        create: bool,
+        /// With --create: partitions of each new source topic (results and dead-letter topics get 1).
+        #[arg(long, requires = "create", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: i32,
     },
 }
 

@@ -46,6 +46,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "server",
         ],
     ),
+    // An edge like cli: the config's topics, reached with the relay's producer settings.
+    ("topics", &["config", "source", "pipeline"]),
 ];
 
 const ALL: &[&str] = &[
@@ -64,6 +66,7 @@ const ALL: &[&str] = &[
     "report",
     "server",
     "pipeline",
+    "topics",
     "cli",
 ];
 

@@ -20,7 +20,8 @@
 //! Neutral ground, importing no stage: [`ack`] (which offsets are final: the tracker and the
 //! per-message `Ticket` that `source`, `deliver` and `report` share), [`health`] (what
 //! `/healthz` and `/readyz` read), [`metrics`], [`config`], [`envelope`], [`json`]. The edges:
-//! [`server`] (HTTP endpoints, reading `health` and `metrics`), [`cli`] and `main.rs`.
+//! [`server`] (HTTP endpoints, reading `health` and `metrics`), [`topics`] (the topics a config
+//! needs, on the broker), [`cli`] and `main.rs`.
 
 pub mod ack;
 pub mod catalog;
@@ -38,6 +39,7 @@ pub mod report;
 pub mod route;
 pub mod server;
 pub mod source;
+pub mod topics;
 
 #[cfg(test)]
 mod import_direction;

@@ -37,6 +37,11 @@ fn main() -> ExitCode {
             topic,
         } => cli::normalize(source, config, topic),
         Command::Route { config, topic } => cli::route(config, topic),
+        Command::Topics {
+            config,
+            create,
+            partitions,
+        } => cli::topics(&config, create, partitions),
         Command::Run { config } => run(&config),
     }
 }

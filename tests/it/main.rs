@@ -19,4 +19,5 @@ mod poison;
 mod posthog;
 mod relay_core;
 mod routing;
+mod topics;
 mod webhook;
