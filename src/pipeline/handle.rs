@@ -61,7 +61,7 @@ fn event_label<'a>(n: &Normalizer, source: Source, event: &'a str) -> &'a str {
     }
 }
 
-fn count_rejection(p: &Stages, source: &'static str, err: &NormalizeError) {
+fn count_rejection(p: &Stages, format: SourceFormat, err: &NormalizeError) {
     match err {
         NormalizeError::Invalid { event, catalog, .. } => {
             let label = event_label(&p.normalizer, *catalog, event);
@@ -73,17 +73,18 @@ fn count_rejection(p: &Stages, source: &'static str, err: &NormalizeError) {
         NormalizeError::UnknownEvent(..) => {
             p.metrics
                 .events_normalized
-                .with_label_values(&[source, "other", "unknown_event"])
+                .with_label_values(&[format_label(format), "other", "unknown_event"])
                 .inc();
         }
         _ => {}
     }
 }
 
-fn source_label(err: &NormalizeError, fallback: &'static str) -> &'static str {
+/// The dead letter's `source` header: the catalog that judged the event, else the format.
+fn source_label(err: &NormalizeError, format: SourceFormat) -> &'static str {
     match err {
         NormalizeError::Invalid { catalog, .. } => catalog.as_str(),
-        _ => fallback,
+        _ => format_label(format),
     }
 }
 
@@ -99,14 +100,14 @@ fn spawn_dead_letter(
     p: &Stages,
     ticket: Arc<Ticket>,
     origin: &Origin,
-    source: &'static str,
+    format: SourceFormat,
     r: Rejection,
 ) {
     let reporter = p.reporter.clone();
     let origin = origin.clone();
     tokio::spawn(async move {
         let dl = DeadLetter {
-            source: source_label(&r.err, source),
+            source: source_label(&r.err, format),
             topic: &origin.topic,
             partition: origin.partition,
             offset: origin.offset,
@@ -128,7 +129,8 @@ pub struct Job {
     offset: i64,
     generation: u64,
     origin: Origin,
-    source: &'static str,
+    /// The source's format (`Auto` for a topic that is not a source).
+    format: SourceFormat,
     key: Option<Vec<u8>>,
     kind: JobKind,
 }
@@ -179,7 +181,7 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
         return None;
     };
     let key = msg.key().map(<[u8]>::to_vec);
-    let (origin, source, kind) = match p.settings.get(&tp.0) {
+    let (origin, format, kind) = match p.settings.get(&tp.0) {
         None => {
             tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
             let origin = Origin {
@@ -188,18 +190,17 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
                 offset,
                 key: None,
             };
-            (origin, "auto", JobKind::Nothing)
+            (origin, SourceFormat::Auto, JobKind::Nothing)
         }
         Some(settings) => {
-            let source = format_label(settings.format);
             let origin = Origin {
                 topic: tp.0.clone(),
                 partition: tp.1,
                 offset,
                 key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             };
-            let kind = normalize_and_route(p, &msg, settings, &origin, source);
-            (origin, source, kind)
+            let kind = normalize_and_route(p, &msg, settings, &origin);
+            (origin, settings.format, kind)
         }
     };
     Some(Job {
@@ -207,7 +208,7 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
         offset,
         generation,
         origin,
-        source,
+        format,
         key,
         kind,
     })
@@ -219,7 +220,6 @@ fn normalize_and_route(
     msg: &OwnedMessage,
     settings: &SourceSettings,
     origin: &Origin,
-    source: &'static str,
 ) -> JobKind {
     let raw = msg.payload().unwrap_or_default();
     let t0 = Instant::now();
@@ -230,7 +230,7 @@ fn normalize_and_route(
     let normalized = match result {
         Ok(n) => n,
         Err(err) => {
-            count_rejection(p, source, &err);
+            count_rejection(p, settings.format, &err);
             return JobKind::Rejected {
                 raw: raw.to_vec(),
                 err,
@@ -275,7 +275,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
         offset,
         generation,
         origin,
-        source,
+        format,
         key,
         kind,
     } = job;
@@ -289,7 +289,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                 p,
                 ticket,
                 &origin,
-                source,
+                format,
                 Rejection {
                     raw,
                     key,
@@ -312,12 +312,12 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                 Some(permit),
             );
             for r in rejected {
-                count_rejection(p, source, &r.error);
+                count_rejection(p, format, &r.error);
                 spawn_dead_letter(
                     p,
                     ticket.clone(),
                     &origin,
-                    source,
+                    format,
                     Rejection {
                         raw: r.raw,
                         key: key.clone(),
