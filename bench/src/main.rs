@@ -5,14 +5,19 @@
 //! reading them (the limit), then runs the relay once per scenario with a fresh consumer group
 //! and results topic against an in-process loopback receiver, until every event reached the
 //! receiver, every result event was produced and the group's committed offsets equal the high
-//! watermarks. Prints a markdown table and writes a JSON file.
+//! watermarks; with `--compare` a second relay binary right after it on the same scenario.
+//! Prints a markdown table, the relay's CPU per thread group (and the comparison) and writes a
+//! JSON file.
 //!
 //! This file holds the flags and the run's order (broker, pre-load, bare consumer, scenarios,
 //! report). `scenarios` says what each scenario configures and runs, `measure` watches a
 //! running relay until its goal is reached, `report` turns that into JSON rows and the table;
-//! `kafka`, `bare`, `relay`, `receiver`, `gen` and `machine` are the parts they drive.
+//! `threads` groups the relay's CPU by thread and `compare` sets a second binary's rows
+//! (--compare) against this build's; `kafka`, `bare`, `relay`, `receiver`, `gen` and
+//! `machine` are the parts they drive.
 
 mod bare;
+mod compare;
 mod gen;
 mod kafka;
 mod machine;
@@ -21,10 +26,12 @@ mod receiver;
 mod relay;
 mod report;
 mod scenarios;
+mod threads;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use receiver::Receiver;
+use scenarios::Build;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,6 +78,11 @@ struct Args {
     /// The relay's release binary.
     #[arg(long, default_value = "target/release/event-relay")]
     relay: String,
+    /// A second relay binary ("other"; `scripts/bench --build-ref REF` builds one) run on each
+    /// scenario right after this build ("this", --relay), each with a fresh consumer group and
+    /// results topic on the same pre-loaded topic; the report adds its figures and this/other.
+    #[arg(long, value_name = "PATH")]
+    compare: Option<String>,
     /// The tansu binary (scripts/setup installs it into .venv/).
     #[arg(long, required_unless_present = "brokers")]
     tansu: Option<String>,
@@ -177,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_options,
     };
     let bare_latency = bare_latency(&ctx).await;
-    let rows = run_scenarios(&ctx).await;
+    let (rows, other_rows) = run_scenarios(&ctx).await;
     drop(broker);
 
     let avg_bytes = pre.bytes as f64 / ctx.args.events.max(1) as f64;
@@ -190,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
         bare,
         bare_latency,
     };
-    report::write(&ctx, &baseline, rows)
+    report::write(&ctx, &baseline, rows, other_rows)
 }
 
 /// Fails on an unknown scenario or a missing relay binary before anything starts.
@@ -205,6 +217,9 @@ fn check(args: &Args) -> anyhow::Result<()> {
             "{} not found: cargo build --release --bin event-relay",
             args.relay
         );
+    }
+    if let Some(other) = args.compare.as_deref().filter(|p| !Path::new(p).exists()) {
+        bail!("--compare {other}: not found");
     }
     Ok(())
 }
@@ -263,19 +278,31 @@ async fn bare_latency(ctx: &Ctx) -> Value {
     bare_lat
 }
 
-/// Runs the scenarios in the order given; a failed one becomes a row with its error.
-async fn run_scenarios(ctx: &Ctx) -> Vec<Value> {
+/// Runs the scenarios in the order given, each with this build and then (with --compare) the
+/// other; returns this build's rows and the other's (with --compare). A failed scenario becomes
+/// a row with its error.
+async fn run_scenarios(ctx: &Ctx) -> (Vec<Value>, Option<Vec<Value>>) {
     let mut rows = Vec::new();
+    let mut other = ctx.args.compare.as_ref().map(|_| Vec::new());
     for name in &ctx.args.scenarios {
-        eprintln!("bench: scenario {name}");
-        let row = match scenarios::scenario(ctx, name).await {
-            Ok(r) => r,
-            Err(e) => {
-                json!({"scenario": name, "events": ctx.args.events, "error": format!("{e:#}")})
-            }
-        };
-        eprintln!("bench: {name}: {row}");
-        rows.push(row);
+        rows.push(run_scenario(ctx, name, Build::This).await);
+        if let Some(other) = &mut other {
+            other.push(run_scenario(ctx, name, Build::Other).await);
+        }
     }
-    rows
+    (rows, other)
+}
+
+async fn run_scenario(ctx: &Ctx, name: &str, build: Build) -> Value {
+    let which = match build {
+        Build::This => String::new(),
+        Build::Other => format!(" with the other relay {}", build.binary(ctx)),
+    };
+    eprintln!("bench: scenario {name}{which}");
+    let row = match scenarios::scenario(ctx, name, build).await {
+        Ok(r) => r,
+        Err(e) => json!({"scenario": name, "events": ctx.args.events, "error": format!("{e:#}")}),
+    };
+    eprintln!("bench: {name}: {row}");
+    row
 }

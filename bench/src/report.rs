@@ -6,7 +6,7 @@ use crate::bare::Bare;
 use crate::measure::{percentile, Measured};
 use crate::receiver::Kind;
 use crate::relay::{self, metric_sum, Relay, Targets};
-use crate::{machine, Ctx, PARTITIONS};
+use crate::{compare, machine, threads, Ctx, PARTITIONS};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -157,6 +157,7 @@ fn throughput(row: &mut Value, ctx: &Ctx, f: &Finished, first: Instant, done: In
         .filter(|(_, _, c)| *c >= 0.01)
         .map(|(name, n, c)| json!({"thread": name, "count": n, "cpu_secs": r2(*c)}))
         .collect::<Vec<_>>());
+    row[threads::KEY] = threads::by_group(&m.threads, m.cpu_secs, events);
     row["broker_cpu_secs"] = json!(r2(m.broker_cpu));
     row["harness_cpu_secs"] = json!(r2(m.harness_cpu));
     row["loadavg_1m_after"] = json!(relay::loadavg());
@@ -266,10 +267,10 @@ pub struct Baseline {
     pub bare_latency: Value,
 }
 
-/// The JSON document of the whole run.
-fn document(ctx: &Ctx, b: &Baseline, rows: Vec<Value>) -> Value {
+/// The JSON document of the whole run (with --compare, `compare` holds the other binary's rows).
+fn document(ctx: &Ctx, b: &Baseline, rows: Vec<Value>, other: Option<Vec<Value>>) -> Value {
     let (bare, bare_eps) = (&b.bare, ctx.bare_eps);
-    json!({
+    let mut doc = json!({
         "date": b.date,
         "machine": {
             "nproc": b.nproc,
@@ -300,12 +301,22 @@ fn document(ctx: &Ctx, b: &Baseline, rows: Vec<Value>) -> Value {
             "kafka_options": ctx.kafka_options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         },
         "scenarios": rows,
-    })
+    });
+    if let Some(o) = other {
+        doc["compare"] = compare::section(ctx, &doc["scenarios"], o);
+    }
+    doc
 }
 
-/// Writes the JSON document to `--out` and prints the table.
-pub fn write(ctx: &Ctx, b: &Baseline, rows: Vec<Value>) -> anyhow::Result<()> {
-    let report = document(ctx, b, rows);
+/// Writes the JSON document to `--out` and prints the table, the relay's CPU per thread group
+/// and with --compare the comparison.
+pub fn write(
+    ctx: &Ctx,
+    b: &Baseline,
+    rows: Vec<Value>,
+    other: Option<Vec<Value>>,
+) -> anyhow::Result<()> {
+    let report = document(ctx, b, rows, other);
     std::fs::write(&ctx.args.out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", ctx.args.out.display()))?;
     println!(
@@ -317,6 +328,12 @@ pub fn write(ctx: &Ctx, b: &Baseline, rows: Vec<Value>) -> anyhow::Result<()> {
         machine::cpu_model()
     );
     println!("{}", table(&report));
+    if report["compare"].is_null() {
+        let rows = report["scenarios"].as_array().map_or(&[][..], |v| &v[..]);
+        println!("{}", threads::tables(rows, None));
+    } else {
+        println!("{}", compare::table(&report));
+    }
     eprintln!(
         "bench: wrote {} (logs and configs in {})",
         ctx.args.out.display(),

@@ -13,9 +13,38 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Which relay binary a scenario runs: `--relay` ("this" build) or `--compare` ("other").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    This,
+    Other,
+}
+
+impl Build {
+    /// The binary's path.
+    pub fn binary(self, ctx: &Ctx) -> &str {
+        match self {
+            Build::This => &ctx.args.relay,
+            Build::Other => ctx.args.compare.as_deref().unwrap_or(&ctx.args.relay),
+        }
+    }
+
+    /// Appended to the names of a run (consumer group, results topic, config and log files) so
+    /// each build starts fresh; empty for this build, whose names stay as without --compare.
+    fn suffix(self) -> &'static str {
+        match self {
+            Build::This => "",
+            Build::Other => ".other",
+        }
+    }
+}
+
 /// What one scenario runs: derived from its name and the flags.
 struct Plan<'a> {
     name: &'a str,
+    build: Build,
+    /// The scenario's name with the build's suffix: its config and log files.
+    file_name: String,
     targets: Targets,
     /// Target kinds every event must reach.
     kinds: &'static [Kind],
@@ -32,19 +61,20 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// The plan of scenario `name`; creates its results topic (and the latency stream's topic).
-    async fn new(ctx: &Ctx, name: &'a str) -> anyhow::Result<Self> {
+    async fn new(ctx: &Ctx, name: &'a str, build: Build) -> anyhow::Result<Self> {
         let (targets, kinds): (Targets, &'static [Kind]) = match name {
             "batch" => (Targets::Posthog, &[Kind::Posthog]),
             "webhook" | "latency" | "outage" => (Targets::Webhook, &[Kind::Webhook]),
             "fanout" => (Targets::Both, &[Kind::Posthog, Kind::Webhook]),
             other => bail!("unknown scenario {other:?} (known: {})", ALL.join(",")),
         };
-        let tag = format!("{name}-{}", std::process::id());
-        let results_topic = format!("bench.results.{name}");
+        let file_name = format!("{name}{}", build.suffix());
+        let tag = format!("{file_name}-{}", std::process::id());
+        let results_topic = format!("bench.results.{file_name}");
         kafka::create_topic(&ctx.bootstrap, &results_topic, PARTITIONS).await?;
         let latency = name == "latency";
         let (source_topic, events) = if latency {
-            let t = "bench.latency".to_string();
+            let t = format!("bench.latency{}", build.suffix());
             kafka::create_topic(&ctx.bootstrap, &t, PARTITIONS).await?;
             (t, ctx.args.latency_rate * ctx.args.latency_secs)
         } else {
@@ -52,6 +82,8 @@ impl<'a> Plan<'a> {
         };
         Ok(Self {
             name,
+            build,
+            file_name,
             targets,
             kinds,
             latency,
@@ -64,9 +96,9 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Runs one scenario and returns its JSON row.
-pub async fn scenario(ctx: &Ctx, name: &str) -> anyhow::Result<Value> {
-    let plan = Plan::new(ctx, name).await?;
+/// Runs one scenario with the relay binary of `build` and returns its JSON row.
+pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Value> {
+    let plan = Plan::new(ctx, name, build).await?;
     let hw = Arc::new(Mutex::new((!plan.latency).then(|| ctx.hw.clone())));
     let mut relay = spawn_relay(ctx, &plan)?;
     let checker = Arc::new(CommitChecker::new(
@@ -137,7 +169,13 @@ fn spawn_relay(ctx: &Ctx, plan: &Plan) -> anyhow::Result<Relay> {
     .toml();
     ctx.receiver.reset(plan.events);
     ctx.receiver.set_failing(plan.outage.is_some());
-    Relay::spawn(&ctx.args.relay, &cfg, &ctx.dir, plan.name, metrics_port)
+    Relay::spawn(
+        plan.build.binary(ctx),
+        &cfg,
+        &ctx.dir,
+        &plan.file_name,
+        metrics_port,
+    )
 }
 
 /// The latency scenario: once the relay has joined its group, produces the steady stream while
