@@ -7,13 +7,15 @@ use serde_json::{json, Value};
 /// A group of relay threads, in the order the tables print them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
-    /// The runtime's main thread (`block_on`), tokio's workers and blocking pool, and a
-    /// dedicated consume thread should the relay name one.
+    /// The runtime's main thread (`block_on`), tokio's workers and blocking pool
+    /// (`tokio-rt-worker`, `tokio-runtime-w`), and a dedicated consume thread should the relay
+    /// name one.
     Tokio,
     /// Threads the relay names after its targets or deliveries, should it run them on their
     /// own threads (today target workers are tokio tasks, counted under `Tokio`).
     Targets,
-    /// librdkafka's own threads (`rdk:main`, `rdk:broker…`, `rdk:bg`).
+    /// librdkafka's own threads (`rdk:main`, `rdk:broker…`, `rdk:bg`) and the rdkafka crate's
+    /// thread polling the result producer (`producer pollin[g thread]`).
     Librdkafka,
     /// Everything else (jemalloc's background thread, …) and threads that exited before the
     /// end: the relay's total CPU minus the threads still alive.
@@ -32,7 +34,7 @@ impl Group {
         match self {
             Group::Tokio => "consume loop / tokio workers",
             Group::Targets => "target workers",
-            Group::Librdkafka => "librdkafka (rdk:*)",
+            Group::Librdkafka => "librdkafka (rdk:*, producer poll)",
             Group::Other => "other (incl. exited threads)",
         }
     }
@@ -40,10 +42,10 @@ impl Group {
     /// The group of a thread by its name (`/proc/<pid>/task/<tid>/comm`: at most 15 bytes; the
     /// main thread carries the binary's name). The one place that decides the grouping.
     pub fn of(thread: &str) -> Group {
-        const TOKIO: &[&str] = &["tokio-runtime", "event-relay", "consume", "source"];
+        const TOKIO: &[&str] = &["tokio-", "event-relay", "consume", "source"];
         const TARGETS: &[&str] = &["target", "deliver", "webhook", "posthog"];
         let starts = |prefixes: &[&str]| prefixes.iter().any(|p| thread.starts_with(p));
-        if thread.starts_with("rdk:") {
+        if thread.starts_with("rdk:") || thread.starts_with("producer poll") {
             Group::Librdkafka
         } else if starts(TARGETS) {
             Group::Targets
@@ -132,5 +134,43 @@ pub fn ratio(this: f64, other: f64) -> String {
         format!("{:.2}", this / other)
     } else {
         "–".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_the_relays_thread_names() {
+        let cases = [
+            ("tokio-rt-worker", Group::Tokio),
+            ("tokio-runtime-w", Group::Tokio),
+            ("event-relay", Group::Tokio),
+            ("rdk:broker111", Group::Librdkafka),
+            ("rdk:main", Group::Librdkafka),
+            ("producer pollin", Group::Librdkafka),
+            ("target-webhook", Group::Targets),
+            ("jemalloc_bg_thd", Group::Other),
+        ];
+        for (name, group) in cases {
+            assert_eq!(Group::of(name), group, "{name}");
+        }
+    }
+
+    #[test]
+    fn other_holds_the_cpu_of_exited_threads() {
+        let threads = [
+            ("tokio-rt-worker".to_string(), 2, 1.0),
+            ("rdk:main".to_string(), 1, 0.5),
+        ];
+        let g = by_group(&threads, 2.0, 1_000_000);
+        let cpu: Vec<f64> = g
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["cpu_secs_per_million"].as_f64().unwrap())
+            .collect();
+        assert_eq!(cpu, [1.0, 0.0, 0.5, 0.5]);
     }
 }
