@@ -55,7 +55,7 @@ fn ratios(rows: &[Value], other: &[Value]) -> Vec<Value> {
 pub fn table(report: &Value) -> String {
     let c = &report["compare"];
     let mut t = format!(
-        "\nthis = {} ({}), other = {} ({}); ratio = this/other\n\n",
+        "\nthis = {} ({}; the table above), other = {} ({}); ratio = this/other\n\n",
         c["this_binary"].as_str().unwrap_or("--relay"),
         report["relay"]["version"].as_str().unwrap_or("?"),
         c["relay"]["binary"].as_str().unwrap_or("?"),
