@@ -223,7 +223,7 @@ fn envelope(f: &Fixture, env: &Envelope, raw: &[u8]) {
             duration,
         },
     ] {
-        let (kind, v) = result_event(env, &target, &outcome);
+        let (kind, v) = result_event(env, &target, &outcome, &Default::default());
         assert_eq!(v["event"], kind.as_str(), "a user trait overrode `event`");
         assert_eq!(
             v["source_event_id"],

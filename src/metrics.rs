@@ -28,6 +28,15 @@ pub struct Metrics {
     pub offsets_committed: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub normalize_duration: Histogram,
+    /// Deliveries produced to a retry tier (`tier`: its delay, e.g. `1m`).
+    pub parked: IntCounterVec,
+    /// Deliveries a target holds in memory (queued, sending or retrying), against its
+    /// `max_queued_events` budget.
+    pub target_queued: IntGaugeVec,
+    /// Records waiting in a retry tier (not yet due, or due and not yet final).
+    pub tier_lag: IntGaugeVec,
+    /// Records `event-relay redrive` re-entered (`from`: failed | dead-letter).
+    pub redriven: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -179,6 +188,30 @@ impl Metrics {
                 r.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
+            parked: counter(
+                &r,
+                "event_relay_parked_total",
+                "Deliveries parked on a retry tier (tier: its delay).",
+                &["target", "tier"],
+            ),
+            target_queued: gauge_vec(
+                &r,
+                "event_relay_target_queued_events",
+                "Deliveries a target holds in memory (queued, sending or retrying).",
+                &["target"],
+            ),
+            tier_lag: gauge_vec(
+                &r,
+                "event_relay_tier_lag",
+                "Records waiting in a retry tier (not yet due, or not yet final).",
+                &["tier"],
+            ),
+            redriven: counter(
+                &r,
+                "event_relay_redriven_total",
+                "Records re-entered by event-relay redrive (from: failed | dead-letter).",
+                &["from"],
+            ),
             registry: r,
         };
         m.build_info

@@ -15,8 +15,10 @@ mod routes;
 mod salvage;
 mod secret;
 mod targets;
+mod tiers;
 mod validate;
 mod validate_targets;
+mod validate_tiers;
 
 pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProblem};
 pub use load::{load, load_str};
@@ -26,6 +28,7 @@ pub use secret::{decode_signing_secret, SecretError};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };
+pub use tiers::{delay_label, RetryTiersConfig, Tier};
 pub use validate::UnknownEnvelopeField;
 pub use validate_targets::UrlError;
 
@@ -54,6 +57,10 @@ pub struct Config {
     /// Targets for events that no route matched (empty: such events are counted as unrouted).
     #[serde(default)]
     pub default_targets: Vec<String>,
+    /// Durable retry tiers on Kafka for deliveries whose target stays down; absent: retries
+    /// happen in memory only and a failing target holds its share of the in-flight bound.
+    #[serde(default)]
+    pub retry_tiers: Option<RetryTiersConfig>,
     /// Bounds on in-flight work, commit cadence and shutdown.
     #[serde(default)]
     pub pipeline: PipelineConfig,

@@ -121,6 +121,12 @@ pub struct TargetConfig {
     /// Circuit breaker settings.
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// Most deliveries this target may hold in memory (queued, sending, retrying), so a target
+    /// that is down cannot take the whole `pipeline.max_in_flight_events` from the others.
+    /// With `[retry_tiers]`, deliveries beyond it are parked on the first tier at once. Default:
+    /// an equal share of what the other targets' settings leave of the in-flight bound.
+    #[serde(default)]
+    pub max_queued_events: Option<usize>,
 }
 
 /// Exponential backoff with full jitter.
@@ -139,9 +145,20 @@ pub struct RetryConfig {
     /// Cap of any single backoff.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: ConfigDuration,
-    /// Give up once this much time passed since the first attempt.
-    #[serde(default = "default_max_elapsed")]
-    pub max_elapsed: ConfigDuration,
+    /// Give up once this much time passed since the first attempt, across every retry tier
+    /// (up to days with tiers, e.g. `"24h"`). Default: 15m without `[retry_tiers]`; with them
+    /// 24h, or twice the target's schedule if that is longer.
+    #[serde(default)]
+    pub max_elapsed: Option<ConfigDuration>,
+    /// With `[retry_tiers]`: how long a failing delivery is retried in memory before it is
+    /// parked on the first tier (also bounded by `max_attempts`, less one attempt per tier, so
+    /// every tier keeps its attempt). Without tiers the in-memory phase lasts `max_elapsed`.
+    #[serde(default = "default_hold")]
+    pub hold: ConfigDuration,
+    /// With `[retry_tiers]`: the delays (out of `retry_tiers.delays`) this target's parked
+    /// deliveries go through, in order; default all of them.
+    #[serde(default)]
+    pub tiers: Option<Vec<ConfigDuration>>,
 }
 
 /// Per-target circuit breaker.
@@ -177,8 +194,8 @@ fn default_initial_backoff() -> ConfigDuration {
 fn default_max_backoff() -> ConfigDuration {
     ConfigDuration::from_secs(60)
 }
-fn default_max_elapsed() -> ConfigDuration {
-    ConfigDuration::from_secs(15 * 60)
+fn default_hold() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
 }
 fn default_failure_threshold() -> usize {
     20
@@ -193,7 +210,9 @@ impl Default for RetryConfig {
             max_attempts: default_max_attempts(),
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
-            max_elapsed: default_max_elapsed(),
+            max_elapsed: None,
+            hold: default_hold(),
+            tiers: None,
         }
     }
 }

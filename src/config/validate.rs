@@ -82,6 +82,7 @@ impl Config {
         self.check_routes(&names, &mut p);
         check_known_targets("default_targets", &self.default_targets, &names, &mut p);
         self.check_runtime(&mut p);
+        self.check_retry_tiers(&mut p);
         if p.is_empty() {
             Ok(())
         } else {

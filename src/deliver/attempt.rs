@@ -3,90 +3,104 @@
 //! fail.
 
 use super::retry::{AttemptError, RetryState};
+use super::schedule::Phase;
 use super::{Delivery, TargetRuntime};
-use crate::report::{Failure, Outcome};
+use crate::report::Failure;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-pub(super) type Outcomes = Vec<(Delivery, Outcome)>;
+/// How one phase of attempts on a delivery ended (the caller decides what a failure becomes:
+/// a parked delivery or a final outcome, see [`super::schedule::Schedule::next_tier`]).
+#[derive(Debug, Clone)]
+pub(super) struct Settled {
+    /// The accepting status, or the last failure (retryable ones are the phase running out).
+    pub result: Result<u16, AttemptError>,
+    /// Requests made in this phase, splits included.
+    pub attempts: usize,
+    /// From the phase's first attempt (or taking the delivery up) to its end.
+    pub duration: Duration,
+    /// When the phase's first attempt went out, if one did.
+    pub first_attempt_at: Option<SystemTime>,
+}
+
+pub(super) type Outcomes = Vec<(Delivery, Settled)>;
 
 /// How the attempts on one batch ended.
 enum End {
-    /// Accepted with this status, or failed for good; `duration` is what the result reports.
-    Final {
-        result: Result<u16, Failure>,
-        duration: Duration,
-    },
+    /// Accepted, failed for good, or the phase is over.
+    Settled(Settled),
     /// Refused as a whole in a way some of its events may be to blame for: split it.
     Split,
     /// The relay is aborting: the batch is abandoned (its tickets stay unfinished).
     Aborted,
 }
 
-/// Attempts a batch until success, a final failure or the budget is spent. A failure that
+/// Attempts a batch until success, a final failure or the end of its phase. A failure that
 /// [`AttemptError::splits_batch`] on a multi-event batch splits it in halves, each retried on
 /// its own. Returns nothing for deliveries abandoned by an abort (their tickets stay
 /// unfinished).
 pub(super) fn deliver(
     rt: Arc<TargetRuntime>,
     batch: Vec<Delivery>,
+    phase: Phase,
     prior_attempts: usize,
 ) -> Pin<Box<dyn Future<Output = Outcomes> + Send>> {
     Box::pin(async move {
-        let mut st = RetryState::new(&rt.config.retry);
-        let end = attempt_until_final(&rt, &batch, &mut st).await;
+        let mut st = RetryState::new(&rt.schedule.backoff, phase);
+        let mut first_attempt_at = None;
+        let end = attempt_until_final(&rt, &batch, &mut st, phase, &mut first_attempt_at).await;
         let attempts = prior_attempts + st.attempts;
         match end {
-            End::Final { result, duration } => {
-                let outcome = match result {
-                    Ok(status) => Outcome::Delivered {
-                        status,
-                        attempts,
-                        duration,
-                    },
-                    Err(error) => Outcome::Failed {
-                        error,
-                        attempts,
-                        duration,
-                    },
-                };
-                batch.into_iter().map(|d| (d, outcome.clone())).collect()
+            End::Settled(mut settled) => {
+                settled.attempts = attempts;
+                settled.first_attempt_at = first_attempt_at;
+                batch.into_iter().map(|d| (d, settled.clone())).collect()
             }
-            End::Split => split(rt, batch, attempts).await,
+            End::Split => split(rt, batch, phase, attempts).await,
             End::Aborted => Vec::new(),
         }
     })
 }
 
+fn settled(result: Result<u16, AttemptError>, duration: Duration) -> End {
+    End::Settled(Settled {
+        result,
+        attempts: 0,
+        duration,
+        first_attempt_at: None,
+    })
+}
+
 /// The attempt loop of one batch: wait for the circuit, send, then end, split or back off.
-async fn attempt_until_final(rt: &TargetRuntime, batch: &[Delivery], st: &mut RetryState) -> End {
+async fn attempt_until_final(
+    rt: &TargetRuntime,
+    batch: &[Delivery],
+    st: &mut RetryState,
+    phase: Phase,
+    first_attempt_at: &mut Option<SystemTime>,
+) -> End {
     let mut first_attempt: Option<Instant> = None;
     loop {
-        if let Some(end) = admit(rt, st).await {
+        if let Some(end) = admit(rt, st, phase).await {
             return end;
         }
         st.attempts += 1;
-        let started = *first_attempt.get_or_insert_with(Instant::now);
+        let started = *first_attempt.get_or_insert_with(|| {
+            *first_attempt_at = Some(SystemTime::now());
+            Instant::now()
+        });
         let err = match send_once(rt, batch).await {
             None => return End::Aborted,
-            Some(Ok(status)) => {
-                return End::Final {
-                    result: Ok(status),
-                    duration: started.elapsed(),
-                }
-            }
+            Some(Ok(status)) => return settled(Ok(status), started.elapsed()),
             Some(Err(err)) => err,
         };
         if batch.len() > 1 && err.splits_batch() {
             return End::Split;
         }
         let Some(wait) = st.next_delay(&err) else {
-            return End::Final {
-                result: Err(err.into_failure()),
-                duration: started.elapsed(),
-            };
+            return settled(Err(err), started.elapsed());
         };
         tracing::debug!(target_name = %rt.info.name, attempt = st.attempts, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
         tokio::select! {
@@ -96,23 +110,33 @@ async fn attempt_until_final(rt: &TargetRuntime, batch: &[Delivery], st: &mut Re
     }
 }
 
-/// Waits until the circuit admits a request, then for the rate limit. Ends the batch when the
-/// circuit stays open for the rest of the retry budget (final) or the relay aborts.
-async fn admit(rt: &TargetRuntime, st: &RetryState) -> Option<End> {
-    tokio::select! {
-        biased;
-        _ = rt.circuit.admit() => {}
-        _ = tokio::time::sleep(st.budget_left()) => {
-            return Some(End::Final {
-                result: Err(Failure::CircuitOpen {
-                    target: rt.info.name.clone(),
-                    max_elapsed: rt.config.retry.max_elapsed,
-                }),
-                // Counted from taking the delivery up: no attempt may have been made.
-                duration: st.elapsed(),
-            });
+/// Waits until the circuit admits a request, then for the rate limit. Ends the phase when the
+/// circuit stays open for the rest of it (at once for a tier delivery: at most one probe), or
+/// the relay aborts.
+async fn admit(rt: &TargetRuntime, st: &RetryState, phase: Phase) -> Option<End> {
+    // Counted from taking the delivery up: no attempt may have been made.
+    let circuit_open = || {
+        let failure = Failure::CircuitOpen {
+            target: rt.info.name.clone(),
+            max_elapsed: crate::config::ConfigDuration(rt.schedule.max_elapsed),
+        };
+        let err = AttemptError::Retryable {
+            failure,
+            retry_after: None,
+        };
+        Some(settled(Err(err), st.elapsed()))
+    };
+    if !phase.wait_for_circuit {
+        if !rt.circuit.try_admit() {
+            return circuit_open();
         }
-        _ = rt.abort.cancelled() => return Some(End::Aborted),
+    } else {
+        tokio::select! {
+            biased;
+            _ = rt.circuit.admit() => {}
+            _ = tokio::time::sleep(st.budget_left()) => return circuit_open(),
+            _ = rt.abort.cancelled() => return Some(End::Aborted),
+        }
     }
     if let Some(rate) = &rt.rate {
         rate.acquire().await;
@@ -160,22 +184,27 @@ async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16,
 }
 
 /// Delivers the two halves of a batch on their own, `attempts` already spent on each event.
-async fn split(rt: Arc<TargetRuntime>, mut left: Vec<Delivery>, attempts: usize) -> Outcomes {
+async fn split(
+    rt: Arc<TargetRuntime>,
+    mut left: Vec<Delivery>,
+    phase: Phase,
+    attempts: usize,
+) -> Outcomes {
     let right = left.split_off(left.len() / 2);
     // The halves share this batch's request slot: they go out side by side only when another
     // slot is free, so splitting never exceeds `max_in_flight`.
     match rt.slots.clone().try_acquire_owned() {
         Ok(extra) => {
             let (a, b) = tokio::join!(
-                deliver(rt.clone(), left, attempts),
-                deliver(rt.clone(), right, attempts)
+                deliver(rt.clone(), left, phase, attempts),
+                deliver(rt.clone(), right, phase, attempts)
             );
             drop(extra);
             a.into_iter().chain(b).collect()
         }
         Err(_) => {
-            let mut a = deliver(rt.clone(), left, attempts).await;
-            a.extend(deliver(rt, right, attempts).await);
+            let mut a = deliver(rt.clone(), left, phase, attempts).await;
+            a.extend(deliver(rt, right, phase, attempts).await);
             a
         }
     }

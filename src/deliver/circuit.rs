@@ -59,6 +59,26 @@ impl Circuit {
         }
     }
 
+    /// Whether a request may go out now (the circuit is closed, or this request becomes the
+    /// probe); never waits. Retry-tier deliveries use it: a target still down when their
+    /// record comes due costs at most one probe, not a wait.
+    pub fn try_admit(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        match s.open_until {
+            None => true,
+            Some(until) if Instant::now() >= until && !s.probing => {
+                s.probing = true;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Whether the circuit is open (requests wait or are parked).
+    pub fn is_open(&self) -> bool {
+        self.state.lock().unwrap().open_until.is_some()
+    }
+
     /// Records a request's result.
     pub fn record(&self, success: bool) {
         if self.config.failure_threshold == 0 {

@@ -7,21 +7,25 @@
 
 mod attempt;
 mod circuit;
+mod park;
 pub mod posthog;
 mod rate;
 pub mod retry;
+pub mod schedule;
 pub mod signing;
 pub mod template;
 pub mod webhook;
 
 use crate::ack::Ticket;
-use crate::config::{TargetConfig, TargetKind};
+use crate::config::{Config, TargetConfig, TargetKind};
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
-use crate::report::{Failure, Reporter, TargetRef};
+use crate::report::{Failure, Journey, Reporter, TargetRef};
 use circuit::Circuit;
 use rate::RateLimiter;
 use retry::AttemptError;
+use schedule::Schedule;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -36,6 +40,8 @@ pub struct Delivery {
     /// Size of the raw bytes (batch size limits, body buffer estimates).
     pub size: usize,
     pub ticket: Arc<Ticket>,
+    /// Where it is on its way across retry tiers (default for one straight from the source).
+    pub journey: Journey,
 }
 
 /// Why a target could not be set up (at start-up, or for `event-relay route`).
@@ -158,6 +164,11 @@ pub struct TargetRuntime {
     pub kind: TargetKind,
     service: Service,
     config: TargetConfig,
+    /// Retry phases, tiers and budget.
+    schedule: Schedule,
+    /// Deliveries held in memory (queued, sending, retrying), against `schedule.budget`.
+    queued: AtomicUsize,
+    queued_gauge: prometheus::IntGauge,
     slots: Arc<Semaphore>,
     circuit: Circuit,
     rate: Option<RateLimiter>,
@@ -169,6 +180,30 @@ pub struct TargetRuntime {
 impl TargetRuntime {
     pub fn circuit_open_for(&self) -> Option<Duration> {
         self.circuit.open_for()
+    }
+
+    /// Counts `n` deliveries taken into memory.
+    fn hold(&self, n: usize) {
+        let now = self.queued.fetch_add(n, Ordering::Relaxed) + n;
+        self.queued_gauge.set(now as i64);
+    }
+
+    /// Counts `n` deliveries whose in-memory phase is over.
+    fn release(&self, n: usize) {
+        let now = self
+            .queued
+            .fetch_sub(n, Ordering::Relaxed)
+            .saturating_sub(n);
+        self.queued_gauge.set(now as i64);
+    }
+
+    /// Whether a new delivery from the source is parked at once instead of held: the target
+    /// has tiers and is at its budget or its circuit is open.
+    fn parks_at_once(&self, d: &Delivery) -> bool {
+        self.schedule.tiered()
+            && d.journey.tier.is_none()
+            && (self.queued.load(Ordering::Relaxed) >= self.schedule.budget
+                || self.circuit.is_open())
     }
 }
 
@@ -183,9 +218,10 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Starts one worker per target. `abort` stops retries at the end of the drain timeout.
+    /// Starts one worker per target of `config`. `abort` stops retries at the end of the
+    /// drain timeout.
     pub fn start(
-        configs: &[TargetConfig],
+        config: &Config,
         reporter: Arc<Reporter>,
         metrics: Arc<Metrics>,
         abort: CancellationToken,
@@ -193,7 +229,8 @@ impl Targets {
         let mut runtimes = Vec::new();
         let mut queues = Vec::new();
         let mut handles = Vec::new();
-        for cfg in configs {
+        let configs = &config.targets;
+        for (cfg, budget) in configs.iter().zip(config.target_budgets()) {
             let service = Service::new(cfg)?;
             let rt = Arc::new(TargetRuntime {
                 info: Arc::new(TargetRef {
@@ -203,6 +240,9 @@ impl Targets {
                 kind: cfg.kind,
                 service,
                 config: cfg.clone(),
+                schedule: Schedule::new(config, cfg, budget),
+                queued: AtomicUsize::new(0),
+                queued_gauge: metrics.target_queued.with_label_values(&[&cfg.name]),
                 slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
                 circuit: Circuit::new(
                     &cfg.circuit,
@@ -243,9 +283,19 @@ impl Targets {
         }
     }
 
-    /// Queues a delivery for target `index`.
+    /// Queues a delivery for target `index`, or parks it at once (see
+    /// [`TargetRuntime::parks_at_once`]).
     pub fn submit(&self, index: usize, d: Delivery) {
+        let rt = &self.runtimes[index];
+        if rt.parks_at_once(&d) {
+            if let Some(tier) = park::untried_tier(rt, &d) {
+                park::park_untried(rt.clone(), d, tier);
+                return;
+            }
+        }
+        rt.hold(1);
         if self.queues[index].send(d).is_err() {
+            rt.release(1);
             tracing::error!(
                 target_index = index,
                 "target worker is gone; delivery left unfinished"
@@ -286,64 +336,37 @@ async fn worker(rt: Arc<TargetRuntime>, mut rx: mpsc::UnboundedReceiver<Delivery
                 }
             }
         }
-        let Ok(permit) = rt.slots.clone().acquire_owned().await else {
-            return;
-        };
-        let rt = rt.clone();
-        tokio::spawn(run_batch(rt, batch, permit));
+        // Deliveries out of a tier get one attempt, fresh ones a phase in memory: a batch
+        // holding both goes out as two.
+        let (fresh, parked): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|d| d.journey.tier.is_none());
+        for batch in [fresh, parked] {
+            if batch.is_empty() {
+                continue;
+            }
+            let Ok(permit) = rt.slots.clone().acquire_owned().await else {
+                return;
+            };
+            tokio::spawn(run_batch(rt.clone(), batch, permit));
+        }
     }
 }
 
-/// Delivers a batch, then hands every event's result event to the result producer, which
-/// finishes each ticket once Kafka acknowledged it (`report::sink`). The target's request
-/// slot is released as soon as the HTTP work is done: waiting for Kafka's acknowledgement of
-/// the result events must not hold back the next request.
+/// Delivers a batch, then settles each delivery (`park::settle`): a result event, or a parked
+/// record on a retry tier. The target's request slot is released as soon as the HTTP work is
+/// done: waiting for Kafka's acknowledgements must not hold back the next request.
 async fn run_batch(
     rt: Arc<TargetRuntime>,
     batch: Vec<Delivery>,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let outcomes = attempt::deliver(rt.clone(), batch, 0).await;
+    let held = batch.len();
+    let phase = rt.schedule.phase(&batch[0].journey);
+    let outcomes = attempt::deliver(rt.clone(), batch, phase, 0).await;
     drop(slot);
+    rt.release(held);
     if outcomes.is_empty() {
         return; // abandoned by an abort: nothing to report
     }
-    let now = crate::envelope::now_rfc3339();
-    let mut buf = Vec::with_capacity(1024);
-    // The target's series, looked up once per batch rather than once per event (and each
-    // only once it is used, so no zero series appears for an outcome that never happened).
-    let name = rt.info.name.as_str();
-    let delivered = |label: &str| rt.metrics.deliveries.with_label_values(&[name, label]);
-    let (mut succeeded, mut failed) = (None, None);
-    let duration = rt.metrics.delivery_duration.with_label_values(&[name]);
-    for (d, outcome) in outcomes {
-        match outcome.is_delivered() {
-            true => succeeded.get_or_insert_with(|| delivered("success")),
-            false => failed.get_or_insert_with(|| delivered("error")),
-        }
-        .inc();
-        duration.observe(outcome.duration().as_secs_f64());
-        if let Some(error) = outcome.error() {
-            tracing::warn!(
-                target_name = %rt.info.name,
-                source_event_id = %d.env.id,
-                event = %d.env.event,
-                attempts = outcome.attempts(),
-                status_code = outcome.status_code(),
-                %error,
-                "delivery failed for good"
-            );
-        }
-        let Delivery { env, ticket, .. } = d;
-        rt.reporter.send_result(
-            crate::report::PendingResult {
-                env,
-                target: rt.info.clone(),
-                outcome,
-                ticket,
-            },
-            &mut buf,
-            &now,
-        );
-    }
+    park::settle(&rt, outcomes);
 }

@@ -4,6 +4,7 @@
 //! uniform draw from `[0, base]` where `base` doubles from `initial_backoff` up to
 //! `max_backoff`. A server's `Retry-After` (seconds or HTTP date) replaces the draw.
 
+use super::schedule::Phase;
 use crate::config::RetryConfig;
 use crate::report::{Failure, TransportKind};
 use backon::BackoffBuilder;
@@ -36,6 +37,14 @@ impl AttemptError {
     pub fn failure(&self) -> &Failure {
         match self {
             AttemptError::Retryable { failure, .. } | AttemptError::Final(failure) => failure,
+        }
+    }
+
+    /// The server's `Retry-After`, if it sent one with a retryable answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AttemptError::Retryable { retry_after, .. } => *retry_after,
+            AttemptError::Final(_) => None,
         }
     }
 
@@ -146,48 +155,48 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// The retry state of one delivery.
+/// The retry state of one delivery's phase (see [`super::schedule::Phase`]).
 pub struct RetryState {
-    config: RetryConfig,
+    phase: Phase,
     schedule: backon::ExponentialBackoff,
     started: Instant,
     pub attempts: usize,
 }
 
 impl RetryState {
-    pub fn new(config: &RetryConfig) -> Self {
+    pub fn new(config: &RetryConfig, phase: Phase) -> Self {
         let schedule = backon::ExponentialBuilder::default()
             .with_min_delay(config.initial_backoff.get())
             .with_max_delay(config.max_backoff.get())
             .with_factor(2.0)
-            .with_max_times(config.max_attempts.saturating_sub(1))
+            .with_max_times(phase.attempts.saturating_sub(1))
             .build();
         Self {
-            config: config.clone(),
+            phase,
             schedule,
             started: Instant::now(),
             attempts: 0,
         }
     }
 
-    /// Time counted against `max_elapsed`: everything since the delivery was taken up,
+    /// Time counted against the phase's limit: everything since the delivery was taken up,
     /// including waits for an open circuit (else a dead target would hold its events, and
     /// with them the in-flight bound, forever).
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 
-    /// What is left of `max_elapsed`.
+    /// What is left of the phase's time.
     pub fn budget_left(&self) -> Duration {
-        self.config.max_elapsed.get().saturating_sub(self.elapsed())
+        self.phase.limit.saturating_sub(self.elapsed())
     }
 
-    /// The wait before the next attempt, or `None` when the budget is spent.
+    /// The wait before the next attempt, or `None` when the phase is over.
     pub fn next_delay(&mut self, err: &AttemptError) -> Option<Duration> {
         let AttemptError::Retryable { retry_after, .. } = err else {
             return None;
         };
-        if self.attempts >= self.config.max_attempts {
+        if self.attempts >= self.phase.attempts {
             return None;
         }
         let base = self.schedule.next()?;
@@ -195,8 +204,7 @@ impl RetryState {
             Some(ra) => *ra,
             None => base.mul_f64(fastrand::f64()),
         };
-        let budget = self.config.max_elapsed.get();
-        if self.elapsed() + wait > budget {
+        if self.elapsed() + wait > self.phase.limit {
             return None;
         }
         Some(wait)
@@ -208,12 +216,19 @@ mod tests {
     use super::*;
     use crate::config::ConfigDuration;
 
-    fn cfg(max_attempts: usize) -> RetryConfig {
+    fn cfg() -> RetryConfig {
         RetryConfig {
-            max_attempts,
             initial_backoff: ConfigDuration::from_millis(100),
             max_backoff: ConfigDuration::from_millis(400),
-            max_elapsed: ConfigDuration::from_secs(60),
+            ..RetryConfig::default()
+        }
+    }
+
+    fn phase(attempts: usize, limit: Duration) -> Phase {
+        Phase {
+            limit,
+            attempts,
+            wait_for_circuit: true,
         }
     }
 
@@ -278,7 +293,7 @@ mod tests {
 
     #[test]
     fn budget_counts_attempts_and_caps_jitter() {
-        let mut st = RetryState::new(&cfg(3));
+        let mut st = RetryState::new(&cfg(), phase(3, Duration::from_secs(60)));
         let err = classify_status(503, None, "");
         let mut waits = vec![];
         loop {
@@ -291,16 +306,14 @@ mod tests {
         assert_eq!(st.attempts, 3);
         assert_eq!(waits.len(), 2);
         assert!(waits.iter().all(|w| *w <= Duration::from_millis(400)));
-        let mut st = RetryState::new(&cfg(3));
+        let mut st = RetryState::new(&cfg(), phase(3, Duration::from_secs(60)));
         st.attempts = 1;
         assert_eq!(st.next_delay(&classify_status(400, None, "")), None);
     }
 
     #[test]
     fn retry_after_beyond_budget_gives_up() {
-        let mut c = cfg(5);
-        c.max_elapsed = ConfigDuration::from_secs(1);
-        let mut st = RetryState::new(&c);
+        let mut st = RetryState::new(&cfg(), phase(5, Duration::from_secs(1)));
         st.attempts = 1;
         let err = classify_status(429, Some(Duration::from_secs(5)), "");
         assert_eq!(st.next_delay(&err), None);

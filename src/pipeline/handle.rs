@@ -335,6 +335,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                             raw: p.targets.raw_for(t, &raw),
                             size: raw.len(),
                             ticket: ticket.clone(),
+                            journey: Default::default(),
                         },
                     );
                 }

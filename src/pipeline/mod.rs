@@ -92,12 +92,8 @@ impl Relay {
         ));
         let abort = CancellationToken::new();
         let reporter = start_reporter(&config, &metrics, &abort)?;
-        let (targets, workers) = Targets::start(
-            &config.targets,
-            reporter.clone(),
-            metrics.clone(),
-            abort.clone(),
-        )?;
+        let (targets, workers) =
+            Targets::start(&config, reporter.clone(), metrics.clone(), abort.clone())?;
         health.set_targets(Arc::new(TargetCircuits(targets.runtimes.clone())));
         // A target worker that dies before shutdown turns /healthz red (its queue would fill up).
         let workers = workers

@@ -7,11 +7,13 @@
 
 mod dead_letter;
 mod outcome;
+mod parked;
 mod result;
 mod sink;
 
 pub use dead_letter::DeadLetter;
 pub use outcome::{BodyLimit, Failure, Outcome, TransportKind};
+pub use parked::{rfc3339, Journey, ParkedError, ParkedRecord};
 pub use result::{result_event, write_result_event};
 pub use sink::{retry_results, PendingResult, ResultProducer, SinkContext};
 
@@ -170,14 +172,44 @@ impl Reporter {
         }
     }
 
+    /// Writes a parked delivery to `topic` (a retry tier or the failed topic) until Kafka
+    /// acknowledges it; `false` only when the relay is aborting. Keyed by the event id, so a
+    /// tier partition keeps one event's deliveries in order.
+    pub async fn park(&self, topic: &str, record: &ParkedRecord) -> bool {
+        let payload = record.payload();
+        let headers = Some(record.headers());
+        match self
+            .produce(topic, &record.env.id, &payload, headers.clone())
+            .await
+        {
+            Produced::Acknowledged => true,
+            Produced::Aborted => false,
+            Produced::TooLarge(e) => {
+                // The tier topic takes less than the source did: nothing smaller can be sent
+                // without losing the event, so it is retried (loudly) until the operator raises
+                // the topic's `max.message.bytes`; the source offset stays uncommitted meanwhile.
+                tracing::error!(topic, error = %e, size = payload.len(), source_event_id = %record.env.id, "a parked delivery is larger than the tier topic takes; retrying");
+                self.produce_cut(topic, &record.env.id, &payload, headers)
+                    .await
+            }
+        }
+    }
+
     /// Produces the result event for one outcome; `true` once Kafka acknowledged it.
-    pub async fn result(&self, env: &Envelope, target: &TargetRef, outcome: &Outcome) -> bool {
+    pub async fn result(
+        &self,
+        env: &Envelope,
+        target: &TargetRef,
+        outcome: &Outcome,
+        journey: &Journey,
+    ) -> bool {
         let mut payload = Vec::with_capacity(1024);
         let kind = write_result_event(
             &mut payload,
             env,
             target,
             outcome,
+            journey,
             &crate::envelope::now_rfc3339(),
         );
         let ok = match self
@@ -193,7 +225,7 @@ impl Reporter {
                 // attributes and with long values cut, marked `"truncated": true`.
                 tracing::warn!(error = %e, size = payload.len(), "result event too large for Kafka; producing it cut down");
                 let small = result::cut_envelope(env);
-                let (_, mut value) = result_event(&small, target, outcome);
+                let (_, mut value) = result_event(&small, target, outcome, journey);
                 value["truncated"] = Value::Bool(true);
                 let payload = serde_json::to_vec(&value).expect("JSON values serialize");
                 self.produce_cut(&self.results_topic, &small.id, &payload, None)

@@ -1,7 +1,7 @@
 //! The WebhookSuccess / WebhookError result event: the Komo site-event shape
 //! (`komo-site-events.txt`) plus the relay's delivery fields, written straight into a buffer.
 
-use super::{cut_str, Outcome, TargetRef, CUT_FIELD_BYTES};
+use super::{cut_str, rfc3339, Journey, Outcome, TargetRef, CUT_FIELD_BYTES};
 use crate::envelope::{now_rfc3339, Envelope, RELAY_NAMESPACE};
 use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
 use serde_json::{Map, Value};
@@ -44,9 +44,14 @@ pub(super) fn cut_envelope(env: &Envelope) -> Envelope {
 }
 
 /// Builds the result event JSON for one outcome (pure; unit-tested).
-pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (String, Value) {
+pub fn result_event(
+    env: &Envelope,
+    target: &TargetRef,
+    outcome: &Outcome,
+    journey: &Journey,
+) -> (String, Value) {
     let mut buf = Vec::with_capacity(1024);
-    let kind = write_result_event(&mut buf, env, target, outcome, &now_rfc3339());
+    let kind = write_result_event(&mut buf, env, target, outcome, journey, &now_rfc3339());
     (
         kind.to_string(),
         serde_json::from_slice(&buf).expect("valid JSON"),
@@ -55,7 +60,7 @@ pub fn result_event(env: &Envelope, target: &TargetRef, outcome: &Outcome) -> (S
 
 /// Keys of a result event that the relay sets besides the Komo site-event keys
 /// ([`crate::normalize::KOMO_COMMON_KEYS`]); user attributes with any of these names are left out.
-const RELAY_RESULT_KEYS: [&str; 10] = [
+const RELAY_RESULT_KEYS: [&str; 12] = [
     "integration_id",
     "webhook_trigger",
     "target",
@@ -66,6 +71,8 @@ const RELAY_RESULT_KEYS: [&str; 10] = [
     "error",
     "duration_ms",
     "email",
+    "first_attempt_at",
+    "parked",
 ];
 
 fn is_result_key(k: &str) -> bool {
@@ -79,6 +86,7 @@ pub fn write_result_event(
     env: &Envelope,
     target: &TargetRef,
     outcome: &Outcome,
+    journey: &Journey,
     now: &str,
 ) -> &'static str {
     let kind = outcome.result_kind();
@@ -143,6 +151,12 @@ pub fn write_result_event(
     }
     write!(buf, ",\"duration_ms\":{}", outcome.duration().as_millis())
         .expect("writing to a Vec cannot fail");
+    buf.extend_from_slice(b",\"first_attempt_at\":");
+    match journey.first_attempt_at {
+        Some(t) => put_str(buf, &rfc3339(t)),
+        None => buf.extend_from_slice(b"null"),
+    }
+    write!(buf, ",\"parked\":{}", journey.parked).expect("writing to a Vec cannot fail");
     let email = env
         .user
         .email
@@ -180,7 +194,7 @@ mod tests {
             attempts: 3,
             duration: Duration::from_millis(12),
         };
-        let (kind, v) = result_event(&env, &target, &outcome);
+        let (kind, v) = result_event(&env, &target, &outcome, &Journey::default());
         assert_eq!(kind, "WebhookError");
         assert_eq!(v["event"], "WebhookError");
         assert_eq!(v["integration_id"], "e772b5f1-47f4-4c43-ac01-8ef81990fa7d");
@@ -192,14 +206,24 @@ mod tests {
         assert_eq!(v["error"], "HTTP 400");
         assert_eq!(v["duration_ms"], 12);
         assert_eq!(v["source_event_id"], env.id.as_str());
-        let (_, again) = result_event(&env, &target, &outcome);
+        assert_eq!(v["parked"], 0);
+        assert_eq!(v["first_attempt_at"], Value::Null);
+        let journey = Journey {
+            parked: 2,
+            first_attempt_at: Some(std::time::UNIX_EPOCH + Duration::from_millis(1_500)),
+            ..Journey::default()
+        };
+        let (_, parked) = result_event(&env, &target, &outcome, &journey);
+        assert_eq!(parked["parked"], 2);
+        assert_eq!(parked["first_attempt_at"], "1970-01-01T00:00:01.500Z");
+        let (_, again) = result_event(&env, &target, &outcome, &Journey::default());
         assert_eq!(v["id"], again["id"], "replays yield the same id");
         let ok = Outcome::Delivered {
             status: 200,
             attempts: 3,
             duration: Duration::from_millis(12),
         };
-        let (kind, ok) = result_event(&env, &target, &ok);
+        let (kind, ok) = result_event(&env, &target, &ok, &Journey::default());
         assert_eq!(kind, "WebhookSuccess");
         assert_eq!(ok["event"], "WebhookSuccess");
         assert_eq!(ok["status_code"], 200);
@@ -228,7 +252,7 @@ mod tests {
             duration: Duration::from_millis(1),
         };
         let small = cut_envelope(&env);
-        let (_, v) = result_event(&small, &target, &outcome);
+        let (_, v) = result_event(&small, &target, &outcome, &Journey::default());
         assert!(serde_json::to_vec(&v).unwrap().len() < 16 * 1024);
         assert!(v.get("favourite_team").is_none(), "user attributes dropped");
         assert_eq!(
@@ -238,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             v["id"],
-            result_event(&env, &target, &outcome).1["id"],
+            result_event(&env, &target, &outcome, &Journey::default()).1["id"],
             "same result id as the full event"
         );
     }

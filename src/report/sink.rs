@@ -22,6 +22,8 @@ pub struct PendingResult {
     pub env: Arc<Envelope>,
     pub target: Arc<TargetRef>,
     pub outcome: Outcome,
+    /// The tiers it went through (result events' `first_attempt_at` and `parked`).
+    pub journey: super::Journey,
     pub ticket: Arc<Ticket>,
 }
 
@@ -94,6 +96,7 @@ impl Reporter {
             &pending.env,
             &pending.target,
             &pending.outcome,
+            &pending.journey,
             now,
         );
         let env = pending.env.clone();
@@ -124,7 +127,10 @@ pub async fn retry_results(
         };
         let reporter = reporter.clone();
         tokio::spawn(async move {
-            if reporter.result(&p.env, &p.target, &p.outcome).await {
+            if reporter
+                .result(&p.env, &p.target, &p.outcome, &p.journey)
+                .await
+            {
                 p.ticket.finish_one();
             }
         });
@@ -198,6 +204,7 @@ mod tests {
                 env: Arc::new(env),
                 target,
                 outcome,
+                journey: Default::default(),
                 ticket,
             },
             &mut buf,

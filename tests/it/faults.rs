@@ -28,7 +28,8 @@ fn patient() -> RetryConfig {
         max_attempts: 1000,
         initial_backoff: ms(100),
         max_backoff: ms(400),
-        max_elapsed: secs(600),
+        max_elapsed: Some(secs(600)),
+        ..RetryConfig::default()
     }
 }
 
@@ -172,7 +173,8 @@ async fn webhook_error_only_when_the_retry_budget_runs_out() {
         max_attempts: 4,
         initial_backoff: ms(50),
         max_backoff: ms(100),
-        max_elapsed: secs(30),
+        max_elapsed: Some(secs(30)),
+        ..RetryConfig::default()
     };
     let relay = env.relay();
     let first = ids(5);
@@ -206,7 +208,7 @@ async fn a_dead_target_behind_an_open_circuit_still_ends_in_webhook_errors() {
     rx.set_default(Reply::status(503));
     let mut env = env("g-dead-circuit", 1, &rx).await;
     let hook = &mut env.config.targets[0];
-    hook.retry.max_elapsed = secs(4);
+    hook.retry.max_elapsed = Some(secs(4));
     hook.circuit.failure_threshold = 3;
     hook.circuit.cool_down = secs(1);
     let relay = env.relay();

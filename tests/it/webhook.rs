@@ -321,7 +321,7 @@ async fn a_failing_target_does_not_hold_up_another() {
     let mut failing = webhook("down", &format!("{}/down", down.url));
     failing.retry.max_attempts = 1000;
     failing.retry.max_backoff = secs(1);
-    failing.retry.max_elapsed = secs(3600);
+    failing.retry.max_elapsed = Some(secs(3600));
     let env = env(
         "g-wh-isolation",
         vec![failing, webhook("up", &format!("{}/up", up.url))],
@@ -352,7 +352,7 @@ async fn circuit_env(group: &str, url: &str) -> TestEnv {
     x.circuit.failure_threshold = 3;
     x.circuit.cool_down = secs(1);
     x.retry.max_attempts = 1000;
-    x.retry.max_elapsed = secs(3600);
+    x.retry.max_elapsed = Some(secs(3600));
     env(group, vec![x]).await
 }
 

@@ -1,0 +1,198 @@
+//! Where a delivery goes once a phase of attempts is over: a result event (accepted, or failed
+//! for good, then also the failed topic when tiers are on), or a parked record on the next
+//! retry tier. A parked delivery's ticket is finished once Kafka acknowledged the record, so
+//! the source offset commits while the delivery waits in the tier.
+
+use super::attempt::Outcomes;
+use super::{Delivery, TargetRuntime};
+use crate::config::Tier;
+use crate::report::{Failure, Journey, Outcome, ParkedRecord, PendingResult};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Settles every delivery of a batch whose phase is over.
+pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
+    let now = SystemTime::now();
+    let stamp = crate::envelope::now_rfc3339();
+    let mut buf = Vec::with_capacity(1024);
+    for (d, settled) in outcomes {
+        let attempts = d.journey.attempts + settled.attempts;
+        let first_attempt_at = d.journey.first_attempt_at.or(settled.first_attempt_at);
+        // Across tiers, the duration runs from the very first attempt.
+        let duration = match d.journey.first_attempt_at {
+            Some(first) => now.duration_since(first).unwrap_or(settled.duration),
+            None => settled.duration,
+        };
+        let journey = Journey {
+            attempts,
+            first_attempt_at,
+            ..d.journey.clone()
+        };
+        // Why a failure is final: its retries ran out, or the answer was final.
+        let mut reason = "final";
+        let outcome = match settled.result {
+            Ok(status) => Outcome::Delivered {
+                status,
+                attempts,
+                duration,
+            },
+            Err(err) => {
+                if err.is_retryable() {
+                    reason = "exhausted";
+                }
+                let tier = err.is_retryable().then(|| {
+                    rt.schedule
+                        .next_tier(&d.journey, attempts, err.retry_after(), now)
+                        .cloned()
+                });
+                if let Some(Some(tier)) = tier {
+                    tokio::spawn(park(rt.clone(), d, tier, journey, err.to_string()));
+                    continue;
+                }
+                Outcome::Failed {
+                    error: err.into_failure(),
+                    attempts,
+                    duration,
+                }
+            }
+        };
+        finish(rt, d, (outcome, reason), journey, &mut buf, &stamp);
+    }
+}
+
+/// A delivery from the source that is parked without an attempt: its target is at its budget
+/// or its circuit is open. `None` when the schedule has no tier for it (it is held instead).
+pub(super) fn untried_tier(rt: &TargetRuntime, d: &Delivery) -> Option<Tier> {
+    rt.schedule
+        .next_tier(&d.journey, d.journey.attempts, None, SystemTime::now())
+        .cloned()
+}
+
+/// Parks `d` on `tier` without an attempt (see [`untried_tier`]).
+pub(super) fn park_untried(rt: Arc<TargetRuntime>, d: Delivery, tier: Tier) {
+    let why = if rt.circuit.is_open() {
+        format!("circuit open (target {} kept failing)", rt.info.name)
+    } else {
+        format!(
+            "target {} at its budget of {} deliveries in memory (max_queued_events)",
+            rt.info.name, rt.schedule.budget
+        )
+    };
+    let journey = d.journey.clone();
+    tokio::spawn(park(rt, d, tier, journey, why));
+}
+
+/// Writes `d` to `tier` (due after the tier's delay) and finishes its ticket once Kafka
+/// acknowledged it; left unfinished only when the relay aborts.
+async fn park(
+    rt: Arc<TargetRuntime>,
+    d: Delivery,
+    tier: Tier,
+    journey: Journey,
+    last_error: String,
+) {
+    let record = ParkedRecord {
+        env: (*d.env).clone(),
+        raw: d.raw.to_vec(),
+        target: rt.info.name.clone(),
+        target_id: rt.info.guid,
+        journey: Journey {
+            parked: journey.parked + 1,
+            tier: Some(tier.label.clone()),
+            ..journey
+        },
+        due_at: SystemTime::now() + tier.delay,
+        last_error,
+        reason: None,
+    };
+    if rt.reporter.park(&tier.topic, &record).await {
+        rt.metrics
+            .parked
+            .with_label_values(&[&rt.info.name, &tier.label])
+            .inc();
+        tracing::debug!(target_name = %rt.info.name, source_event_id = %d.env.id, tier = %tier.label, "delivery parked");
+        d.ticket.finish_one();
+    }
+}
+
+/// The final outcome of `d`: counted, logged if failed, written to the failed topic if failed
+/// with tiers on, and reported by its result event (which finishes the ticket).
+fn finish(
+    rt: &Arc<TargetRuntime>,
+    d: Delivery,
+    (outcome, reason): (Outcome, &'static str),
+    journey: Journey,
+    buf: &mut Vec<u8>,
+    stamp: &str,
+) {
+    let name = rt.info.name.as_str();
+    let label = if outcome.is_delivered() {
+        "success"
+    } else {
+        "error"
+    };
+    rt.metrics
+        .deliveries
+        .with_label_values(&[name, label])
+        .inc();
+    rt.metrics
+        .delivery_duration
+        .with_label_values(&[name])
+        .observe(outcome.duration().as_secs_f64());
+    let pending = PendingResult {
+        env: d.env.clone(),
+        target: rt.info.clone(),
+        outcome,
+        journey,
+        ticket: d.ticket.clone(),
+    };
+    let Some(error) = pending.outcome.error() else {
+        rt.reporter.send_result(pending, buf, stamp);
+        return;
+    };
+    tracing::warn!(
+        target_name = %rt.info.name,
+        source_event_id = %d.env.id,
+        event = %d.env.event,
+        attempts = pending.outcome.attempts(),
+        status_code = pending.outcome.status_code(),
+        parked = pending.journey.parked,
+        %error,
+        "delivery failed for good"
+    );
+    match rt.schedule.failed_topic.clone() {
+        None => rt.reporter.send_result(pending, buf, stamp),
+        Some(topic) => {
+            let record = failed_record(rt, &d, &pending.journey, error, reason);
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                if rt.reporter.park(&topic, &record).await {
+                    let mut buf = Vec::with_capacity(1024);
+                    let stamp = crate::envelope::now_rfc3339();
+                    rt.reporter.send_result(pending, &mut buf, &stamp);
+                }
+            });
+        }
+    }
+}
+
+/// The failed-topic record of a delivery that failed for good: due at once, so a redrive can
+/// re-enter it as it is.
+fn failed_record(
+    rt: &TargetRuntime,
+    d: &Delivery,
+    journey: &Journey,
+    error: &Failure,
+    reason: &str,
+) -> ParkedRecord {
+    ParkedRecord {
+        env: (*d.env).clone(),
+        raw: d.raw.to_vec(),
+        target: rt.info.name.clone(),
+        target_id: rt.info.guid,
+        journey: journey.clone(),
+        due_at: SystemTime::now(),
+        last_error: error.to_string(),
+        reason: Some(reason.to_string()),
+    }
+}

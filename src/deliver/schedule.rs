@@ -1,0 +1,207 @@
+//! A target's retry schedule, resolved once from the config: the in-memory phase (how long and
+//! how many attempts), the retry tiers it may park on, the journey limits across them, and its
+//! share of the in-flight bound. The one place that decides where a failed delivery goes next.
+
+use crate::config::{Config, RetryConfig, TargetConfig, Tier};
+use crate::report::Journey;
+use std::time::{Duration, SystemTime};
+
+/// One phase of attempts: the first, in memory (`retry.hold`), or one per tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    /// Time the phase may take, waits for an open circuit included.
+    pub limit: Duration,
+    /// Attempts the phase may make.
+    pub attempts: usize,
+    /// Wait for an open circuit (in memory), or end the phase at once (a tier delivery).
+    pub wait_for_circuit: bool,
+}
+
+/// The resolved retry schedule of one target.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Backoff between in-memory attempts.
+    pub backoff: RetryConfig,
+    /// Attempts over the whole journey.
+    pub max_attempts: usize,
+    /// Time from the first attempt over the whole journey.
+    pub max_elapsed: Duration,
+    /// The tiers this target parks on, in order (empty: no tiers, retries in memory only).
+    pub tiers: Vec<Tier>,
+    /// Where deliveries that failed for good are written (with tiers).
+    pub failed_topic: Option<String>,
+    /// Deliveries the target may hold in memory before new ones are parked.
+    pub budget: usize,
+}
+
+impl Schedule {
+    pub fn new(config: &Config, t: &TargetConfig, budget: usize) -> Self {
+        Self {
+            backoff: t.retry.clone(),
+            max_attempts: t.retry.max_attempts,
+            max_elapsed: config.max_elapsed(t),
+            tiers: config.target_tiers(t),
+            failed_topic: config.retry_tiers.as_ref().map(|r| r.failed_topic.clone()),
+            budget,
+        }
+    }
+
+    /// Whether failed deliveries can be parked on tiers.
+    pub fn tiered(&self) -> bool {
+        !self.tiers.is_empty()
+    }
+
+    /// The phase of a delivery just taken up: in memory for `retry.hold` (with tiers; less one
+    /// attempt per tier, so every tier keeps its attempt) or for the whole journey (without);
+    /// a single attempt for a delivery out of a tier.
+    pub fn phase(&self, journey: &Journey) -> Phase {
+        if journey.tier.is_some() {
+            return Phase {
+                limit: Duration::ZERO,
+                attempts: 1,
+                wait_for_circuit: false,
+            };
+        }
+        if !self.tiered() {
+            return Phase {
+                limit: self.max_elapsed,
+                attempts: self.max_attempts,
+                wait_for_circuit: true,
+            };
+        }
+        Phase {
+            limit: self.backoff.hold.get().min(self.max_elapsed),
+            attempts: self.max_attempts.saturating_sub(self.tiers.len()).max(1),
+            wait_for_circuit: true,
+        }
+    }
+
+    /// The tier a delivery that just failed (retryably) moves to: the next one after the tier
+    /// it came from whose delay is at least the server's `Retry-After`, if the journey's
+    /// attempts and time allow it (`attempts`: made so far, this phase included). `None`: it
+    /// failed for good.
+    pub fn next_tier(
+        &self,
+        journey: &Journey,
+        attempts: usize,
+        retry_after: Option<Duration>,
+        now: SystemTime,
+    ) -> Option<&Tier> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let start = match &journey.tier {
+            None => 0,
+            Some(label) => self.tiers.iter().position(|t| &t.label == label)? + 1,
+        };
+        let elapsed = journey
+            .first_attempt_at
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        let wanted = retry_after.unwrap_or_default();
+        self.tiers[start.min(self.tiers.len())..]
+            .iter()
+            .find(|t| t.delay >= wanted)
+            .filter(|t| elapsed + t.delay <= self.max_elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigDuration;
+
+    fn schedule(delays: &[u64]) -> Schedule {
+        let tiers = delays
+            .iter()
+            .enumerate()
+            .map(|(index, s)| Tier {
+                index,
+                delay: Duration::from_secs(*s),
+                label: format!("{s}s"),
+                topic: format!("t.{s}s"),
+            })
+            .collect();
+        Schedule {
+            backoff: RetryConfig {
+                hold: ConfigDuration::from_secs(30),
+                ..RetryConfig::default()
+            },
+            max_attempts: 10,
+            max_elapsed: Duration::from_secs(1000),
+            tiers,
+            failed_topic: Some("failed".into()),
+            budget: 10,
+        }
+    }
+
+    fn from_tier(label: &str, first: SystemTime) -> Journey {
+        Journey {
+            tier: Some(label.into()),
+            first_attempt_at: Some(first),
+            ..Journey::default()
+        }
+    }
+
+    #[test]
+    fn tiers_in_order_then_exhausted() {
+        let s = schedule(&[1, 5, 60]);
+        let now = SystemTime::now();
+        let fresh = Journey::default();
+        assert_eq!(s.next_tier(&fresh, 3, None, now).unwrap().label, "1s");
+        assert_eq!(
+            s.next_tier(&from_tier("1s", now), 4, None, now)
+                .unwrap()
+                .label,
+            "5s"
+        );
+        assert_eq!(
+            s.next_tier(&from_tier("5s", now), 5, None, now)
+                .unwrap()
+                .label,
+            "60s"
+        );
+        assert_eq!(s.next_tier(&from_tier("60s", now), 6, None, now), None);
+        assert_eq!(s.next_tier(&fresh, 10, None, now), None, "attempts spent");
+    }
+
+    #[test]
+    fn retry_after_skips_to_a_long_enough_tier_and_time_bounds_the_journey() {
+        let s = schedule(&[1, 5, 60]);
+        let now = SystemTime::now();
+        let ra = Some(Duration::from_secs(30));
+        assert_eq!(
+            s.next_tier(&Journey::default(), 1, ra, now).unwrap().label,
+            "60s"
+        );
+        let long_ago = now - Duration::from_secs(990);
+        assert_eq!(
+            s.next_tier(&from_tier("1s", long_ago), 2, None, now)
+                .unwrap()
+                .label,
+            "5s"
+        );
+        assert_eq!(
+            s.next_tier(&from_tier("5s", long_ago), 2, None, now),
+            None,
+            "60s would pass max_elapsed"
+        );
+    }
+
+    #[test]
+    fn phases() {
+        let s = schedule(&[1, 5, 60]);
+        let p = s.phase(&Journey::default());
+        assert_eq!(
+            (p.limit, p.attempts, p.wait_for_circuit),
+            (Duration::from_secs(30), 7, true)
+        );
+        let p = s.phase(&from_tier("1s", SystemTime::now()));
+        assert_eq!((p.attempts, p.wait_for_circuit), (1, false));
+        let none = schedule(&[]);
+        assert_eq!(
+            none.phase(&Journey::default()).limit,
+            Duration::from_secs(1000)
+        );
+    }
+}
