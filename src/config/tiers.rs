@@ -111,11 +111,11 @@ impl Config {
             .iter()
             .filter(|t| t.max_queued_events.is_none())
             .count();
-        let share = if unset == 0 {
-            0
-        } else {
-            (total.saturating_sub(set) / unset).max(1)
-        };
+        let share = total
+            .saturating_sub(set)
+            .checked_div(unset)
+            .unwrap_or(0)
+            .max(1);
         self.targets
             .iter()
             .map(|t| t.max_queued_events.unwrap_or(share))
