@@ -26,6 +26,11 @@ pub enum Role {
     Results,
     /// `dead_letter.topic`: messages that cannot be relayed.
     DeadLetter,
+    /// A retry tier (`retry_tiers.topic_prefix` + a delay): parked deliveries, consumed back
+    /// by the relay's tier consumer.
+    RetryTier,
+    /// `retry_tiers.failed_topic`: deliveries that failed for good, for `redrive`.
+    Failed,
 }
 
 impl Role {
@@ -35,8 +40,8 @@ impl Role {
     /// their volume.
     pub fn partitions(self, n: i32) -> i32 {
         match self {
-            Role::Source => n,
-            Role::Results | Role::DeadLetter => 1,
+            Role::Source | Role::RetryTier => n,
+            Role::Results | Role::DeadLetter | Role::Failed => 1,
         }
     }
 }
@@ -47,6 +52,8 @@ impl fmt::Display for Role {
             Role::Source => "source",
             Role::Results => "results",
             Role::DeadLetter => "dead-letter",
+            Role::RetryTier => "retry-tier",
+            Role::Failed => "failed",
         })
     }
 }
@@ -60,8 +67,8 @@ pub struct NeededTopic {
     pub role: Role,
 }
 
-/// Every topic `config` needs, in config order (sources, results, dead letters), each name
-/// once (the first role wins when two keys name the same topic). Topics of new config
+/// Every topic `config` needs, in config order (sources, results, dead letters, retry tiers,
+/// failed), each name once (the first role wins when two keys name the same topic). Topics of new config
 /// sections are added here, and only here.
 pub fn needed(config: &Config) -> Vec<NeededTopic> {
     let sources = config.sources.iter().map(|s| (&s.topic, Role::Source));
@@ -69,8 +76,16 @@ pub fn needed(config: &Config) -> Vec<NeededTopic> {
         (&config.results.topic, Role::Results),
         (&config.dead_letter.topic, Role::DeadLetter),
     ];
+    let tiers = config.retry_tiers.as_ref();
+    let tier_topics: Vec<String> = tiers
+        .map(|rt| rt.tiers().into_iter().map(|t| t.topic).collect())
+        .unwrap_or_default();
+    let retry = tier_topics
+        .iter()
+        .map(|t| (t, Role::RetryTier))
+        .chain(tiers.map(|rt| (&rt.failed_topic, Role::Failed)));
     let mut out: Vec<NeededTopic> = Vec::new();
-    for (name, role) in sources.chain(outputs) {
+    for (name, role) in sources.chain(outputs).chain(retry) {
         if !out.iter().any(|t| &t.name == name) {
             out.push(NeededTopic {
                 name: name.clone(),
@@ -298,6 +313,34 @@ mod tests {
         ];
         let want: Vec<(String, Role)> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn retry_tiers_add_a_topic_per_delay_and_the_failed_topic() {
+        let mut cfg = config(CONFIG);
+        cfg.retry_tiers = Some(crate::config::RetryTiersConfig {
+            topic_prefix: "relay.retry".into(),
+            delays: vec![
+                crate::config::ConfigDuration::from_secs(1),
+                crate::config::ConfigDuration::from_secs(120),
+            ],
+            failed_topic: "relay.failed".into(),
+            group_id: None,
+        });
+        let got: Vec<(String, Role)> = needed(&cfg)
+            .into_iter()
+            .skip(4)
+            .map(|t| (t.name, t.role))
+            .collect();
+        let want = [
+            ("relay.retry.1s", Role::RetryTier),
+            ("relay.retry.2m", Role::RetryTier),
+            ("relay.failed", Role::Failed),
+        ];
+        let want: Vec<(String, Role)> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        assert_eq!(got, want);
+        assert_eq!(Role::RetryTier.partitions(6), 6);
+        assert_eq!(Role::Failed.partitions(6), 1);
     }
 
     #[test]

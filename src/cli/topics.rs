@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 /// `topics --help`: what the exit status says.
 pub const TOPICS_HELP: &str = "\
-Output: one line per topic: name, role (source, results, dead-letter), exists or missing,
+Output: one line per topic: name, role (source, results, dead-letter, retry-tier, failed),
+exists or missing,
 partitions.
 
 Exit status: 0 every topic exists (after --create), 1 some are missing, 2 invalid config,
