@@ -8,7 +8,7 @@ mod fixtures;
 mod catalog_spec;
 mod deploy_files;
 mod envelope_schema;
-mod faults;
+pub mod faults;
 mod first_hour;
 mod fuzz_regressions;
 mod logging;

@@ -331,3 +331,11 @@ async fn fan_out_commits_once_the_dead_delivery_is_parked() {
     assert!(committed, "committed {:?}", env.committed(1));
     relay.stop().await.unwrap();
 }
+
+/// SIGKILL while deliveries are being parked and while the tier is being consumed (the crash
+/// harness of `faults`, its accounting extended to tiers): nothing lost, one final result per
+/// (event, target) after de-duplication by result id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_parking_and_consuming_tiers_loses_nothing() {
+    crate::faults::crash_test(3_000, 3, crate::faults::Through::Tier).await;
+}
