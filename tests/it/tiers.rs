@@ -60,9 +60,11 @@ async fn wait_metric(relay: &Relay, series: &str, want: f64) {
 }
 
 /// The acceptance case of the issue: two targets on disjoint routes, one answering 503 for the
-/// whole test, a small in-flight bound. Every event for the healthy target arrives, and the dead
-/// target's deliveries do not stay in memory: each is parked on the tier, so the source commits
-/// to its end while the target is still down.
+/// whole test, an in-flight bound of 200. The dead target's 400 events come first: held in
+/// memory they would take the whole bound. Every event for the healthy target arrives, and the
+/// dead target's deliveries do not stay in memory: each is parked on the tier, so the source
+/// commits to its end while the target is still down. The healthy target's budget (180, what
+/// the dead one's 20 leave) is more than its 100 events: none of them is parked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_target_costs_a_healthy_one_nothing() {
     let down = Receiver::start(vec![]).await;
@@ -71,9 +73,10 @@ async fn a_dead_target_costs_a_healthy_one_nothing() {
     let mut env = TestEnv::komo("g-tier-isolation", 1).await;
     // Nothing comes due during the test: what is parked stays parked.
     env.with_tiers(&[secs(3600)]).await;
-    env.config.pipeline.max_in_flight_events = 20;
+    env.config.pipeline.max_in_flight_events = 200;
     let mut dead = parking("down", &down.url);
     dead.circuit.failure_threshold = 20;
+    dead.max_queued_events = Some(20);
     env.config.targets = vec![dead, healthy("up", &up.url)];
     for (event, target) in [("CardViewed", "down"), ("CardCoverClicked", "up")] {
         env.config.routes.push(route(json!({
@@ -81,17 +84,12 @@ async fn a_dead_target_costs_a_healthy_one_nothing() {
         })));
     }
     let relay = env.relay();
-    let n = 100;
-    let (down_ids, up_ids) = (ids(n), ids(n));
+    let (n_down, n) = (400, 100);
+    let (down_ids, up_ids) = (ids(n_down), ids(n));
     let payloads: Vec<Vec<u8>> = down_ids
         .iter()
-        .zip(&up_ids)
-        .flat_map(|(d, u)| {
-            [
-                komo_event(d, "CardViewed"),
-                komo_event(u, "CardCoverClicked"),
-            ]
-        })
+        .map(|d| komo_event(d, "CardViewed"))
+        .chain(up_ids.iter().map(|u| komo_event(u, "CardCoverClicked")))
         .collect();
     env.produce(&payloads).await;
 
@@ -109,7 +107,7 @@ async fn a_dead_target_costs_a_healthy_one_nothing() {
 
     let parked = env
         .broker
-        .read(&env.tier_topic(secs(3600)), n, Duration::from_secs(90))
+        .read(&env.tier_topic(secs(3600)), n_down, Duration::from_secs(90))
         .await;
     let parked_ids: HashSet<String> = parked
         .iter()
@@ -124,10 +122,10 @@ async fn a_dead_target_costs_a_healthy_one_nothing() {
     wait_metric(
         &relay,
         "event_relay_parked_total{target=\"down\",tier=\"1h\"}",
-        n as f64,
+        n_down as f64,
     )
     .await;
-    let all = 2 * n as i64;
+    let all = (n_down + n) as i64;
     let committed = eventually(Duration::from_secs(60), || async {
         env.committed(1)[0] == all
     })
@@ -137,6 +135,8 @@ async fn a_dead_target_costs_a_healthy_one_nothing() {
         "the source commits to its end while the target is down: {:?}",
         env.committed(1)
     );
+    let (status, body) = relay.get("/readyz").await;
+    assert_eq!(status, 200, "ready while deliveries are parked: {body}");
     // Every offset is final, and only the healthy deliveries produced a result.
     let produced = relay.metric("event_relay_results_produced_total{event=\"WebhookSuccess\"}");
     assert_eq!(produced.await, n as f64, "no result for a parked delivery");
@@ -338,4 +338,44 @@ async fn fan_out_commits_once_the_dead_delivery_is_parked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_parking_and_consuming_tiers_loses_nothing() {
     crate::faults::crash_test(3_000, 3, crate::faults::Through::Tier).await;
+}
+
+/// A target still down, its circuit open, when its records come due: each record moves on to
+/// the next tier without a request (the circuit's cool-down outlasts the test, so not even a
+/// probe goes out), and after the last tier ends in one WebhookError. A long outage costs the
+/// target the requests that opened the circuit, not a retry storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_moves_due_records_on_without_requests() {
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(503));
+    let mut x = parking("x", &rx.url);
+    x.circuit.failure_threshold = 3;
+    x.circuit.cool_down = secs(3600);
+    let env = tiered("g-tier-circuit", &[secs(1), secs(2)], x).await;
+    let relay = env.relay();
+    let n = 20;
+    env.produce(&cards(&ids(n))).await;
+    wait_metric(
+        &relay,
+        "event_relay_parked_total{target=\"x\",tier=\"1s\"}",
+        n as f64,
+    )
+    .await;
+    let before_tiers = rx.count();
+    let results = env.results_json(n).await;
+    assert_eq!(results.len(), n);
+    for r in &results {
+        assert_eq!(
+            (r["event"].as_str(), r["parked"].as_u64()),
+            (Some("WebhookError"), Some(2)),
+            "{r}"
+        );
+        assert!(r["error"].as_str().unwrap().contains("circuit open"), "{r}");
+    }
+    assert_eq!(
+        rx.count(),
+        before_tiers,
+        "no request from the tiers while the circuit is open"
+    );
+    relay.stop().await.unwrap();
 }
