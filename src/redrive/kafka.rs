@@ -5,7 +5,7 @@ use super::{Outgoing, RedriveError, BROKER_TIMEOUT};
 use crate::config::KafkaConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -16,12 +16,15 @@ pub struct Reader {
     topic: String,
     /// Partitions not read to their end yet, with that end (the offset after their last record).
     ends: BTreeMap<i32, i64>,
+    /// When the reader was opened (ms since the epoch).
+    started_ms: i64,
 }
 
 impl Reader {
     /// Assigns every non-empty partition of `topic` (named in the config at `key`) from its
     /// first record. The consumer's group is a throwaway one: nothing is committed.
     pub fn open(kafka: &KafkaConfig, topic: &str, key: &'static str) -> Result<Self, RedriveError> {
+        let started_ms = chrono::Utc::now().timestamp_millis();
         let group = format!("event-relay-redrive-{}", uuid::Uuid::new_v4().simple());
         let mut settings = crate::source::consumer_config(kafka, &group);
         // After `kafka.options`: the relay's own group must never be used (or committed) here.
@@ -71,10 +74,11 @@ impl Reader {
             consumer,
             topic: topic.to_string(),
             ends,
+            started_ms,
         })
     }
 
-    /// The next record before the end offsets, `None` once every partition reached its end.
+    /// The next record written before the start, `None` once every partition reached its end.
     pub async fn next(&mut self) -> Result<Option<OwnedMessage>, RedriveError> {
         while !self.ends.is_empty() {
             let received = tokio::time::timeout(BROKER_TIMEOUT * 3, self.consumer.recv()).await;
@@ -83,12 +87,11 @@ impl Reader {
                     let Some(&end) = self.ends.get(&m.partition()) else {
                         continue; // A partition already read to its end.
                     };
-                    if m.offset() + 1 >= end {
+                    if m.offset() >= end && self.written_after_start(&m) {
                         self.ends.remove(&m.partition());
+                        continue;
                     }
-                    if m.offset() < end {
-                        return Ok(Some(m.detach()));
-                    }
+                    return Ok(Some(m.detach()));
                 }
                 // The end of what the partition held (at least its end at start: a gap of
                 // offsets, e.g. transaction markers, ends it too).
@@ -103,6 +106,17 @@ impl Reader {
             }
         }
         Ok(None)
+    }
+
+    /// Whether `m`, at or past its partition's end offset at start, was written after the
+    /// start. A partition is read until its end (`PartitionEOF`) or such a record, not just to
+    /// its end offset: some brokers (the tansu test broker) report an end offset inside the last
+    /// batch of records, and records of that batch were written before the start too. A record
+    /// without a timestamp counts as written after.
+    fn written_after_start(&self, m: &BorrowedMessage<'_>) -> bool {
+        m.timestamp()
+            .to_millis()
+            .is_none_or(|t| t >= self.started_ms)
     }
 
     fn stopped(&self, reason: String) -> RedriveError {
