@@ -101,9 +101,12 @@ pub enum Command {
         #[arg(long, requires = "create", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
     },
-    /// Re-enter what finally failed: --from failed puts deliveries back on their target's first
-    /// retry tier with a fresh attempt budget; --from dead-letter re-produces dead letters to
-    /// their source topic. Reads up to the end offsets seen at start, then exits.
+    /// Re-enter failed deliveries or dead letters once their cause is fixed.
+    ///
+    /// --from failed puts deliveries back on their target's first retry tier with a fresh
+    /// attempt budget; --from dead-letter re-produces dead letters to their source topic, marked
+    /// `redriven` so one dead-lettered again is not redriven again. Reads the topic up to the
+    /// end offsets seen at start, then exits.
     #[command(after_help = redrive::REDRIVE_HELP)]
     Redrive(RedriveArgs),
 }

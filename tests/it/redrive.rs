@@ -425,3 +425,20 @@ async fn failed_deliveries_reenter_their_first_tier_with_a_fresh_budget() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--since"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_exit_3_and_a_config_without_tiers_exit_2() {
+    let brokers = format!("127.0.0.1:{}", free_port());
+    let mut cfg = base_config(&brokers, "results", "dlq");
+    cfg.sources.push(source("src", SourceFormat::Komo));
+    let file = ConfigFile::write(&cfg);
+    let (code, stdout, stderr) = cli("redrive", &file.path, &["--from", "dead-letter"]).await;
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&brokers), "{stderr}");
+    assert!(stderr.contains("kafka.brokers"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+
+    let (code, _, stderr) = cli("redrive", &file.path, &["--from", "failed"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("retry_tiers"), "{stderr}");
+}
