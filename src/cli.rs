@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `normalize`, `route`, `topics`.
+//! The command line: `run`, `check`, `normalize`, `route`, `topics`, `redrive`.
 
 use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
@@ -8,8 +8,10 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod redrive;
 mod route;
 mod topics;
+pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
 pub use topics::topics;
 
@@ -99,6 +101,14 @@ pub enum Command {
         #[arg(long, requires = "create", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
     },
+    /// Re-enter failed deliveries or dead letters once their cause is fixed.
+    ///
+    /// --from failed puts deliveries back on their target's first retry tier with a fresh
+    /// attempt budget; --from dead-letter re-produces dead letters to their source topic, marked
+    /// `redriven` so one dead-lettered again is not redriven again. Reads the topic up to the
+    /// end offsets seen at start, then exits.
+    #[command(after_help = redrive::REDRIVE_HELP)]
+    Redrive(RedriveArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -48,6 +48,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // An edge like cli: the config's topics, reached with the relay's producer settings.
     ("topics", &["config", "source", "pipeline"]),
+    // An edge like cli: failed deliveries and dead letters read back and re-entered, with the
+    // relay's consumer and producer settings, its record formats and its event-name globs.
+    (
+        "redrive",
+        &["config", "source", "pipeline", "report", "route"],
+    ),
 ];
 
 /// Whether `name` is one of the crate's modules: every row of [`ALLOWED`], plus `cli`, which

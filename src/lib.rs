@@ -21,7 +21,8 @@
 //! per-message `Ticket` that `source`, `deliver` and `report` share), [`health`] (what
 //! `/healthz` and `/readyz` read), [`metrics`], [`config`], [`envelope`], [`json`]. The edges:
 //! [`server`] (HTTP endpoints, reading `health` and `metrics`), [`topics`] (the topics a config
-//! needs, on the broker), [`cli`] and `main.rs`.
+//! needs, on the broker), [`redrive`] (re-entering failed deliveries and dead letters), [`cli`]
+//! and `main.rs`.
 
 pub mod ack;
 pub mod catalog;
@@ -35,6 +36,7 @@ mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod redrive;
 pub mod report;
 pub mod route;
 pub mod server;

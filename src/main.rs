@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             create,
             partitions,
         } => cli::topics(&config, create, partitions),
+        Command::Redrive(args) => cli::redrive(&args),
         Command::Run { config } => run(&config),
     }
 }

@@ -25,12 +25,13 @@ pub enum RouteError {
 }
 
 /// The event-name globs of one route, compiled once: `*` matches any run of characters, `?`
-/// exactly one character, everything else itself; a leading `!` makes a glob exclude.
+/// exactly one character, everything else itself; a leading `!` makes a glob exclude. Also
+/// `event-relay redrive --event`'s matcher, so both read a glob the same way.
 ///
 /// Each side is one anchored regex (`^(?:glob|glob)$`). `globset` was the other candidate, but
 /// it matches bytes, so its `?` would not match one non-ASCII character as this syntax does.
 #[derive(Debug)]
-struct EventGlobs {
+pub struct EventGlobs {
     /// Names must match one of these (`None`: no include globs, every name does).
     include: Option<Regex>,
     /// Names matching one of these are excluded.
@@ -38,7 +39,8 @@ struct EventGlobs {
 }
 
 impl EventGlobs {
-    fn new(globs: &[String]) -> Result<Self, regex::Error> {
+    /// Compiles `globs` (an empty list matches every name).
+    pub fn new(globs: &[String]) -> Result<Self, regex::Error> {
         let (exclude, include): (Vec<&str>, Vec<&str>) = globs
             .iter()
             .map(String::as_str)
@@ -50,7 +52,8 @@ impl EventGlobs {
         })
     }
 
-    fn matches(&self, name: &str) -> bool {
+    /// Whether the event name `name` is matched.
+    pub fn matches(&self, name: &str) -> bool {
         self.include.as_ref().is_none_or(|re| re.is_match(name))
             && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
     }

@@ -8,9 +8,9 @@ use crate::deliver::{Delivery, Targets};
 use crate::envelope::{Envelope, Origin, Source};
 use crate::metrics::Metrics;
 use crate::normalize::{NormalizeError, Normalizer, Rejected, SourceSettings};
-use crate::report::{DeadLetter, Reporter};
+use crate::report::{DeadLetter, Reporter, REDRIVEN_HEADER};
 use crate::route::Router;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,6 +94,8 @@ struct Rejection {
     key: Option<Vec<u8>>,
     err: NormalizeError,
     batch_index: Option<usize>,
+    /// The message was re-produced by `redrive --from dead-letter`.
+    redriven: bool,
 }
 
 fn spawn_dead_letter(
@@ -116,6 +118,7 @@ fn spawn_dead_letter(
             problems: r.err.problems(),
             batch_index: r.batch_index,
             source_event_id: r.err.event_id(),
+            redriven: r.redriven,
         };
         if reporter.dead_letter(&r.raw, r.key.as_deref(), &dl).await {
             ticket.finish_one();
@@ -132,6 +135,8 @@ pub struct Job {
     /// The source's format (`Auto` for a topic that is not a source).
     format: SourceFormat,
     key: Option<Vec<u8>>,
+    /// The message carries `redriven: true` (its dead letters carry it on).
+    redriven: bool,
     kind: JobKind,
 }
 
@@ -181,6 +186,10 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
         return None;
     };
     let key = msg.key().map(<[u8]>::to_vec);
+    let redriven = is_redriven(&msg);
+    if redriven {
+        p.metrics.redriven.with_label_values(&["dead-letter"]).inc();
+    }
     let (origin, format, kind) = match p.settings.get(&tp.0) {
         None => {
             tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
@@ -210,7 +219,16 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
         origin,
         format,
         key,
+        redriven,
         kind,
+    })
+}
+
+/// Whether `msg` was re-produced by `event-relay redrive --from dead-letter`.
+fn is_redriven(msg: &OwnedMessage) -> bool {
+    msg.headers().is_some_and(|h| {
+        h.iter()
+            .any(|h| h.key == REDRIVEN_HEADER && h.value == Some(b"true".as_slice()))
     })
 }
 
@@ -277,6 +295,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
         origin,
         format,
         key,
+        redriven,
         kind,
     } = job;
     match kind {
@@ -295,6 +314,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                     key,
                     err,
                     batch_index: None,
+                    redriven,
                 },
             );
         }
@@ -323,6 +343,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                         key: key.clone(),
                         err: r.error,
                         batch_index: Some(r.index),
+                        redriven,
                     },
                 );
             }

@@ -1,8 +1,14 @@
 //! Dead letters: the original bytes of a message (or one event of a batch) the relay cannot
-//! normalize, with headers naming the reason and where it came from.
+//! normalize, with headers naming the reason and where it came from, and [`REDRIVEN_HEADER`]
+//! when the message itself was re-produced by `event-relay redrive --from dead-letter` (so a
+//! second redrive does not loop it).
 
 use super::{cut_str, Produced, Reporter, CUT_FIELD_BYTES, CUT_PAYLOAD_BYTES};
 use rdkafka::message::{Header, OwnedHeaders};
+
+/// The header (value `true`) that marks a message re-produced by `redrive --from dead-letter`,
+/// and a dead letter of such a message.
+pub const REDRIVEN_HEADER: &str = "redriven";
 
 /// Where a dead letter came from.
 #[derive(Debug, Clone)]
@@ -17,6 +23,8 @@ pub struct DeadLetter<'a> {
     pub batch_index: Option<usize>,
     /// The source event's id, when the message parsed far enough to have one.
     pub source_event_id: Option<&'a str>,
+    /// The message carried `redriven: true`: the dead letter does too.
+    pub redriven: bool,
 }
 
 impl Reporter {
@@ -67,6 +75,12 @@ impl Reporter {
                 headers = headers.insert(Header {
                     key: "source_event_id",
                     value: Some(cut_str(id, CUT_FIELD_BYTES)),
+                });
+            }
+            if dl.redriven {
+                headers = headers.insert(Header {
+                    key: REDRIVEN_HEADER,
+                    value: Some("true"),
                 });
             }
             if let Some(size) = cut {

@@ -11,7 +11,7 @@ mod parked;
 mod result;
 mod sink;
 
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, REDRIVEN_HEADER};
 pub use outcome::{BodyLimit, Failure, Outcome, TransportKind};
 pub use parked::{rfc3339, Journey, ParkedError, ParkedRecord};
 pub use result::{result_event, write_result_event};
