@@ -17,7 +17,7 @@ mod normalize_pipeline;
 mod operations;
 mod poison;
 mod posthog;
-mod redrive;
+pub mod redrive;
 mod relay_core;
 mod routing;
 mod tiers;

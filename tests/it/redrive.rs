@@ -22,7 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_event-relay");
 
 /// Runs `event-relay <command> --config <path> <args>` off the async workers; fails the test if
 /// it has not ended after 120 s (a guard against hanging, not a timing assertion).
-async fn cli(command: &str, path: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub async fn cli(command: &str, path: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.arg(command).arg("--config").arg(path).args(args);
     let out: Output = tokio::task::spawn_blocking(move || {

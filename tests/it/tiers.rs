@@ -257,6 +257,36 @@ async fn an_exhausted_delivery_ends_in_one_error_and_the_failed_topic() {
         );
     }
     assert!(by_id(&rx).values().all(|reqs| reqs.len() == 4));
+
+    // The partner is fixed: `redrive --from failed` re-enters every delivery into the first
+    // tier with its budget reset, and the running relay delivers each once.
+    rx.set_default(Reply::status(200));
+    let file = ConfigFile::write(&env.config);
+    let (code, stdout, stderr) =
+        crate::redrive::cli("redrive", &file.path, &["--from", "failed"]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let all = env.results_json(2 * n).await;
+    let successes: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["event"] == "WebhookSuccess")
+        .collect();
+    assert_eq!(
+        successes.len(),
+        n,
+        "one WebhookSuccess per redriven delivery"
+    );
+    for r in &successes {
+        assert_eq!(
+            (r["attempts"].as_u64(), r["parked"].as_u64()),
+            (Some(1), Some(0)),
+            "{r}"
+        );
+    }
+    let ok: HashSet<&str> = successes
+        .iter()
+        .map(|r| r["source_event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ok.len(), n);
     relay.stop().await.unwrap();
 }
 
@@ -378,4 +408,47 @@ async fn an_open_circuit_moves_due_records_on_without_requests() {
         "no request from the tiers while the circuit is open"
     );
     relay.stop().await.unwrap();
+}
+
+/// `run` refuses to start while a tier or failed topic is missing, naming it; after
+/// `topics --create` it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_needs_the_tier_topics_and_topics_create_makes_them() {
+    let mut env = TestEnv::komo("g-tier-topics", 1).await;
+    env.config.retry_tiers = Some(event_relay::config::RetryTiersConfig {
+        topic_prefix: format!("missing-{}", uuid::Uuid::new_v4().simple()),
+        delays: vec![secs(60)],
+        failed_topic: format!("failed-{}", uuid::Uuid::new_v4().simple()),
+        group_id: None,
+    });
+    let tiers = env.config.retry_tiers.clone().unwrap();
+    let tier = &tiers.tiers()[0].topic;
+    let file = ConfigFile::write(&env.config);
+    let (code, _, stderr) = crate::redrive::cli("run", &file.path, &[]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(tier.as_str()) && stderr.contains(&tiers.failed_topic),
+        "{stderr}"
+    );
+    assert!(stderr.contains("topics --config"), "{stderr}");
+
+    let (code, stdout, stderr) = crate::redrive::cli("topics", &file.path, &["--create"]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("retry-tier") && stdout.contains("failed"),
+        "{stdout}"
+    );
+    let mut child = spawn_relay(&file);
+    let url = format!("http://{}/readyz", env.config.server.listen);
+    let ready = eventually(Duration::from_secs(60), || async {
+        reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let exited = child.try_wait().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        ready,
+        "the relay started once its topics exist (exit: {exited:?})"
+    );
 }
