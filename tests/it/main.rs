@@ -20,6 +20,7 @@ mod posthog;
 pub mod redrive;
 mod relay_core;
 mod routing;
-mod tiers;
+pub mod tiers;
+mod tiers_failures;
 mod topics;
 mod webhook;
