@@ -124,8 +124,15 @@ impl<'a> TierLoop<'a> {
         let tp = tp_of(&msg);
         let generation = self.side.tracker.generation(&tp);
         if let Some(queue) = self.waiting.get_mut(&tp) {
-            queue.push_back(Waiting { msg, generation });
-            return;
+            // Records kept from before a rebalance moved the partition away and back are its
+            // next reading's, not this one's: the fetch restarts at the committed offset.
+            queue.retain(|w| w.generation == generation);
+            if !queue.is_empty() {
+                queue.push_back(Waiting { msg, generation });
+                return;
+            }
+            self.waiting.remove(&tp);
+            self.pause(&tp, false);
         }
         if due_at(&msg) <= SystemTime::now() {
             if let Ok(permit) = self.side.permits.clone().try_acquire_owned() {
@@ -169,14 +176,8 @@ impl<'a> TierLoop<'a> {
         let Some(queue) = self.waiting.get_mut(tp) else {
             return false;
         };
-        match queue.front() {
-            Some(head) if head.generation != current => {
-                queue.clear();
-                false
-            }
-            Some(head) => due_at(&head.msg) <= now,
-            None => false,
-        }
+        queue.retain(|w| w.generation == current);
+        queue.front().is_some_and(|head| due_at(&head.msg) <= now)
     }
 
     fn pause(&self, tp: &Tp, pause: bool) {
