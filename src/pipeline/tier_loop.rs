@@ -318,8 +318,10 @@ impl<'a> TierLoop<'a> {
         });
     }
 
-    /// `event_relay_tier_lag{tier}`: per tier, the consumer lag of its partitions assigned
-    /// here (librdkafka statistics: records not yet committed, so waiting or in flight).
+    /// `event_relay_tier_lag{tier}`: per tier, the records waiting in its partitions assigned
+    /// here: their consumer lag (librdkafka statistics: records not yet committed), or, where
+    /// the statistics know none yet (nothing committed in the group so far), at least the
+    /// records held here until due.
     fn report_lag(&mut self) {
         use prometheus::core::Collector;
         if self.lag_reported.is_some_and(|t| t.elapsed() < IDLE_TICK) {
@@ -341,9 +343,17 @@ impl<'a> TierLoop<'a> {
                 }
             }
         }
+        let mut held: HashMap<&str, i64> = HashMap::new();
+        for (tp, queue) in &self.waiting {
+            if let Some(tier) = self.side.tiers.get(&tp.0) {
+                *held.entry(tier.label.as_str()).or_default() += queue.len() as i64;
+            }
+        }
         for tier in self.side.tiers.values() {
-            let n = lag.get(tier.label.as_str()).copied().unwrap_or(0);
-            metrics.tier_lag.with_label_values(&[&tier.label]).set(n);
+            let label = tier.label.as_str();
+            let n = lag.get(label).copied().unwrap_or(0);
+            let n = n.max(held.get(label).copied().unwrap_or(0));
+            metrics.tier_lag.with_label_values(&[label]).set(n);
         }
     }
 }
