@@ -301,3 +301,10 @@ async fn run_needs_the_tier_topics_and_topics_create_makes_them() {
         "the relay started once its topics exist (exit: {exited:?})"
     );
 }
+
+/// A second instance joins and the first leaves gracefully while deliveries go through a tier
+/// (the tier consumer's group rebalances too): nothing lost, nothing delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_while_deliveries_go_through_tiers_loses_and_duplicates_nothing() {
+    crate::faults::rebalance_test(crate::faults::Through::Tier).await;
+}
