@@ -1,8 +1,12 @@
 //! Delivery: per-target workers that batch, rate-limit, send, retry and report.
 //!
 //! Each target has its own queue, concurrency limit (`max_in_flight`), optional rate limit and
-//! circuit breaker, so one slow or failing target never holds up the others. A delivery becomes
-//! final when its result event is acknowledged by Kafka; only then is its ticket finished.
+//! circuit breaker, and its budget of deliveries held in memory (`max_queued_events`). With
+//! `[retry_tiers]`, a delivery still failing after its in-memory phase (`retry.hold`), or new
+//! while its target is at its budget or its circuit is open, is parked on a retry tier
+//! ([`park`], [`schedule`]) instead of waiting in memory, so a target that is down for hours
+//! costs the others nothing. A delivery's ticket is finished once Kafka acknowledged its
+//! result event, or its parked record.
 //! [`Service::preview`] shows what a target would send, for `event-relay route`.
 
 mod attempt;
