@@ -9,8 +9,16 @@ use crate::normalize::infer::Inferrer;
 use crate::normalize::Normalizer;
 use clap::{Subcommand, ValueEnum};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// `println!` that stops quietly when stdout is closed (`catalog list | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 /// `catalog --help`: the workflow for a new event.
 pub const CATALOG_HELP: &str = "\
@@ -113,7 +121,7 @@ fn list(catalogs: &Catalogs) -> ExitCode {
             .iter()
             .map(|(o, n)| format!("{o}: {n}"))
             .collect();
-        println!(
+        say!(
             "{}: {} events ({}), {} common properties, {} identify properties",
             catalog.name,
             names.len(),
@@ -125,7 +133,7 @@ fn list(catalogs: &Catalogs) -> ExitCode {
         for (name, origin) in names.iter().zip(&origins) {
             let ev = &catalog.events[name.as_str()];
             let required = ev.properties.values().filter(|p| p.required).count();
-            println!(
+            say!(
                 "  {name:<width$}  {:>3} properties  {required:>3} required  {origin}",
                 ev.properties.len()
             );
@@ -144,18 +152,18 @@ fn show(catalogs: &Catalogs, event: &str, only: Option<CatalogArg>) -> ExitCode 
             continue;
         };
         found = true;
-        println!(
+        say!(
             "{event} ({} catalog, {})",
             catalog.name,
             event_origin(catalogs, source, event)
         );
         if ev.extra_keys {
-            println!(
+            say!(
                 "extra keys: user attributes (keys that are not its properties go to user.traits)"
             );
         }
         if ev.requires_data_capture {
-            println!("data capture fields: required (at least one extra key)");
+            say!("data capture fields: required (at least one extra key)");
         }
         table("properties", &sorted(&ev.properties));
         common_parts(catalog, &ev.identify_unclaimed);
@@ -206,9 +214,9 @@ fn type_text(p: &Prop) -> String {
 }
 
 fn table(title: &str, props: &[&Prop]) {
-    println!("{title}:");
+    say!("{title}:");
     if props.is_empty() {
-        println!("  (none)");
+        say!("  (none)");
         return;
     }
     let rows: Vec<[String; 6]> = props
@@ -245,7 +253,7 @@ fn table(title: &str, props: &[&Prop]) {
         let cells: Vec<String> = (0..5)
             .map(|i| format!("{:<w$}", row[i], w = widths[i]))
             .collect();
-        println!("  {}  {}", cells.join("  "), row[5]);
+        say!("  {}  {}", cells.join("  "), row[5]);
     }
 }
 
@@ -290,7 +298,7 @@ fn infer(catalogs: Catalogs, source: Option<CatalogArg>) -> ExitCode {
     for w in &draft.warnings {
         eprintln!("review: {w}");
     }
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(&draft).expect("a draft serializes")
     );
