@@ -168,6 +168,14 @@ fn show(catalogs: &Catalogs, event: &str, only: Option<CatalogArg>) -> ExitCode 
         table("properties", &sorted(&ev.properties));
         common_parts(catalog, &ev.identify_unclaimed);
     }
+    let acemate = only.is_none_or(|c| Source::from(c) == Source::Acemate);
+    if !found && acemate && catalogs.knows(Source::Acemate, event) {
+        // `$identify` (PostHog's identify call): judged by the Identify set alone.
+        found = true;
+        let origin = event_origin(catalogs, Source::Acemate, event);
+        say!("{event} (acemate catalog, {origin}): the Identify properties, in user.traits");
+        table("identify", &sorted(&catalogs.acemate.identify));
+    }
     if found {
         return ExitCode::SUCCESS;
     }
