@@ -1,16 +1,20 @@
-//! The command line: `run`, `check`, `normalize`, `route`, `topics`, `redrive`.
+//! The command line: `run`, `check`, `normalize`, `route`, `topics`, `redrive`, `catalog`.
 
 use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
+use crate::normalize::summary::Summary;
 use crate::normalize::{Normalizer, SourceSettings};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod catalog;
 mod redrive;
 mod route;
+mod summary;
 mod topics;
+pub use catalog::{catalog, CatalogArg, CatalogCommand};
 pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
 pub use topics::topics;
@@ -76,6 +80,13 @@ pub enum Command {
         /// With --config: the source topic whose settings apply (default: first matching source).
         #[arg(long)]
         topic: Option<String>,
+        /// Print a tracking-plan report instead of the envelopes: events per name × status,
+        /// and the most frequent problems per property and rule.
+        #[arg(long)]
+        summary: bool,
+        /// With --summary: how many problem groups to list.
+        #[arg(long, requires = "summary", default_value_t = 10)]
+        top: usize,
     },
     /// Dry run of routing: raw events on stdin → matched routes, and each target's URL, headers
     /// (credentials redacted) and body. Sends nothing.
@@ -109,6 +120,10 @@ pub enum Command {
     /// end offsets seen at start, then exits.
     #[command(after_help = redrive::REDRIVE_HELP)]
     Redrive(RedriveArgs),
+    /// The event catalogs: list their events, show one event's rules, infer draft entries for
+    /// the unknown events of a captured sample.
+    #[command(subcommand, after_help = catalog::CATALOG_HELP)]
+    Catalog(CatalogCommand),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -191,15 +206,16 @@ fn stdin_lines() -> impl Iterator<Item = (usize, Vec<u8>)> {
         .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
 }
 
-/// `normalize`: exit 0 if every line was accepted, 1 otherwise.
-pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<String>) -> ExitCode {
+/// The source topic and settings `normalize` applies.
+fn normalize_settings(
+    source: FormatArg,
+    config: Option<PathBuf>,
+    topic: Option<String>,
+) -> Result<(String, SourceSettings), ExitCode> {
     let format: SourceFormat = source.into();
-    let (topic, settings) = match &config {
+    Ok(match &config {
         Some(path) => {
-            let cfg = match load_or_exit(path) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
+            let cfg = load_or_exit(path)?;
             let wanted = if matches!(source, FormatArg::Auto) && topic.is_none() {
                 None
             } else {
@@ -216,6 +232,20 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
             }
         }
         None => ("stdin".to_string(), SourceSettings::standalone(format)),
+    })
+}
+
+/// `normalize`: exit 0 if every line was accepted, 1 otherwise. With `summary` (the number
+/// of problem groups to list), a tracking-plan report instead of the envelopes.
+pub fn normalize(
+    source: FormatArg,
+    config: Option<PathBuf>,
+    topic: Option<String>,
+    summary: Option<usize>,
+) -> ExitCode {
+    let (topic, settings) = match normalize_settings(source, config, topic) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let normalizer = match Normalizer::builtin() {
         Ok(n) => n,
@@ -227,6 +257,7 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
     let mut rejected = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut report = Summary::default();
     for (n, line) in stdin_lines() {
         let origin = Origin {
             topic: topic.clone(),
@@ -234,7 +265,13 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
             offset: n as i64 - 1,
             key: None,
         };
-        match normalizer.normalize(&line, &settings, origin) {
+        let result = normalizer.normalize(&line, &settings, origin);
+        if summary.is_some() {
+            report.add(&result);
+            rejected |= result.as_ref().map_or(true, |r| !r.rejected.is_empty());
+            continue;
+        }
+        match result {
             Ok(res) => {
                 for (env, _) in &res.events {
                     let _ = writeln!(
@@ -258,6 +295,9 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
                 eprintln!("line {n}: {e} ({})", e.reason());
             }
         }
+    }
+    if let Some(top) = summary {
+        let _ = summary::print(&mut out, &report, top);
     }
     if rejected {
         ExitCode::from(1)

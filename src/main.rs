@@ -35,7 +35,9 @@ fn main() -> ExitCode {
             source,
             config,
             topic,
-        } => cli::normalize(source, config, topic),
+            summary,
+            top,
+        } => cli::normalize(source, config, topic, summary.then_some(top)),
         Command::Route { config, topic } => cli::route(config, topic),
         Command::Topics {
             config,
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
             partitions,
         } => cli::topics(&config, create, partitions),
         Command::Redrive(args) => cli::redrive(&args),
+        Command::Catalog(cmd) => cli::catalog(cmd),
         Command::Run { config } => run(&config),
     }
 }

@@ -13,6 +13,9 @@ pub struct Metrics {
     pub registry: Registry,
     pub messages_consumed: IntCounterVec,
     pub events_normalized: IntCounterVec,
+    /// Catalog rules broken, per event (`other` for names the catalog does not know) and rule
+    /// (`catalog::rule::Rule`: required, type, null, enum, format, unknown_event, other).
+    pub validation_problems: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub delivery_attempts: IntCounterVec,
@@ -90,6 +93,12 @@ impl Metrics {
                 "event_relay_events_normalized_total",
                 "Events normalized, by catalog validation status.",
                 &["source", "event", "status"],
+            ),
+            validation_problems: counter(
+                &r,
+                "event_relay_validation_problems_total",
+                "Catalog rules broken by normalized events (the tracking-plan report).",
+                &["source", "event", "rule"],
             ),
             dead_letters: counter(
                 &r,

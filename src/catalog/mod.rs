@@ -306,6 +306,8 @@ impl Catalogs {
 }
 
 mod check;
+pub mod describe;
+pub mod rule;
 pub use check::{check_props, PropPath};
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! (`strict`: reject, `lenient`: forward with `validation.status = "invalid"`).
 
 mod acemate;
+pub mod infer;
 mod komo;
 mod limits;
 mod shape;
+pub mod summary;
 
 pub use komo::COMMON as KOMO_COMMON_KEYS;
 

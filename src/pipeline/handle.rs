@@ -3,9 +3,10 @@
 //! (`dispatch`). [`Stages`] is what the two need: the pure stages and the outputs.
 
 use crate::ack::{OffsetTracker, Ticket, Tp};
+use crate::catalog::rule::rules_of;
 use crate::config::SourceFormat;
 use crate::deliver::{Delivery, Targets};
-use crate::envelope::{Envelope, Origin, Source};
+use crate::envelope::{Envelope, Origin, Source, ValidationStatus};
 use crate::metrics::Metrics;
 use crate::normalize::{NormalizeError, Normalizer, Rejected, SourceSettings};
 use crate::report::{DeadLetter, Reporter, REDRIVEN_HEADER};
@@ -61,20 +62,50 @@ fn event_label<'a>(n: &Normalizer, source: Source, event: &'a str) -> &'a str {
     }
 }
 
+/// Counts the catalog rules an event broke (`event_relay_validation_problems_total`).
+fn count_problems(
+    p: &Stages,
+    source: &str,
+    event: &str,
+    status: ValidationStatus,
+    problems: &[String],
+) {
+    for rule in rules_of(status, problems) {
+        p.metrics
+            .validation_problems
+            .with_label_values(&[source, event, rule.as_str()])
+            .inc();
+    }
+}
+
 fn count_rejection(p: &Stages, format: SourceFormat, err: &NormalizeError) {
     match err {
-        NormalizeError::Invalid { event, catalog, .. } => {
+        NormalizeError::Invalid {
+            event,
+            catalog,
+            problems,
+            ..
+        } => {
             let label = event_label(&p.normalizer, *catalog, event);
             p.metrics
                 .events_normalized
                 .with_label_values(&[catalog.as_str(), label, "invalid"])
                 .inc();
+            count_problems(
+                p,
+                catalog.as_str(),
+                label,
+                ValidationStatus::Invalid,
+                problems,
+            );
         }
         NormalizeError::UnknownEvent(..) => {
             p.metrics
                 .events_normalized
                 .with_label_values(&[format_label(format), "other", "unknown_event"])
                 .inc();
+            let status = ValidationStatus::UnknownEvent;
+            count_problems(p, format_label(format), "other", status, &[]);
         }
         _ => {}
     }
@@ -264,6 +295,13 @@ fn normalize_and_route(
             .events_normalized
             .with_label_values(&[src, label, env.validation.status.as_str()])
             .inc();
+        count_problems(
+            p,
+            src,
+            label,
+            env.validation.status,
+            &env.validation.problems,
+        );
         let decision = p.router.route(&env);
         if decision.routes.is_empty() && decision.targets.is_empty() {
             p.metrics.unrouted.with_label_values(&[src]).inc();

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 const COUNTERS: &[&str] = &[
     "event_relay_messages_consumed_total",
     "event_relay_events_normalized_total",
+    "event_relay_validation_problems_total",
     "event_relay_dead_letters_total",
     "event_relay_deliveries_total",
     "event_relay_delivery_attempts_total",

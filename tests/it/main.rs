@@ -5,6 +5,7 @@
 
 mod fixtures;
 
+mod catalog_cli;
 mod catalog_spec;
 mod deploy_files;
 mod envelope_schema;
