@@ -74,8 +74,9 @@ impl<'a> ConsumeLoop<'a> {
     /// batch message holds many) before it is handed on; without enough free permits the
     /// partitions are paused until its events fit.
     pub async fn run(mut self) {
+        let mut live = self.stages.live.reader();
         while let Some(msg) = self.next_message().await {
-            let Some(job) = handle::prepare(self.stages, msg) else {
+            let Some(job) = handle::prepare(self.stages, live.current(), msg) else {
                 continue;
             };
             let Some(permit) = self.permits_for(&job).await else {
