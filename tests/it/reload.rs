@@ -118,8 +118,8 @@ async fn sighup_adds_a_route_and_a_target_without_a_rebalance() {
     let all: Vec<String> = [&before[..], &around[..], &after[..]].concat();
     results_for(&env, &all, &["a"]).await;
     let results = results_for(&env, &after, &["b"]).await; // the whole topic, again
-    // Every event reached `a` exactly once; every event produced after the reload reached `b`
-    // exactly once; none produced before it did; one around it did at most once.
+                                                           // Every event reached `a` exactly once; every event produced after the reload reached `b`
+                                                           // exactly once; none produced before it did; one around it did at most once.
     accounting::check(&all, &["a"], &rx_a.requests(), &results).assert_complete(0);
     accounting::check(&after, &["b"], &rx_b.requests(), &results).assert_complete(0);
     let at_b = deliveries(&rx_b);
@@ -243,4 +243,50 @@ async fn watch_config_reloads_a_changed_file_and_removes_a_target() {
     let info = format!("event_relay_config_info{{hash=\"{hash}\"}}");
     assert_eq!(metric(&env.config, &info).await, Some(1.0));
     assert!(relay.stop(), "clean exit after SIGTERM");
+}
+
+/// The library call the signal handler makes, in-process: what each outcome returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_reload_reports_what_changed_or_why_not() {
+    use event_relay::pipeline::ReloadError;
+    let rx = Receiver::start(vec![]).await;
+    let mut env = TestEnv::komo("g-reload-api", 1).await;
+    env.config
+        .targets
+        .push(webhook("a", &format!("{}/a", rx.url)));
+    env.config
+        .targets
+        .push(webhook("gone", &format!("{}/gone", rx.url)));
+    env.config.routes.push(route_all(&["a", "gone"]));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relay = event_relay::Relay::start(env.config.clone(), shutdown.clone())
+        .await
+        .unwrap();
+
+    let mut bad = env.config.clone();
+    bad.default_targets = vec!["nope".into()];
+    match relay.reload(bad, "bad") {
+        Err(ReloadError::Invalid(e)) => assert_eq!(e.problems.len(), 1, "{e}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    let mut restart = env.config.clone();
+    restart.dead_letter.topic = "elsewhere".into();
+    match relay.reload(restart, "restart") {
+        Err(ReloadError::RestartNeeded { keys }) => assert_eq!(keys, vec!["dead_letter.topic"]),
+        other => panic!("expected RestartNeeded, got {other:?}"),
+    }
+    let mut next = env.config.clone();
+    next.targets.retain(|t| t.name != "gone");
+    next.targets[0].timeout = secs(3);
+    next.targets.push(webhook("b", &format!("{}/b", rx.url)));
+    next.routes = vec![route_all(&["a", "b"])];
+    let report = relay.reload(next, "next").unwrap();
+    assert_eq!(report.targets_added, vec!["b"]);
+    assert_eq!(report.targets_removed, vec!["gone"]);
+    assert_eq!(report.targets_changed, vec!["a"]);
+    assert_eq!(report.routes, 1);
+    shutdown.cancel();
+    relay.consume().await;
+    let unfinished = relay.drain().await;
+    relay.stop(unfinished).await;
 }
