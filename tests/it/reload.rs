@@ -290,3 +290,68 @@ async fn relay_reload_reports_what_changed_or_why_not() {
     let unfinished = relay.drain().await;
     relay.stop(unfinished).await;
 }
+
+/// A target removed by a reload while deliveries to it wait on a retry tier: when they come
+/// due, the tier loop (which looks targets up in the running config) writes each to the failed
+/// topic with a WebhookError — reported, not dropped — and new events go to the new target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_deliveries_of_a_removed_target_are_reported() {
+    use crate::fixtures::receiver::Reply;
+    let (down, up) = (Receiver::start(vec![]).await, Receiver::start(vec![]).await);
+    down.set_default(Reply::status(503));
+    let mut target = webhook("down", &format!("{}/down", down.url));
+    target.retry.max_elapsed = None;
+    target.retry.hold = ms(300);
+    target.circuit.failure_threshold = 0;
+    let mut env = TestEnv::komo("g-reload-parked", 1).await;
+    env.with_tiers(&[secs(20)]).await; // long enough for the reload to come first
+    env.config.targets = vec![target];
+    env.config.routes.push(route_all(&["down"]));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relay = event_relay::Relay::start(env.config.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let consuming = async {
+        relay.consume().await;
+    };
+    let scenario = async {
+        let parked_ids = ids(10);
+        env.produce(&cards(&parked_ids)).await;
+        let url = format!("http://{}/metrics", relay.addr);
+        let parked = "event_relay_parked_total{target=\"down\",tier=\"20s\"}";
+        let all_parked = eventually(Duration::from_secs(60), || async {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            metric_value(&text, parked) >= 10.0
+        });
+        assert!(all_parked.await, "every delivery to `down` parked");
+        let mut next = env.config.clone();
+        next.targets = vec![webhook("up", &format!("{}/up", up.url))];
+        next.routes = vec![route_all(&["up"])];
+        relay.reload(next, "next").unwrap();
+        let fresh = ids(10);
+        env.produce(&cards(&fresh)).await;
+
+        let failed = env.failed(10, Duration::from_secs(90)).await;
+        let failed_ids: HashSet<String> = failed
+            .iter()
+            .filter_map(|r| r.header("source_event_id").map(String::from))
+            .collect();
+        assert_eq!(failed_ids, parked_ids.iter().cloned().collect());
+        assert!(failed
+            .iter()
+            .all(|r| r.header("reason") == Some("target_removed")));
+        results_for(&env, &parked_ids, &["down"]).await;
+        let results = results_for(&env, &fresh, &["up"]).await; // the whole topic
+        accounting::check(&fresh, &["up"], &up.requests(), &results).assert_complete(0);
+        let errors: HashSet<String> = results
+            .iter()
+            .filter(|r| r.json()["event"] == "WebhookError" && r.json()["target"] == "down")
+            .map(|r| r.source_event_id())
+            .collect();
+        assert_eq!(errors, parked_ids.iter().cloned().collect());
+        shutdown.cancel();
+    };
+    tokio::join!(consuming, scenario);
+    let unfinished = relay.drain().await;
+    relay.stop(unfinished).await;
+}
