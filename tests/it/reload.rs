@@ -242,6 +242,15 @@ async fn watch_config_reloads_a_changed_file_and_removes_a_target() {
     assert!(second.iter().all(|id| !at_a.contains_key(id)), "a removed");
     let info = format!("event_relay_config_info{{hash=\"{hash}\"}}");
     assert_eq!(metric(&env.config, &info).await, Some(1.0));
+    // The removed target's series go away with its workers.
+    let cfg = &env.config;
+    let gone = eventually(Duration::from_secs(30), || async {
+        metric(cfg, "event_relay_circuit_open{target=\"a\"}")
+            .await
+            .is_none()
+            && metric(cfg, "event_relay_circuit_open{target=\"b\"}").await == Some(0.0)
+    });
+    assert!(gone.await, "circuit series of `a` removed, of `b` present");
     assert!(relay.stop(), "clean exit after SIGTERM");
 }
 
