@@ -50,6 +50,12 @@ const RUN_HELP: &str = concat!(
 Health and metrics:
   /healthz, /readyz and /metrics are served on server.listen (default 127.0.0.1:9464).
 
+Reload without restart:
+  SIGHUP reloads the config file (validated as `check` does; an invalid one is logged, the running
+  one stays); --watch-config also reloads it when its content changes. Keys read only at start
+  (kafka.*, source topics, results/dead-letter topics, retry_tiers topics, server.*, pipeline bounds,
+  log.*) need a restart: a reload changing one is refused, each key named in the log.
+
 Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a fatal error, 2 for an invalid config."
 );
 
@@ -61,6 +67,10 @@ pub enum Command {
         /// The TOML config file (`config/example.toml` is the commented reference).
         #[arg(long, short)]
         config: PathBuf,
+        /// Reload the config when the file's content changes (checked every second), as on
+        /// SIGHUP.
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Validate a config file; prints every problem with its key path (exit 0 valid, 2 invalid).
     #[command(after_help = env_help!())]

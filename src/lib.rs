@@ -15,7 +15,8 @@
 //!   rate limit.
 //! - [`report`]: WebhookSuccess / WebhookError result events and dead letters on Kafka.
 //! - [`pipeline`]: the orchestrator that wires consume → normalize → route → deliver → report,
-//!   with [`Relay::start`], [`Relay::drain`] and [`Relay::stop`] ([`run`] does all three).
+//!   with [`Relay::start`], [`Relay::drain`] and [`Relay::stop`] ([`run`] does all three), and
+//!   [`Relay::reload`]: a new config's normalizer, router and targets swapped in while running.
 //!
 //! Neutral ground, importing no stage: [`ack`] (which offsets are final: the tracker and the
 //! per-message `Ticket` that `source`, `deliver` and `report` share), [`health`] (what

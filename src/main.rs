@@ -46,11 +46,14 @@ fn main() -> ExitCode {
         } => cli::topics(&config, create, partitions),
         Command::Redrive(args) => cli::redrive(&args),
         Command::Catalog(cmd) => cli::catalog(cmd),
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            watch_config,
+        } => run(&config, watch_config),
     }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
     let config = match event_relay::config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -74,7 +77,9 @@ fn run(path: &std::path::Path) -> ExitCode {
             tracing::info!("signal received; shutting down");
             signal.cancel();
         });
-        event_relay::run(config, shutdown).await
+        // SIGHUP (and with --watch-config a changed file) reloads `path` in the running relay.
+        event_relay::pipeline::run_reloadable(config, path.to_path_buf(), watch_config, shutdown)
+            .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

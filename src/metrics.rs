@@ -40,6 +40,10 @@ pub struct Metrics {
     pub tier_lag: IntGaugeVec,
     /// Records `event-relay redrive` re-entered (`from`: failed | dead-letter).
     pub redriven: IntCounterVec,
+    /// Config reloads (`outcome`: success | invalid | failed).
+    pub config_reloads: IntCounterVec,
+    /// 1 for the hash of the running config file (one series at a time).
+    pub config_info: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -221,6 +225,18 @@ impl Metrics {
                 "Records re-entered by event-relay redrive (from: failed | dead-letter).",
                 &["from"],
             ),
+            config_reloads: counter(
+                &r,
+                "event_relay_config_reloads_total",
+                "Config reloads by outcome (success | invalid | failed).",
+                &["outcome"],
+            ),
+            config_info: gauge_vec(
+                &r,
+                "event_relay_config_info",
+                "1 for the running config: a short hash of its file's bytes.",
+                &["hash"],
+            ),
             registry: r,
         };
         m.build_info
@@ -236,6 +252,15 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Shows `hash` as the running config (`event_relay_config_info`), removing the series of
+    /// the previous one.
+    pub fn set_config_hash(&self, previous: Option<&str>, hash: &str) {
+        if let Some(old) = previous.filter(|old| *old != hash) {
+            let _ = self.config_info.remove_label_values(&[old]);
+        }
+        self.config_info.with_label_values(&[hash]).set(1);
     }
 
     /// Counts one request attempt: `result` is ok | retryable | fatal, `status_class` is

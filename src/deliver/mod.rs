@@ -278,6 +278,11 @@ impl Targets {
         ))
     }
 
+    /// The index of the target named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.runtimes.iter().position(|t| t.info.name == name)
+    }
+
     /// The raw bytes a delivery to target `index` carries: `raw` itself, or nothing.
     pub fn raw_for(&self, index: usize, raw: &Arc<[u8]>) -> Arc<[u8]> {
         if self.needs_raw[index] {

@@ -6,6 +6,7 @@
 //! memory stays bounded while the group membership stays alive.
 
 use super::handle::{self, Job, Stages};
+use super::live::LiveReader;
 use crate::ack::Tp;
 use crate::health::Health;
 use crate::source::{pause_all, RelayConsumer};
@@ -41,6 +42,9 @@ pub(super) struct ConsumeLoop<'a> {
     pub health: &'a Health,
     pub shutdown: &'a CancellationToken,
     stash: VecDeque<Stashed>,
+    /// The running config's stages, re-read after a reload (at the next message, or the next
+    /// idle tick, so a retired target set is let go of even when nothing arrives).
+    live: LiveReader<'a>,
     /// One idle timer, re-armed only when it fires (not one timer per message).
     idle: Pin<Box<Sleep>>,
 }
@@ -63,6 +67,7 @@ impl<'a> ConsumeLoop<'a> {
             health,
             shutdown,
             stash: VecDeque::new(),
+            live: stages.live.reader(),
             idle: Box::pin(tokio::time::sleep(IDLE_TICK)),
         }
     }
@@ -75,7 +80,7 @@ impl<'a> ConsumeLoop<'a> {
     /// partitions are paused until its events fit.
     pub async fn run(mut self) {
         while let Some(msg) = self.next_message().await {
-            let Some(job) = handle::prepare(self.stages, msg) else {
+            let Some(job) = handle::prepare(self.stages, self.live.current(), msg) else {
                 continue;
             };
             let Some(permit) = self.permits_for(&job).await else {
@@ -112,6 +117,7 @@ impl<'a> ConsumeLoop<'a> {
                 },
                 _ = &mut self.idle => {
                     self.idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TICK);
+                    self.live.current(); // idle: let go of stages a reload replaced
                 }
             }
         }

@@ -2,29 +2,26 @@
 //! permits, hand its deliveries to the targets and its rejections to the dead letters
 //! (`dispatch`). [`Stages`] is what the two need: the pure stages and the outputs.
 
+use super::live::{Live, LiveCell};
 use crate::ack::{OffsetTracker, Ticket, Tp};
 use crate::catalog::rule::rules_of;
 use crate::config::SourceFormat;
-use crate::deliver::{Delivery, Targets};
+use crate::deliver::Delivery;
 use crate::envelope::{Envelope, Origin, Source, ValidationStatus};
 use crate::metrics::Metrics;
 use crate::normalize::{NormalizeError, Normalizer, Rejected, SourceSettings};
 use crate::report::{DeadLetter, Reporter, REDRIVEN_HEADER};
-use crate::route::Router;
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Everything a consumed message is handed through: normalize → route → targets / dead
-/// letters, plus the in-flight bound and the offset bookkeeping.
+/// letters (the [`Live`] part, which a reload swaps), plus the in-flight bound and the offset
+/// bookkeeping.
 pub struct Stages {
-    pub normalizer: Arc<Normalizer>,
-    /// Per source topic.
-    pub settings: HashMap<String, SourceSettings>,
-    pub router: Router,
-    pub targets: Targets,
+    /// The normalizer, source settings, router and targets of the running config.
+    pub live: Arc<LiveCell>,
     pub reporter: Arc<Reporter>,
     pub metrics: Arc<Metrics>,
     pub tracker: Arc<OffsetTracker>,
@@ -78,7 +75,7 @@ fn count_problems(
     }
 }
 
-fn count_rejection(p: &Stages, format: SourceFormat, err: &NormalizeError) {
+fn count_rejection(p: &Stages, live: &Live, format: SourceFormat, err: &NormalizeError) {
     match err {
         NormalizeError::Invalid {
             event,
@@ -86,7 +83,7 @@ fn count_rejection(p: &Stages, format: SourceFormat, err: &NormalizeError) {
             problems,
             ..
         } => {
-            let label = event_label(&p.normalizer, *catalog, event);
+            let label = event_label(&live.normalizer, *catalog, event);
             p.metrics
                 .events_normalized
                 .with_label_values(&[catalog.as_str(), label, "invalid"])
@@ -169,6 +166,8 @@ pub struct Job {
     /// The message carries `redriven: true` (its dead letters carry it on).
     redriven: bool,
     kind: JobKind,
+    /// The stages it was prepared with (its target indices are theirs).
+    live: Arc<Live>,
 }
 
 enum JobKind {
@@ -203,9 +202,9 @@ impl Job {
     }
 }
 
-/// Normalizes and routes one message; `None` when it belongs to a partition no longer
-/// assigned (left to its new owner).
-pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
+/// Normalizes and routes one message under `live`; `None` when it belongs to a partition no
+/// longer assigned (left to its new owner).
+pub fn prepare(p: &Stages, live: &Arc<Live>, msg: OwnedMessage) -> Option<Job> {
     let tp: Tp = (msg.topic().to_string(), msg.partition());
     let offset = msg.offset();
     p.metrics
@@ -221,7 +220,7 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
     if redriven {
         p.metrics.redriven.with_label_values(&["dead-letter"]).inc();
     }
-    let (origin, format, kind) = match p.settings.get(&tp.0) {
+    let (origin, format, kind) = match live.settings.get(&tp.0) {
         None => {
             tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
             let origin = Origin {
@@ -239,7 +238,7 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
                 offset,
                 key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             };
-            let kind = normalize_and_route(p, &msg, settings, &origin);
+            let kind = normalize_and_route(p, live, &msg, settings, &origin);
             (origin, settings.format, kind)
         }
     };
@@ -252,6 +251,7 @@ pub fn prepare(p: &Stages, msg: OwnedMessage) -> Option<Job> {
         key,
         redriven,
         kind,
+        live: live.clone(),
     })
 }
 
@@ -266,20 +266,21 @@ fn is_redriven(msg: &OwnedMessage) -> bool {
 /// Normalizes one message and routes each of its events.
 fn normalize_and_route(
     p: &Stages,
+    live: &Live,
     msg: &OwnedMessage,
     settings: &SourceSettings,
     origin: &Origin,
 ) -> JobKind {
     let raw = msg.payload().unwrap_or_default();
     let t0 = Instant::now();
-    let result = p.normalizer.normalize(raw, settings, origin.clone());
+    let result = live.normalizer.normalize(raw, settings, origin.clone());
     p.metrics
         .normalize_duration
         .observe(t0.elapsed().as_secs_f64());
     let normalized = match result {
         Ok(n) => n,
         Err(err) => {
-            count_rejection(p, settings.format, &err);
+            count_rejection(p, live, settings.format, &err);
             return JobKind::Rejected {
                 raw: raw.to_vec(),
                 err,
@@ -290,7 +291,7 @@ fn normalize_and_route(
     let mut work = normalized.rejected.len();
     for (env, raw) in normalized.events {
         let src = env.source.as_str();
-        let label = event_label(&p.normalizer, env.source, &env.event);
+        let label = event_label(&live.normalizer, env.source, &env.event);
         p.metrics
             .events_normalized
             .with_label_values(&[src, label, env.validation.status.as_str()])
@@ -302,7 +303,7 @@ fn normalize_and_route(
             env.validation.status,
             &env.validation.problems,
         );
-        let decision = p.router.route(&env);
+        let decision = live.router.route(&env);
         if decision.routes.is_empty() && decision.targets.is_empty() {
             p.metrics.unrouted.with_label_values(&[src]).inc();
             tracing::debug!(event_id = %env.id, event = %env.event, reason = "unrouted", "event matched no route");
@@ -335,6 +336,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
         key,
         redriven,
         kind,
+        live,
     } = job;
     match kind {
         JobKind::Nothing => {
@@ -370,7 +372,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                 Some(permit),
             );
             for r in rejected {
-                count_rejection(p, format, &r.error);
+                count_rejection(p, &live, format, &r.error);
                 spawn_dead_letter(
                     p,
                     ticket.clone(),
@@ -385,13 +387,14 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
                     },
                 );
             }
-            for (env, raw, targets) in plan {
-                for t in targets {
-                    p.targets.submit(
+            let targets = &live.targets;
+            for (env, raw, indices) in plan {
+                for t in indices {
+                    targets.submit(
                         t,
                         Delivery {
                             env: env.clone(),
-                            raw: p.targets.raw_for(t, &raw),
+                            raw: targets.raw_for(t, &raw),
                             size: raw.len(),
                             ticket: ticket.clone(),
                             journey: Default::default(),

@@ -5,25 +5,30 @@
 mod consume;
 mod handle;
 mod kafka;
+mod live;
+mod reload;
+mod restart;
 mod tier_loop;
 mod tiers;
+mod triggers;
 
 pub use handle::Stages;
 pub use kafka::producer_config;
+pub use live::{Live, LiveCell};
+pub use reload::{config_hash, ReloadError, ReloadReport, Reloader};
+pub use restart::restart_needed;
+pub use triggers::{run_reloadable, serve_reloads};
 
 use crate::ack::OffsetTracker;
 use crate::config::{Config, ConfigError};
-use crate::deliver::{TargetRuntime, Targets};
 use crate::health::{watch_task, CircuitView, Health};
 use crate::metrics::Metrics;
-use crate::normalize::{Normalizer, SourceSettings};
 use crate::report::{self, Reporter};
-use crate::route::Router;
 use crate::server::{self, ServeError};
 use crate::source::{self, commit, context::SourceContext, RelayConsumer, SourceError};
 use rdkafka::error::KafkaError;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -48,12 +53,17 @@ pub enum StartError {
     Server(#[from] ServeError),
 }
 
-/// The targets' circuits as `/readyz` shows them.
-struct TargetCircuits(Vec<Arc<TargetRuntime>>);
+/// The running targets' circuits as `/readyz` shows them.
+struct TargetCircuits(Weak<LiveCell>);
 
 impl CircuitView for TargetCircuits {
     fn circuits(&self) -> Vec<(String, Option<Duration>)> {
-        self.0
+        let Some(cell) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        cell.load()
+            .targets
+            .runtimes
             .iter()
             .map(|t| (t.info.name.clone(), t.circuit_open_for()))
             .collect()
@@ -78,7 +88,8 @@ pub struct Relay {
     commit_stop: CancellationToken,
     /// The retry-tier consumer, with `[retry_tiers]`.
     tiers: Option<tiers::TierSide>,
-    workers: Vec<JoinHandle<()>>,
+    /// Swaps in a new config's stages; holds the target workers' handles.
+    reloader: Reloader,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (port 0 resolved).
     pub addr: SocketAddr,
 }
@@ -96,18 +107,18 @@ impl Relay {
         ));
         let abort = CancellationToken::new();
         let reporter = start_reporter(&config, &metrics, &abort)?;
-        let (targets, workers) =
-            Targets::start(&config, reporter.clone(), metrics.clone(), abort.clone())?;
-        health.set_targets(Arc::new(TargetCircuits(targets.runtimes.clone())));
+        let (live, workers) = Live::build(&config, &reporter, &metrics, &abort)?;
+        let live = Arc::new(LiveCell::new(live));
+        health.set_targets(Arc::new(TargetCircuits(Arc::downgrade(&live))));
         // A target worker that dies before shutdown turns /healthz red (its queue would fill up).
-        let workers = workers
-            .into_iter()
-            .zip(&config.targets)
-            .map(|(w, t)| {
-                let name = format!("target worker {}", t.name);
-                watch_task(health.clone(), name, w, shutdown.clone())
-            })
-            .collect();
+        let wiring = reload::Wiring {
+            reporter: reporter.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            abort: abort.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let reloader = Reloader::new(&live, workers, wiring);
         let server_stop = CancellationToken::new();
         let (addr, server) = server::serve(
             &config.server.listen,
@@ -119,7 +130,7 @@ impl Relay {
         tracing::info!(%addr, "health and metrics server listening");
         let tracker = OffsetTracker::new();
         let consumer = Arc::new(subscribe_sources(&config, &tracker, &metrics, &health)?);
-        let stages = build_stages(&config, targets, reporter, &metrics, &tracker)?;
+        let stages = build_stages(&config, live, reporter, &metrics, &tracker);
         let tiers = tiers::TierSide::start(&config, &metrics, &health)?;
         let commit_stop = CancellationToken::new();
         let committer = watch_task(
@@ -149,9 +160,19 @@ impl Relay {
             committer,
             commit_stop,
             tiers,
-            workers,
+            reloader,
             addr,
         })
+    }
+
+    /// Reloads the config (see [`Reloader::reload`]).
+    pub fn reload(&self, new: Config, hash: &str) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload(new, hash)
+    }
+
+    /// A handle that reloads this relay's config, for a task beside the consume loop.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Consumes until the shutdown token is cancelled.
@@ -202,11 +223,10 @@ impl Relay {
         self.commit_stop.cancel();
         let _ = self.committer.await;
         self.abort.cancel();
-        let Stages {
-            targets, reporter, ..
-        } = self.stages;
-        targets.close();
-        for w in self.workers {
+        let Stages { live, reporter, .. } = self.stages;
+        // The last holder of the stages: their target queues close, the workers finish.
+        drop(live);
+        for w in self.reloader.take_workers() {
             let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
         }
         let _ = tokio::task::spawn_blocking(move || reporter.flush(Duration::from_secs(10))).await;
@@ -280,29 +300,22 @@ fn subscribe_sources(
     source::subscribe(&config.kafka, &config.kafka.group_id, &topics, context)
 }
 
-/// The stages a consumed message goes through, and the in-flight bound.
+/// The stages a consumed message goes through (`live`: built by [`Live::build`]), and the
+/// in-flight bound.
 fn build_stages(
     config: &Config,
-    targets: Targets,
+    live: Arc<LiveCell>,
     reporter: Arc<Reporter>,
     metrics: &Arc<Metrics>,
     tracker: &Arc<OffsetTracker>,
-) -> Result<Stages, StartError> {
-    let max_bytes = config.pipeline.max_message_bytes;
+) -> Stages {
     let max_in_flight = config.pipeline.max_in_flight_events;
-    Ok(Stages {
-        normalizer: Arc::new(Normalizer::builtin()?),
-        settings: config
-            .sources
-            .iter()
-            .map(|s| (s.topic.clone(), SourceSettings::from_config(s, max_bytes)))
-            .collect(),
-        router: Router::new(config)?,
-        targets,
+    Stages {
+        live,
         reporter,
         metrics: metrics.clone(),
         tracker: tracker.clone(),
         permits: Arc::new(Semaphore::new(max_in_flight)),
         max_in_flight,
-    })
+    }
 }

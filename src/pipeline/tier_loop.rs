@@ -12,7 +12,7 @@ use super::handle::Stages;
 use super::tiers::TierSide;
 use crate::ack::{Ticket, Tp};
 use crate::config::Tier;
-use crate::deliver::Delivery;
+use crate::deliver::{Delivery, Targets};
 use crate::report::{DeadLetter, Failure, Outcome, ParkedRecord, PendingResult, TargetRef};
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::{HashMap, VecDeque};
@@ -218,14 +218,17 @@ impl<'a> TierLoop<'a> {
             Ok(r) => r,
             Err(e) => return self.unreadable(&msg, e.to_string(), ticket),
         };
-        match self.side.targets.get(&record.target) {
-            Some(&index) => self.deliver(index, record, tier, payload.len(), ticket),
+        // The targets of the running config (a reload may have added or removed this one).
+        let live = self.stages.live.load();
+        match live.targets.index_of(&record.target) {
+            Some(index) => self.deliver(&live.targets, index, record, tier, payload.len(), ticket),
             None => self.target_removed(record, ticket),
         }
     }
 
     fn deliver(
         &self,
+        targets: &Targets,
         index: usize,
         r: ParkedRecord,
         tier: &Tier,
@@ -243,7 +246,6 @@ impl<'a> TierLoop<'a> {
         // The tier is the topic's: the header only says where it was meant to go.
         journey.tier = Some(tier.label.clone());
         let raw: Arc<[u8]> = Arc::from(r.raw);
-        let targets = &self.stages.targets;
         targets.submit(
             index,
             Delivery {

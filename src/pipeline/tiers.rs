@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What the tier loop needs besides the stages: the consumer and its bookkeeping, and how to
-/// read a tier record's topic and target.
+/// read a tier record's topic (its target is looked up in the running config's targets).
 pub struct TierSide {
     pub consumer: Arc<RelayConsumer>,
     pub tracker: Arc<OffsetTracker>,
@@ -25,8 +25,6 @@ pub struct TierSide {
     pub max_in_flight: usize,
     /// Tier by topic.
     pub tiers: HashMap<String, Tier>,
-    /// Target index by name.
-    pub targets: HashMap<String, usize>,
     /// `retry_tiers.failed_topic`.
     pub failed_topic: String,
     committer: JoinHandle<()>,
@@ -81,12 +79,6 @@ impl TierSide {
             permits: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             tiers,
-            targets: config
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.name.clone(), i))
-                .collect(),
             failed_topic: rt.failed_topic.clone(),
             committer,
             commit_stop,

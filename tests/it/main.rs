@@ -20,6 +20,7 @@ mod poison;
 mod posthog;
 pub mod redrive;
 mod relay_core;
+mod reload;
 mod routing;
 pub mod tiers;
 mod tiers_failures;
