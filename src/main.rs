@@ -58,6 +58,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     event_relay::init_logging(&config.log);
+    if let Some(code) = refuse_without_retry_topics(&config, path) {
+        return code;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
@@ -75,6 +78,29 @@ fn run(path: &std::path::Path) -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "relay failed");
             eprintln!("event-relay: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `run` does not start while a retry-tier or failed topic is missing (it never creates topics
+/// itself); a broker it cannot reach yet is not a reason to refuse (the relay waits for it).
+fn refuse_without_retry_topics(
+    config: &event_relay::config::Config,
+    path: &std::path::Path,
+) -> Option<ExitCode> {
+    match event_relay::topics::missing_retry_topics(config) {
+        Ok(missing) if missing.is_empty() => None,
+        Ok(missing) => {
+            eprintln!(
+                "event-relay: missing retry_tiers topic(s) on the broker: {}; create them with `event-relay topics --config {} --create`",
+                missing.join(", "),
+                path.display()
+            );
+            Some(ExitCode::from(2))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the retry_tiers topics at start");
+            None
         }
     }
 }

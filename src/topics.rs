@@ -96,6 +96,26 @@ pub fn needed(config: &Config) -> Vec<NeededTopic> {
     out
 }
 
+/// The retry-tier and failed topics of `config` that the broker does not have (empty
+/// without `[retry_tiers]`). `run` refuses to start while any is missing: parking on a topic
+/// that does not exist would hold every failing delivery in memory instead.
+pub fn missing_retry_topics(config: &Config) -> Result<Vec<String>, TopicsError> {
+    let wanted: Vec<NeededTopic> = needed(config)
+        .into_iter()
+        .filter(|t| matches!(t.role, Role::RetryTier | Role::Failed))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin = Admin::new(&config.kafka, BROKER_TIMEOUT)?;
+    Ok(admin
+        .inspect(&wanted)?
+        .into_iter()
+        .filter(|s| !s.exists())
+        .map(|s| s.topic.name)
+        .collect())
+}
+
 /// A needed topic as the broker sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicState {

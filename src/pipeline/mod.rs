@@ -5,6 +5,8 @@
 mod consume;
 mod handle;
 mod kafka;
+mod tier_loop;
+mod tiers;
 
 pub use handle::Stages;
 pub use kafka::producer_config;
@@ -74,6 +76,8 @@ pub struct Relay {
     server: JoinHandle<()>,
     committer: JoinHandle<()>,
     commit_stop: CancellationToken,
+    /// The retry-tier consumer, with `[retry_tiers]`.
+    tiers: Option<tiers::TierSide>,
     workers: Vec<JoinHandle<()>>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (port 0 resolved).
     pub addr: SocketAddr,
@@ -116,6 +120,7 @@ impl Relay {
         let tracker = OffsetTracker::new();
         let consumer = Arc::new(subscribe_sources(&config, &tracker, &metrics, &health)?);
         let stages = build_stages(&config, targets, reporter, &metrics, &tracker)?;
+        let tiers = tiers::TierSide::start(&config, &metrics, &health)?;
         let commit_stop = CancellationToken::new();
         let committer = watch_task(
             health.clone(),
@@ -143,6 +148,7 @@ impl Relay {
             server,
             committer,
             commit_stop,
+            tiers,
             workers,
             addr,
         })
@@ -150,9 +156,16 @@ impl Relay {
 
     /// Consumes until the shutdown token is cancelled.
     pub async fn consume(&self) {
-        consume::ConsumeLoop::new(&self.consumer, &self.stages, &self.health, &self.shutdown)
-            .run()
-            .await;
+        let source =
+            consume::ConsumeLoop::new(&self.consumer, &self.stages, &self.health, &self.shutdown)
+                .run();
+        match &self.tiers {
+            None => source.await,
+            Some(side) => {
+                let tiers = tier_loop::TierLoop::new(side, &self.stages, &self.shutdown).run();
+                tokio::join!(source, tiers);
+            }
+        }
         self.health.set_running(false);
     }
 
@@ -163,12 +176,18 @@ impl Relay {
         let in_flight = self.stages.in_flight();
         tracing::info!(in_flight, "shutting down: draining in-flight events");
         let all = u32::try_from(self.stages.max_in_flight).unwrap_or(u32::MAX);
-        let everything_final = self.stages.permits.acquire_many(all);
+        let everything_final = async {
+            let permits = self.stages.permits.acquire_many(all).await;
+            if let Some(side) = &self.tiers {
+                side.all_final().await;
+            }
+            permits
+        };
         if let Ok(Ok(permits)) = tokio::time::timeout(self.drain_timeout, everything_final).await {
             drop(permits);
             return 0;
         }
-        let left = self.stages.in_flight();
+        let left = self.stages.in_flight() + self.tiers.as_ref().map_or(0, |t| t.in_flight());
         tracing::warn!(
             unfinished = left,
             "drain timeout reached; unfinished events stay uncommitted and will be redelivered"
@@ -191,6 +210,9 @@ impl Relay {
             let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
         }
         let _ = tokio::task::spawn_blocking(move || reporter.flush(Duration::from_secs(10))).await;
+        if let Some(side) = self.tiers {
+            side.stop(&self.metrics).await;
+        }
         commit::commit_blocking(&self.consumer, &self.tracker, &self.metrics).await;
         self.metrics.in_flight_events.set(unfinished as i64);
         // Closing the consumer (leaving the group) blocks: off the async workers.

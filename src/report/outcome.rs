@@ -101,6 +101,9 @@ pub enum Failure {
         target: String,
         max_elapsed: ConfigDuration,
     },
+    /// A parked delivery came due for a target the config no longer has.
+    #[error("target {target} is no longer configured; the delivery is kept in the failed topic")]
+    TargetRemoved { target: String },
 }
 
 impl Failure {
@@ -116,7 +119,9 @@ impl Failure {
     pub fn not_sent(&self) -> bool {
         matches!(
             self,
-            Failure::BodyTooLarge { .. } | Failure::InvalidHeaderValue { .. }
+            Failure::BodyTooLarge { .. }
+                | Failure::InvalidHeaderValue { .. }
+                | Failure::TargetRemoved { .. }
         )
     }
 }

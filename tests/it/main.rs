@@ -19,5 +19,6 @@ mod poison;
 mod posthog;
 mod relay_core;
 mod routing;
+mod tiers;
 mod topics;
 mod webhook;

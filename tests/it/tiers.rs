@@ -1,0 +1,333 @@
+//! Retry tiers against a real broker and real receivers: a dead target costs a healthy one
+//! nothing (its deliveries are parked, the source commits on), a long outage is survived across
+//! tiers with every event delivered once and never before its due time, exhaustion ends in one
+//! WebhookError and a failed-topic record per event, a final 4xx in a tier ends at once.
+
+use crate::fixtures::receiver::{Receiver, Reply, Req};
+use crate::fixtures::*;
+use event_relay::config::{ConfigDuration, TargetConfig};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// A webhook target `name` at `<url>/<name>` that retries fast in memory for 300 ms before it
+/// parks, with the circuit breaker off (each tier then makes exactly one request).
+fn parking(name: &str, url: &str) -> TargetConfig {
+    let mut t = healthy(name, url);
+    t.retry.initial_backoff = ms(20);
+    t.retry.max_backoff = ms(100);
+    t.retry.hold = ms(300);
+    t.circuit.failure_threshold = 0;
+    t
+}
+
+/// A webhook target `name` at `<url>/<name>` whose journey limit is the tiered default.
+fn healthy(name: &str, url: &str) -> TargetConfig {
+    let mut t = webhook(name, &format!("{url}/{name}"));
+    t.retry.max_elapsed = None;
+    t
+}
+
+/// A Komo relay for `group` with tiers of `delays`, delivering every event to `target`.
+async fn tiered(group: &str, delays: &[ConfigDuration], target: TargetConfig) -> TestEnv {
+    let mut env = TestEnv::komo(group, 1).await;
+    env.with_tiers(delays).await;
+    env.config.routes.push(route_all(&[target.name.as_str()]));
+    env.config.targets = vec![target];
+    env
+}
+
+/// The event id a webhook request carries.
+fn id_of(r: &Req) -> String {
+    r.json()["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Requests per event id, in arrival order.
+fn by_id(rx: &Receiver) -> HashMap<String, Vec<Req>> {
+    let mut out: HashMap<String, Vec<Req>> = HashMap::new();
+    for r in rx.requests() {
+        out.entry(id_of(&r)).or_default().push(r);
+    }
+    out
+}
+
+async fn wait_metric(relay: &Relay, series: &str, want: f64) {
+    let ok = eventually(Duration::from_secs(90), || async {
+        relay.metric(series).await >= want
+    })
+    .await;
+    assert!(ok, "{series} reached {want}");
+}
+
+/// The acceptance case of the issue: two targets on disjoint routes, one answering 503 for the
+/// whole test, a small in-flight bound. Every event for the healthy target arrives, and the dead
+/// target's deliveries do not stay in memory: each is parked on the tier, so the source commits
+/// to its end while the target is still down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_costs_a_healthy_one_nothing() {
+    let down = Receiver::start(vec![]).await;
+    down.set_default(Reply::status(503));
+    let up = Receiver::start(vec![]).await;
+    let mut env = TestEnv::komo("g-tier-isolation", 1).await;
+    // Nothing comes due during the test: what is parked stays parked.
+    env.with_tiers(&[secs(3600)]).await;
+    env.config.pipeline.max_in_flight_events = 20;
+    let mut dead = parking("down", &down.url);
+    dead.circuit.failure_threshold = 20;
+    env.config.targets = vec![dead, healthy("up", &up.url)];
+    for (event, target) in [("CardViewed", "down"), ("CardCoverClicked", "up")] {
+        env.config.routes.push(route(json!({
+            "name": target, "events": [event], "targets": [target]
+        })));
+    }
+    let relay = env.relay();
+    let n = 100;
+    let (down_ids, up_ids) = (ids(n), ids(n));
+    let payloads: Vec<Vec<u8>> = down_ids
+        .iter()
+        .zip(&up_ids)
+        .flat_map(|(d, u)| {
+            [
+                komo_event(d, "CardViewed"),
+                komo_event(u, "CardCoverClicked"),
+            ]
+        })
+        .collect();
+    env.produce(&payloads).await;
+
+    let results = env.results_json(n).await;
+    assert_eq!(results.len(), n, "one result per healthy delivery");
+    for r in &results {
+        assert_eq!(
+            (r["target"].as_str(), r["event"].as_str()),
+            (Some("up"), Some("WebhookSuccess")),
+            "{r}"
+        );
+    }
+    let got: HashSet<String> = up.requests().iter().map(id_of).collect();
+    assert_eq!(got, up_ids.iter().cloned().collect());
+
+    let parked = env
+        .broker
+        .read(&env.tier_topic(secs(3600)), n, Duration::from_secs(90))
+        .await;
+    let parked_ids: HashSet<String> = parked
+        .iter()
+        .map(|r| r.header("source_event_id").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        parked_ids,
+        down_ids.iter().cloned().collect(),
+        "every dead delivery parked once"
+    );
+    assert!(parked.iter().all(|r| r.header("target") == Some("down")));
+    wait_metric(
+        &relay,
+        "event_relay_parked_total{target=\"down\",tier=\"1h\"}",
+        n as f64,
+    )
+    .await;
+    let all = 2 * n as i64;
+    let committed = eventually(Duration::from_secs(60), || async {
+        env.committed(1)[0] == all
+    })
+    .await;
+    assert!(
+        committed,
+        "the source commits to its end while the target is down: {:?}",
+        env.committed(1)
+    );
+    // Every offset is final, and only the healthy deliveries produced a result.
+    let produced = relay.metric("event_relay_results_produced_total{event=\"WebhookSuccess\"}");
+    assert_eq!(produced.await, n as f64, "no result for a parked delivery");
+    let errors = relay.metric("event_relay_results_produced_total{event=\"WebhookError\"}");
+    assert_eq!(errors.await, 0.0);
+    relay.stop().await.unwrap();
+}
+
+/// A target down for the first part of the test, then back: every event ends in exactly one
+/// WebhookSuccess whose `attempts` is the number of requests the receiver saw for it and whose
+/// `parked` counts its tiers; the request after each park comes no earlier than the tier's delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_is_survived_across_tiers() {
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(503));
+    let env = tiered(
+        "g-tier-outage",
+        &[secs(1), secs(2), secs(4)],
+        parking("x", &rx.url),
+    )
+    .await;
+    let relay = env.relay();
+    let n = 20;
+    let ids = ids(n);
+    env.produce(&cards(&ids)).await;
+    wait_metric(
+        &relay,
+        "event_relay_parked_total{target=\"x\",tier=\"1s\"}",
+        n as f64,
+    )
+    .await;
+    rx.set_default(Reply::status(200));
+
+    let results = env.results_json(n).await;
+    assert_eq!(results.len(), n);
+    let requests = by_id(&rx);
+    for r in &results {
+        assert_eq!(r["event"], "WebhookSuccess", "{r}");
+        let id = r["source_event_id"].as_str().unwrap();
+        let reqs = &requests[id];
+        assert_eq!(
+            r["attempts"],
+            reqs.len(),
+            "attempts count every request across tiers: {r}"
+        );
+        let parked = r["parked"].as_u64().unwrap() as usize;
+        assert!(parked >= 1, "{r}");
+        assert!(r["first_attempt_at"].is_string(), "{r}");
+        // A delay never makes a delivery early: after each park, the next request waited at
+        // least the shortest tier's delay.
+        let waited = reqs
+            .windows(2)
+            .filter(|w| w[1].at - w[0].at >= Duration::from_secs(1))
+            .count();
+        assert!(
+            waited >= parked,
+            "{parked} parks but {waited} waits of 1 s or more: {r}"
+        );
+    }
+    let got: HashSet<&str> = results
+        .iter()
+        .map(|r| r["source_event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got.len(), n, "one result per event");
+    // One final outcome each: once the source is committed to its end (every delivery final),
+    // the results counted are exactly the ones read.
+    let all_final = eventually(Duration::from_secs(60), || async {
+        env.committed(1)[0] == n as i64
+    });
+    assert!(all_final.await, "committed {:?}", env.committed(1));
+    let produced = relay.metric("event_relay_results_produced_total{event=\"WebhookSuccess\"}");
+    assert_eq!(produced.await, n as f64, "exactly one final outcome each");
+    relay.stop().await.unwrap();
+    assert_eq!(env.committed(1), vec![n as i64]);
+}
+
+/// A target that never recovers: with 4 attempts over 2 tiers (2 in memory, one per tier), each
+/// event ends in one WebhookError with 4 attempts and 2 parks, and its delivery record is in the
+/// failed topic, marked `exhausted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_delivery_ends_in_one_error_and_the_failed_topic() {
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(503));
+    let mut x = parking("x", &rx.url);
+    x.retry.max_attempts = 4;
+    let env = tiered("g-tier-exhausted", &[secs(1), secs(2)], x).await;
+    let relay = env.relay();
+    let n = 10;
+    let ids = ids(n);
+    env.produce(&cards(&ids)).await;
+
+    let results = env.results_json(n).await;
+    assert_eq!(results.len(), n);
+    for r in &results {
+        assert_eq!(r["event"], "WebhookError", "{r}");
+        assert_eq!(
+            (r["attempts"].as_u64(), r["parked"].as_u64()),
+            (Some(4), Some(2)),
+            "{r}"
+        );
+        assert_eq!(r["status_code"], 503);
+    }
+    let failed = env.failed(n, Duration::from_secs(60)).await;
+    let failed_ids: HashSet<String> = failed
+        .iter()
+        .map(|r| r.header("source_event_id").unwrap().to_string())
+        .collect();
+    assert_eq!(failed_ids, ids.iter().cloned().collect());
+    for f in &failed {
+        assert_eq!(f.header("reason"), Some("exhausted"));
+        assert_eq!(f.header("target"), Some("x"));
+        assert_eq!(f.header("attempts"), Some("4"));
+        let env_json: Value = f.json();
+        assert_eq!(
+            env_json["id"].as_str(),
+            f.header("source_event_id"),
+            "the payload is the envelope"
+        );
+    }
+    assert!(by_id(&rx).values().all(|reqs| reqs.len() == 4));
+    relay.stop().await.unwrap();
+}
+
+/// A final answer (404) to a tier's attempt ends the delivery there: one WebhookError, the
+/// record in the failed topic marked `final`, no further tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_answer_in_a_tier_ends_the_journey() {
+    let rx = Receiver::start(vec![]).await;
+    rx.set_default(Reply::status(503));
+    let env = tiered("g-tier-final", &[secs(1), secs(2)], parking("x", &rx.url)).await;
+    let relay = env.relay();
+    let n = 5;
+    env.produce(&cards(&ids(n))).await;
+    wait_metric(
+        &relay,
+        "event_relay_parked_total{target=\"x\",tier=\"1s\"}",
+        n as f64,
+    )
+    .await;
+    rx.set_default(Reply::status(404));
+    let results = env.results_json(n).await;
+    assert_eq!(results.len(), n);
+    for r in &results {
+        assert_eq!(
+            (
+                r["event"].as_str(),
+                r["status_code"].as_u64(),
+                r["parked"].as_u64()
+            ),
+            (Some("WebhookError"), Some(404), Some(1)),
+            "{r}"
+        );
+    }
+    let failed = env.failed(n, Duration::from_secs(60)).await;
+    assert_eq!(failed.len(), n);
+    assert!(failed.iter().all(|f| f.header("reason") == Some("final")));
+    assert_eq!(
+        relay
+            .metric("event_relay_parked_total{target=\"x\",tier=\"2s\"}")
+            .await,
+        0.0
+    );
+    relay.stop().await.unwrap();
+}
+
+/// One event to a healthy and a dead target: the healthy delivery happens at once, and the
+/// source offset commits once the dead one is parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_commits_once_the_dead_delivery_is_parked() {
+    let down = Receiver::start(vec![]).await;
+    down.set_default(Reply::status(503));
+    let up = Receiver::start(vec![]).await;
+    let mut env = TestEnv::komo("g-tier-fanout", 1).await;
+    env.with_tiers(&[secs(3600)]).await;
+    env.config.targets = vec![parking("down", &down.url), healthy("up", &up.url)];
+    env.config.routes.push(route_all(&["down", "up"]));
+    let relay = env.relay();
+    let id = ids(1);
+    env.produce(&cards(&id)).await;
+    let results = env.results_json(1).await;
+    assert_eq!(results[0]["target"], "up");
+    assert_eq!(results[0]["event"], "WebhookSuccess");
+    let parked = env
+        .broker
+        .read(&env.tier_topic(secs(3600)), 1, Duration::from_secs(60))
+        .await;
+    assert_eq!(parked[0].header("source_event_id"), Some(id[0].as_str()));
+    let committed = eventually(Duration::from_secs(60), || async {
+        env.committed(1)[0] == 1
+    })
+    .await;
+    assert!(committed, "committed {:?}", env.committed(1));
+    relay.stop().await.unwrap();
+}
