@@ -238,14 +238,14 @@ fn row(ctx: &Ctx, (hook, down): (u64, u64), baseline: Value, outage: Value) -> V
         row["error"] = json!(e);
         return row;
     }
+    let n = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     let o = &row["outage"];
     row["notes"] = json!(format!(
-        "events/s = healthy target (hook, {hook} events) while down answered 503 throughout: {:.2} of its {without:.0} events/s without the outage (target ≥ {TARGET_RATIO}); peak RSS {rss:.1} MiB ({} without); {} deliveries parked, {} WebhookError for down, {} records in tiers at the end",
-        ratio,
-        row["baseline_peak_rss_mib"],
-        o["parked"],
-        o["down_errors"],
-        o["tier_lag_at_end"],
+        "events/s = healthy target (hook, {hook} events) while down answered 503 throughout: {ratio:.2} of its {without:.0} events/s without the outage (target ≥ {TARGET_RATIO}); peak RSS {rss:.1} MiB ({:.1} without); {:.0} deliveries parked, {:.0} WebhookError for down, {:.0} records in tiers at the end",
+        n(&row, "baseline_peak_rss_mib"),
+        n(o, "parked"),
+        n(o, "down_errors"),
+        n(o, "tier_lag_at_end"),
     ));
     row
 }
