@@ -1554,10 +1554,7 @@ fn alert_rules_use_only_exported_metrics_and_cover_the_failure_modes() {
         ("a retry tier growing", &["deriv(event_relay_tier_lag"][..]),
         (
             "records written to the failed topic",
-            &[
-                "increase(event_relay_deliveries_total",
-                "outcome=\"error\"",
-            ][..],
+            &["increase(event_relay_deliveries_total", "outcome=\"error\""][..],
         ),
     ] {
         if !covers(needles) {
