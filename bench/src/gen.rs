@@ -36,6 +36,17 @@ pub fn event_id(tag: u32, i: u64) -> String {
     format!("{:08x}-0000-4000-8000-{:012x}", 0xbe4c_0000u32 | tag, i)
 }
 
+/// Whether event `i` of stream `tag` is an acemate event (~70%), else Komo: the one place that
+/// decides the mix, so a scenario that routes by source knows how many events each route gets.
+pub fn is_acemate(tag: u32, i: u64) -> bool {
+    mix(tag, i) % 100 < 70
+}
+
+/// The random bits that pick event `i`'s source, template and user.
+fn mix(tag: u32, i: u64) -> u64 {
+    splitmix(i ^ (u64::from(tag) << 48))
+}
+
 /// The index encoded by [`event_id`] (last 12 hex digits), if the id has that shape.
 pub fn index_of(id: &str) -> Option<u64> {
     let tail = id.get(id.len().checked_sub(12)?..)?;
@@ -77,12 +88,12 @@ impl Templates {
 
     /// Event `i` of stream `tag`; `bench_ts` (µs since the epoch) is embedded when given.
     pub fn event(&self, tag: u32, i: u64, bench_ts: Option<u64>) -> Generated {
-        let r = splitmix(i ^ (u64::from(tag) << 48));
+        let r = mix(tag, i);
         let u = (r >> 24) % USERS;
         let user = user_id(u);
         let id = event_id(tag, i);
         let mut v;
-        if r % 100 < 70 {
+        if is_acemate(tag, i) {
             v = self.acemate[((r >> 8) % self.acemate.len() as u64) as usize].clone();
             v.insert("uuid".into(), Value::from(id));
             v.insert("distinct_id".into(), Value::from(user.clone()));
@@ -114,6 +125,28 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_acemate` is what `event` generates, so outage-isolation's split per route is exact.
+    #[test]
+    fn the_mix_is_decided_in_one_place() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/valid_events.jsonl"
+        );
+        let t = Templates::load(path).unwrap();
+        let mut acemate = 0;
+        for i in 0..2000 {
+            let e = t.event(TAG_PRELOAD, i, None);
+            let v: Value = serde_json::from_slice(&e.payload).unwrap();
+            assert_eq!(
+                v.get("distinct_id").is_some(),
+                is_acemate(TAG_PRELOAD, i),
+                "{i}"
+            );
+            acemate += u32::from(is_acemate(TAG_PRELOAD, i));
+        }
+        assert!((1200..1600).contains(&acemate), "{acemate} of 2000");
+    }
 
     #[test]
     fn ids_round_trip() {

@@ -10,15 +10,16 @@
 //! JSON file.
 //!
 //! This file holds the flags and the run's order (broker, pre-load, bare consumer, scenarios,
-//! report). `scenarios` says what each scenario configures and runs, `measure` watches a
-//! running relay until its goal is reached, `report` turns that into JSON rows and the table;
-//! `threads` groups the relay's CPU by thread and `compare` sets a second binary's rows
-//! (--compare) against this build's; `kafka`, `bare`, `relay`, `receiver`, `gen` and
-//! `machine` are the parts they drive.
+//! report). `scenarios` says what each scenario configures and runs (`isolation`: the
+//! outage-isolation scenario's two runs), `measure` watches a running relay until its goal is
+//! reached, `report` turns that into JSON rows and the table; `threads` groups the relay's CPU
+//! by thread and `compare` sets a second binary's rows (--compare) against this build's;
+//! `kafka`, `bare`, `relay`, `receiver`, `gen` and `machine` are the parts they drive.
 
 mod bare;
 mod compare;
 mod gen;
+mod isolation;
 mod kafka;
 mod machine;
 mod measure;
@@ -39,19 +40,28 @@ use std::sync::Arc;
 const PARTITIONS: i32 = 4;
 const SOURCE_TOPIC: &str = "bench.events";
 const DLQ_TOPIC: &str = "bench.dlq";
-const ALL: &[&str] = &["batch", "webhook", "fanout", "latency", "outage"];
+const ALL: &[&str] = &[
+    "batch",
+    "webhook",
+    "fanout",
+    "latency",
+    "outage",
+    isolation::NAME,
+];
 
 #[derive(Parser, Debug)]
 #[command(about = "End-to-end benchmark of the event-relay release binary")]
 struct Args {
-    /// Events pre-loaded into the source topic (batch, webhook, fanout, outage).
+    /// Events pre-loaded into the source topic (batch, webhook, fanout, outage,
+    /// outage-isolation).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// Comma-separated: batch,webhook,fanout,latency,outage (bare consumer always runs).
+    /// Comma-separated: batch,webhook,fanout,latency,outage,outage-isolation (bare consumer
+    /// always runs; outage-isolation runs the relay twice: without and with the outage).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "batch,webhook,fanout,latency,outage"
+        default_value = "batch,webhook,fanout,latency,outage,outage-isolation"
     )]
     scenarios: Vec<String>,
     /// Outage scenario: seconds the receiver answers 503 before answering 200 again.

@@ -42,6 +42,8 @@ pub struct Measured {
 pub struct Goal<'a> {
     /// Target kinds every event must reach.
     pub kinds: &'a [Kind],
+    /// Distinct events each of `kinds` must receive (in the same order).
+    pub events: Vec<u64>,
     /// Result events the relay must have produced.
     pub expected_results: f64,
     /// Reads the relay group's committed offsets.
@@ -84,7 +86,8 @@ struct Poll<'c, 'r, 'g> {
     relay: &'r mut Relay,
     goal: Goal<'g>,
     m: Measured,
-    expected: u64,
+    /// Distinct events per goal kind ([`Goal::events`]).
+    expected: Vec<u64>,
     started: Instant,
     last_rss: Instant,
     last_progress: Instant,
@@ -109,7 +112,7 @@ fn harness_cpu() -> f64 {
 
 impl<'c, 'r, 'g> Poll<'c, 'r, 'g> {
     fn new(ctx: &'c Ctx, relay: &'r mut Relay, goal: Goal<'g>) -> Self {
-        let expected = ctx.receiver.expected();
+        let expected = goal.events.clone();
         let started = Instant::now();
         let last_rss = Instant::now() - Duration::from_secs(1);
         let last_progress = Instant::now();
@@ -180,7 +183,7 @@ impl<'c, 'r, 'g> Poll<'c, 'r, 'g> {
         if now.duration_since(self.last_progress) >= Duration::from_secs(5) {
             self.last_progress = now;
             eprintln!(
-                "  … {:.0} s: received {:?} of {}, {} requests ({} answered 503)",
+                "  … {:.0} s: received {:?} of {:?}, {} requests ({} answered 503)",
                 now.duration_since(self.relay.spawned).as_secs_f64(),
                 self.received(&snap),
                 self.expected,
@@ -202,7 +205,7 @@ impl<'c, 'r, 'g> Poll<'c, 'r, 'g> {
         let timeout = self.goal.timeout;
         if now.duration_since(self.started) > timeout {
             return Some(format!(
-                "timed out after {timeout:?}: received {:?} of {}",
+                "timed out after {timeout:?}: received {:?} of {:?}",
                 self.received(snap),
                 self.expected
             ));
@@ -212,11 +215,12 @@ impl<'c, 'r, 'g> Poll<'c, 'r, 'g> {
 
     /// Whether the goal is reached; when it is, takes the final CPU, memory and metrics.
     async fn done(&mut self, now: Instant, snap: &Snapshot) -> bool {
-        let (goal, m) = (&self.goal, &mut self.m);
-        let all_received = goal
-            .kinds
+        let all_received = self
+            .received(snap)
             .iter()
-            .all(|k| snap.distinct[*k as usize] >= self.expected);
+            .zip(&self.expected)
+            .all(|(got, want)| got >= want);
+        let (goal, m) = (&self.goal, &mut self.m);
         if !all_received || m.recovered.is_none() && goal.outage.is_some() {
             return false;
         }

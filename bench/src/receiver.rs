@@ -1,7 +1,10 @@
 //! The loopback HTTP receiver: PostHog `/batch/` (gunzip, parse, count `batch` entries) and
-//! webhook envelopes (parse, count), 200 by default or 503 while an outage is on. Every event is
-//! marked in a per-kind bitmap by the index its id encodes, so "every event arrived" ignores
-//! at-least-once duplicates and a body that does not parse is counted as an error.
+//! webhook envelopes (parse, count), 200 by default or 503 while an outage is on; webhooks on
+//! `/down` are the outage-isolation scenario's second target, counted on their own and
+//! answered 503 while that target is down. Every event is marked in a per-kind bitmap by the
+//! index its id encodes, so "every event arrived" ignores at-least-once duplicates and a body
+//! that does not parse is counted as an error; each kind also keeps its first and last event's
+//! arrival time.
 
 use crate::gen::index_of;
 use axum::body::Bytes;
@@ -21,13 +24,21 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub enum Kind {
     Posthog = 0,
     Webhook = 1,
+    /// Webhooks to `/down` (outage-isolation's failing target).
+    Down = 2,
 }
+
+/// Number of [`Kind`]s.
+const KINDS: usize = 3;
 
 /// Events of one kind seen in the current scenario.
 struct Seen {
     bits: Vec<AtomicU64>,
     distinct: AtomicU64,
     total: AtomicU64,
+    /// Arrival of the first and the last event, µs since the round started (MAX / 0: none).
+    first_us: AtomicU64,
+    last_us: AtomicU64,
 }
 
 impl Seen {
@@ -36,14 +47,19 @@ impl Seen {
             bits: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             distinct: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            first_us: AtomicU64::new(u64::MAX),
+            last_us: AtomicU64::new(0),
         }
     }
 
-    fn mark(&self, i: u64) -> bool {
+    /// Marks event `i`, arrived `at_us` after the round started.
+    fn mark(&self, i: u64, at_us: u64) -> bool {
         self.total.fetch_add(1, Relaxed);
         let Some(word) = self.bits.get((i / 64) as usize) else {
             return false;
         };
+        self.first_us.fetch_min(at_us, Relaxed);
+        self.last_us.fetch_max(at_us, Relaxed);
         let bit = 1u64 << (i % 64);
         if word.fetch_or(bit, Relaxed) & bit == 0 {
             self.distinct.fetch_add(1, Relaxed);
@@ -54,8 +70,9 @@ impl Seen {
 
 /// Per-scenario state (replaced by [`Receiver::reset`]).
 struct Round {
-    expected: u64,
-    seen: [Seen; 2],
+    /// When the round started: the origin of [`Seen`]'s times.
+    t0: Instant,
+    seen: [Seen; KINDS],
     first_request: Mutex<Option<Instant>>,
     last_event: Mutex<Option<Instant>>,
     /// (produced at µs since the epoch, produce-to-receive µs).
@@ -65,6 +82,8 @@ struct Round {
 pub struct Receiver {
     round: Mutex<Arc<Round>>,
     failing: AtomicBool,
+    /// `/down` answers 503 (outage-isolation's failing target).
+    down: AtomicBool,
     pub requests: AtomicU64,
     pub answered_503: AtomicU64,
     pub bad_bodies: AtomicU64,
@@ -74,8 +93,11 @@ pub struct Receiver {
 /// What the harness reads back.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub distinct: [u64; 2],
-    pub total: [u64; 2],
+    pub distinct: [u64; KINDS],
+    pub total: [u64; KINDS],
+    /// Per kind: when its first and its last event arrived.
+    pub first_at: [Option<Instant>; KINDS],
+    pub last_at: [Option<Instant>; KINDS],
     pub first_request: Option<Instant>,
     pub last_event: Option<Instant>,
 }
@@ -147,6 +169,7 @@ impl Receiver {
         Arc::new(Self {
             round: Mutex::new(Arc::new(Round::new(0))),
             failing: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             answered_503: AtomicU64::new(0),
             bad_bodies: AtomicU64::new(0),
@@ -157,6 +180,7 @@ impl Receiver {
     /// Starts a new scenario expecting event indices `0..expected`.
     pub fn reset(&self, expected: u64) {
         *self.round.lock().unwrap() = Arc::new(Round::new(expected));
+        self.down.store(false, Relaxed);
         for c in [
             &self.requests,
             &self.answered_503,
@@ -171,20 +195,30 @@ impl Receiver {
         self.failing.store(failing, Relaxed);
     }
 
+    /// Whether `/down` answers 503 (whatever `set_failing` says for the rest).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Relaxed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let r = self.round.lock().unwrap().clone();
         let first_request = *r.first_request.lock().unwrap();
         let last_event = *r.last_event.lock().unwrap();
+        let at = |us: u64| r.t0 + std::time::Duration::from_micros(us);
         Snapshot {
-            distinct: [0, 1].map(|k| r.seen[k].distinct.load(Relaxed)),
-            total: [0, 1].map(|k| r.seen[k].total.load(Relaxed)),
+            distinct: [0, 1, 2].map(|k| r.seen[k].distinct.load(Relaxed)),
+            total: [0, 1, 2].map(|k| r.seen[k].total.load(Relaxed)),
+            first_at: [0, 1, 2].map(|k| match r.seen[k].first_us.load(Relaxed) {
+                u64::MAX => None,
+                us => Some(at(us)),
+            }),
+            last_at: [0, 1, 2].map(|k| match r.seen[k].last_us.load(Relaxed) {
+                0 => None,
+                us => Some(at(us)),
+            }),
             first_request,
             last_event,
         }
-    }
-
-    pub fn expected(&self) -> u64 {
-        self.round.lock().unwrap().expected
     }
 
     /// (produced at µs since the epoch, produce-to-receive µs) of every timestamped event.
@@ -203,14 +237,19 @@ impl Receiver {
                 *f = Some(Instant::now());
             }
         }
-        if self.failing.load(Relaxed) {
+        let down = uri.path().starts_with("/down");
+        if self.failing.load(Relaxed) || down && self.down.load(Relaxed) {
             self.answered_503.fetch_add(1, Relaxed);
             return StatusCode::SERVICE_UNAVAILABLE;
         }
+        // At least 1, so that 0 keeps meaning "no event yet".
+        let at = (round.t0.elapsed().as_micros() as u64).max(1);
         let ok = if uri.path().starts_with("/batch") {
-            self.posthog(&round, body)
+            self.posthog(&round, body, at)
+        } else if down {
+            self.webhook(&round, Kind::Down, body, at)
         } else {
-            self.webhook(&round, body)
+            self.webhook(&round, Kind::Webhook, body, at)
         };
         if !ok {
             self.bad_bodies.fetch_add(1, Relaxed);
@@ -220,16 +259,16 @@ impl Receiver {
         StatusCode::OK
     }
 
-    fn mark(&self, round: &Round, kind: Kind, id: &str) {
+    fn mark(&self, round: &Round, kind: Kind, id: &str, at: u64) {
         match index_of(id) {
-            Some(i) if round.seen[kind as usize].mark(i) => {}
+            Some(i) if round.seen[kind as usize].mark(i, at) => {}
             _ => {
                 self.unknown_ids.fetch_add(1, Relaxed);
             }
         }
     }
 
-    fn posthog(&self, round: &Round, body: &[u8]) -> bool {
+    fn posthog(&self, round: &Round, body: &[u8], at: u64) -> bool {
         let mut plain;
         let json = if body.starts_with(&[0x1f, 0x8b]) {
             plain = Vec::with_capacity(body.len() * 6);
@@ -250,12 +289,12 @@ impl Receiver {
             return false;
         }
         for e in &b.batch {
-            self.mark(round, Kind::Posthog, &e.uuid);
+            self.mark(round, Kind::Posthog, &e.uuid, at);
         }
         true
     }
 
-    fn webhook(&self, round: &Round, body: &[u8]) -> bool {
+    fn webhook(&self, round: &Round, kind: Kind, body: &[u8], at: u64) -> bool {
         let now = now_micros();
         let envs: Vec<Envelope> = if body.first() == Some(&b'[') {
             match serde_json::from_slice(body) {
@@ -269,7 +308,7 @@ impl Receiver {
             }
         };
         for e in &envs {
-            self.mark(round, Kind::Webhook, &e.id);
+            self.mark(round, kind, &e.id, at);
             let ts = e
                 .properties
                 .as_ref()
@@ -296,8 +335,8 @@ impl Receiver {
 impl Round {
     fn new(expected: u64) -> Self {
         Self {
-            expected,
-            seen: [Seen::new(expected), Seen::new(expected)],
+            t0: Instant::now(),
+            seen: [0, 1, 2].map(|_| Seen::new(expected)),
             first_request: Mutex::new(None),
             last_event: Mutex::new(None),
             latencies_us: Mutex::new(Vec::new()),

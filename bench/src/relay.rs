@@ -21,6 +21,9 @@ pub enum Targets {
     Posthog,
     Webhook,
     Both,
+    /// Two webhook targets on disjoint routes: acemate events to `hook` (`/hook`), Komo events
+    /// to `down` (`/down`, the receiver's failing path in outage-isolation).
+    Isolation,
 }
 
 pub struct RelayConfig<'a> {
@@ -42,6 +45,30 @@ pub struct RelayConfig<'a> {
 
 impl RelayConfig<'_> {
     pub fn toml(&self) -> String {
+        let mut s = self.head();
+        let names = self.targets_toml(&mut s);
+        if self.targets == Targets::Isolation {
+            let _ = writeln!(
+                s,
+                "[[routes]]\nname = \"acemate-to-hook\"\nsources = [\"acemate\"]\ntargets = [\"hook\"]\n\n[[routes]]\nname = \"komo-to-down\"\nsources = [\"komo\"]\ntargets = [\"down\"]\n"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "[[routes]]\nname = \"everything\"\ntargets = [{}]\n",
+                names.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "[server]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"warn\"",
+            self.metrics_port
+        );
+        s
+    }
+
+    /// Everything before the targets: Kafka, the source, results, dead letters, pipeline.
+    fn head(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "default_targets = []\n\n[kafka]");
         let _ = writeln!(
@@ -80,6 +107,11 @@ commit_interval = "1s"
 "#,
             self.source_topic, self.results_topic, self.dlq_topic, self.max_in_flight_events
         );
+        s
+    }
+
+    /// Appends the `[[targets]]`; returns their names, quoted.
+    fn targets_toml(&self, s: &mut String) -> Vec<&'static str> {
         let retry = if self.keep_retrying {
             "\n[targets.retry]\nmax_attempts = 100000\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_elapsed = \"15m\"\n[targets.circuit]\nfailure_threshold = 20\ncool_down = \"2s\"\n"
         } else {
@@ -94,7 +126,10 @@ commit_interval = "1s"
                 self.receiver
             );
         }
-        if matches!(self.targets, Targets::Webhook | Targets::Both) {
+        if matches!(
+            self.targets,
+            Targets::Webhook | Targets::Both | Targets::Isolation
+        ) {
             names.push("\"hook\"");
             let _ = writeln!(
                 s,
@@ -102,13 +137,15 @@ commit_interval = "1s"
                 self.receiver
             );
         }
-        let _ = writeln!(
-            s,
-            "[[routes]]\nname = \"everything\"\ntargets = [{}]\n\n[server]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"warn\"",
-            names.join(", "),
-            self.metrics_port
-        );
-        s
+        if self.targets == Targets::Isolation {
+            names.push("\"down\"");
+            let _ = writeln!(
+                s,
+                "[[targets]]\nname = \"down\"\nkind = \"webhook\"\nurl = \"http://{}/down\"\nmax_in_flight = 256\n{retry}",
+                self.receiver
+            );
+        }
+        names
     }
 }
 

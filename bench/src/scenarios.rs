@@ -31,7 +31,7 @@ impl Build {
 
     /// Appended to the names of a run (consumer group, results topic, config and log files) so
     /// each build starts fresh; empty for this build, whose names stay as without --compare.
-    fn suffix(self) -> &'static str {
+    pub fn suffix(self) -> &'static str {
         match self {
             Build::This => "",
             Build::Other => ".other",
@@ -98,6 +98,9 @@ impl<'a> Plan<'a> {
 
 /// Runs one scenario with the relay binary of `build` and returns its JSON row.
 pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Value> {
+    if name == crate::isolation::NAME {
+        return crate::isolation::scenario(ctx, build).await;
+    }
     let plan = Plan::new(ctx, name, build).await?;
     let hw = Arc::new(Mutex::new((!plan.latency).then(|| ctx.hw.clone())));
     let mut relay = spawn_relay(ctx, &plan)?;
@@ -115,6 +118,7 @@ pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Val
     });
     let goal = Goal {
         kinds: plan.kinds,
+        events: vec![plan.events; plan.kinds.len()],
         expected_results: (plan.events * plan.kinds.len() as u64) as f64,
         checker,
         hw,

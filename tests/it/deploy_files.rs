@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The metrics the relay exports (issue 5). Histograms also expose `_bucket`, `_sum`
-/// and `_count` series. `metric_list_matches_the_code` keeps this list equal to the names
-/// defined in `src/metrics.rs`.
+/// The metrics the relay exports (issue 5; the retry tiers' four from issue 14). Histograms
+/// also expose `_bucket`, `_sum` and `_count` series. `metric_list_matches_the_code` keeps
+/// this list equal to the names defined in `src/metrics.rs`.
 const COUNTERS: &[&str] = &[
     "event_relay_messages_consumed_total",
     "event_relay_events_normalized_total",
@@ -28,6 +28,8 @@ const COUNTERS: &[&str] = &[
     "event_relay_results_produced_total",
     "event_relay_unrouted_total",
     "event_relay_offsets_committed_total",
+    "event_relay_parked_total",
+    "event_relay_redriven_total",
 ];
 const GAUGES: &[&str] = &[
     "event_relay_in_flight_events",
@@ -35,6 +37,8 @@ const GAUGES: &[&str] = &[
     "event_relay_consumer_lag",
     "event_relay_circuit_open",
     "event_relay_build_info",
+    "event_relay_target_queued_events",
+    "event_relay_tier_lag",
 ];
 const HISTOGRAMS: &[&str] = &[
     "event_relay_delivery_duration_seconds",
@@ -1524,7 +1528,8 @@ fn alert_rules_use_only_exported_metrics_and_cover_the_failure_modes() {
             exprs.push(expr);
         }
     }
-    // lag, dead letters, a target's errors, circuit, no consumption, relay down
+    // lag, dead letters, a target's errors, circuit, no consumption, relay down, a growing
+    // retry tier, final failures (each one a record in the failed topic with tiers on)
     let covers = |needles: &[&str]| exprs.iter().any(|e| needles.iter().all(|n| e.contains(n)));
     for (what, needles) in [
         ("consumer lag", &["event_relay_consumer_lag"][..]),
@@ -1547,6 +1552,11 @@ fn alert_rules_use_only_exported_metrics_and_cover_the_failure_modes() {
             ][..],
         ),
         ("relay down", &["up{"][..]),
+        ("a retry tier growing", &["deriv(event_relay_tier_lag"][..]),
+        (
+            "records written to the failed topic",
+            &["increase(event_relay_deliveries_total", "outcome=\"error\""][..],
+        ),
     ] {
         if !covers(needles) {
             problems.push(format!(
