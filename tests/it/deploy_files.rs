@@ -30,6 +30,7 @@ const COUNTERS: &[&str] = &[
     "event_relay_offsets_committed_total",
     "event_relay_parked_total",
     "event_relay_redriven_total",
+    "event_relay_config_reloads_total",
 ];
 const GAUGES: &[&str] = &[
     "event_relay_in_flight_events",
@@ -39,6 +40,7 @@ const GAUGES: &[&str] = &[
     "event_relay_build_info",
     "event_relay_target_queued_events",
     "event_relay_tier_lag",
+    "event_relay_config_info",
 ];
 const HISTOGRAMS: &[&str] = &[
     "event_relay_delivery_duration_seconds",
