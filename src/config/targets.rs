@@ -123,7 +123,9 @@ pub struct TargetConfig {
     pub circuit: CircuitConfig,
     /// Most deliveries this target may hold in memory (queued, sending, retrying), so a target
     /// that is down cannot take the whole `pipeline.max_in_flight_events` from the others.
-    /// With `[retry_tiers]`, deliveries beyond it are parked on the first tier at once. Default:
+    /// With `[retry_tiers]`, deliveries beyond it are parked on the first tier at once while
+    /// the target is failing (its last request failed); a healthy target may use in-flight
+    /// room the others leave free. Default:
     /// an equal share of what the other targets' settings leave of the in-flight bound.
     #[serde(default)]
     pub max_queued_events: Option<usize>,

@@ -116,9 +116,14 @@ async fn attempt_until_final(
 async fn admit(rt: &TargetRuntime, st: &RetryState, phase: Phase) -> Option<End> {
     // Counted from taking the delivery up: no attempt may have been made.
     let circuit_open = || {
-        let failure = Failure::CircuitOpen {
-            target: rt.info.name.clone(),
-            max_elapsed: crate::config::ConfigDuration(rt.schedule.max_elapsed),
+        let target = rt.info.name.clone();
+        let failure = if phase.wait_for_circuit {
+            Failure::CircuitOpen {
+                target,
+                max_elapsed: crate::config::ConfigDuration(phase.limit),
+            }
+        } else {
+            Failure::CircuitStillOpen { target }
         };
         let err = AttemptError::Retryable {
             failure,
@@ -163,6 +168,7 @@ async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16,
     match &result {
         Ok(status) => {
             rt.circuit.record(true);
+            rt.set_failing(false);
             rt.metrics.attempt(name, true, false, Some(*status));
         }
         Err(err) => {
@@ -170,6 +176,7 @@ async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16,
                 .attempt(name, false, err.is_retryable(), err.status());
             if err.is_retryable() {
                 rt.circuit.record(false);
+                rt.set_failing(true);
             } else if err.failure().not_sent() {
                 // Nothing was sent: free the probe slot if this held it.
                 rt.circuit.release_probe();
@@ -177,6 +184,7 @@ async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16,
                 // A final answer (4xx/3xx) proves the target reachable: it resets the failure
                 // count and ends a probe (else the circuit would wait for a probe forever).
                 rt.circuit.record(true);
+                rt.set_failing(false);
             }
         }
     }

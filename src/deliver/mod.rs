@@ -173,6 +173,8 @@ pub struct TargetRuntime {
     /// Deliveries held in memory (queued, sending, retrying), against `schedule.budget`.
     queued: AtomicUsize,
     queued_gauge: prometheus::IntGauge,
+    /// The last request failed retryably: at its budget, the target parks new deliveries.
+    failing: std::sync::atomic::AtomicBool,
     slots: Arc<Semaphore>,
     circuit: Circuit,
     rate: Option<RateLimiter>,
@@ -202,12 +204,24 @@ impl TargetRuntime {
     }
 
     /// Whether a new delivery from the source is parked at once instead of held: the target
-    /// has tiers and is at its budget or its circuit is open.
+    /// has tiers and its circuit is open, or it is at its budget while failing (its last
+    /// request failed). A healthy target at its budget takes the delivery: it may use
+    /// in-flight room the others leave free (the pipeline's bound still holds), and parking
+    /// the excess of a target that keeps up would only send it the long way round, through
+    /// Kafka, to the same worker.
     fn parks_at_once(&self, d: &Delivery) -> bool {
         self.schedule.tiered()
             && d.journey.tier.is_none()
-            && (self.queued.load(Ordering::Relaxed) >= self.schedule.budget
-                || self.circuit.is_open())
+            && (self.circuit.is_open()
+                || (self.failing.load(Ordering::Relaxed)
+                    && self.queued.load(Ordering::Relaxed) >= self.schedule.budget))
+    }
+
+    /// Records whether the target's last request failed retryably (see `parks_at_once`).
+    fn set_failing(&self, failing: bool) {
+        if self.failing.load(Ordering::Relaxed) != failing {
+            self.failing.store(failing, Ordering::Relaxed);
+        }
     }
 }
 
@@ -246,6 +260,7 @@ impl Targets {
                 config: cfg.clone(),
                 schedule: Schedule::new(config, cfg, budget),
                 queued: AtomicUsize::new(0),
+                failing: std::sync::atomic::AtomicBool::new(false),
                 queued_gauge: metrics.target_queued.with_label_values(&[&cfg.name]),
                 slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
                 circuit: Circuit::new(

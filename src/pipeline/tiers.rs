@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TierSide {
     pub consumer: Arc<RelayConsumer>,
     pub tracker: Arc<OffsetTracker>,
-    /// Bounds the tier deliveries in memory (`pipeline.max_in_flight_events`, apart from the
+    /// Bounds the tier deliveries in memory (a quarter of `pipeline.max_in_flight_events`,
+    /// so the relay holds at most 1.25 times the bound; apart from the
     /// source's: a backlog coming due cannot starve fresh events, nor the other way round).
     pub permits: Arc<Semaphore>,
     pub max_in_flight: usize,
@@ -72,7 +73,7 @@ impl TierSide {
             commit_stop.clone(),
         );
         tracing::info!(topics = ?topics, %group, "retry tiers consumed");
-        let max_in_flight = config.pipeline.max_in_flight_events;
+        let max_in_flight = (config.pipeline.max_in_flight_events / 4).max(1);
         Ok(Some(Self {
             consumer,
             tracker,

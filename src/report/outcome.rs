@@ -101,6 +101,10 @@ pub enum Failure {
         target: String,
         max_elapsed: ConfigDuration,
     },
+    /// A parked delivery came due while its target's circuit was open (and the probe was
+    /// not its to make): it moved on without a request.
+    #[error("circuit open (target {target} kept failing) when the parked delivery came due")]
+    CircuitStillOpen { target: String },
     /// A parked delivery came due for a target the config no longer has.
     #[error("target {target} is no longer configured; the delivery is kept in the failed topic")]
     TargetRemoved { target: String },

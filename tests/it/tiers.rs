@@ -308,3 +308,25 @@ async fn run_needs_the_tier_topics_and_topics_create_makes_them() {
 async fn a_rebalance_while_deliveries_go_through_tiers_loses_and_duplicates_nothing() {
     crate::faults::rebalance_test(crate::faults::Through::Tier).await;
 }
+
+/// A healthy target is never parked for being busy: with a budget of 1 and a burst of 200
+/// events, every delivery goes straight to it (nothing on the tier), none is held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_healthy_target_is_not_parked() {
+    let rx = Receiver::start(vec![]).await;
+    let mut busy = healthy("busy", &rx.url);
+    busy.max_queued_events = Some(1);
+    let mut env = tiered("g-tier-busy", &[secs(3600)], busy).await;
+    env.config.pipeline.max_in_flight_events = 50;
+    let relay = env.relay();
+    let n = 200;
+    env.produce(&cards(&ids(n))).await;
+    let results = env.results_json(n).await;
+    assert_eq!(results.len(), n);
+    assert!(results
+        .iter()
+        .all(|r| r["event"] == "WebhookSuccess" && r["parked"] == 0));
+    let parked = relay.metric("event_relay_parked_total{target=\"busy\",tier=\"1h\"}");
+    assert_eq!(parked.await, 0.0, "no delivery of a healthy target parked");
+    relay.stop().await.unwrap();
+}
