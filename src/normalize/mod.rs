@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub use limits::MAX_DEPTH;
+pub(crate) use limits::depth_within;
 
 /// Why a message (or one event of a batch) cannot be relayed. The `reason()` code goes into the
 /// dead-letter header `reason` and the `event_relay_dead_letters_total{reason}` label.
