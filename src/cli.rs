@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `normalize`, `route`, `topics`, `redrive`.
+//! The command line: `run`, `check`, `normalize`, `route`, `topics`, `redrive`, `catalog`.
 
 use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
@@ -8,9 +8,11 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod catalog_check;
 mod redrive;
 mod route;
 mod topics;
+pub use catalog_check::{catalog, CatalogCommand};
 pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
 pub use topics::topics;
@@ -109,6 +111,9 @@ pub enum Command {
     /// end offsets seen at start, then exits.
     #[command(after_help = redrive::REDRIVE_HELP)]
     Redrive(RedriveArgs),
+    /// Work with event catalogs (`catalog check FILE`).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -130,7 +135,7 @@ impl From<FormatArg> for SourceFormat {
 
 /// `check`: 0 valid, 2 invalid.
 pub fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+    match load_checked(path) {
         Ok(c) => {
             println!(
                 "{}: OK ({} sources, {} targets, {} routes)",
@@ -151,8 +156,19 @@ pub fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The config file loaded and validated, and its `[[catalogs]]` files checked.
+fn load_checked(path: &std::path::Path) -> Result<Config, config::ConfigError> {
+    let cfg = config::load(path)?;
+    let problems = crate::normalize::catalog_problems(&cfg);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(config::ConfigError { problems })
+    }
+}
+
 fn load_or_exit(path: &std::path::Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|e| {
+    load_checked(path).map_err(|e| {
         for p in &e.problems {
             eprintln!("{}: {p}", path.display());
         }
@@ -194,12 +210,14 @@ fn stdin_lines() -> impl Iterator<Item = (usize, Vec<u8>)> {
 /// `normalize`: exit 0 if every line was accepted, 1 otherwise.
 pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<String>) -> ExitCode {
     let format: SourceFormat = source.into();
+    let mut catalog_files = Vec::new();
     let (topic, settings) = match &config {
         Some(path) => {
             let cfg = match load_or_exit(path) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            catalog_files = cfg.catalogs.iter().map(|c| c.path.clone()).collect();
             let wanted = if matches!(source, FormatArg::Auto) && topic.is_none() {
                 None
             } else {
@@ -217,7 +235,7 @@ pub fn normalize(source: FormatArg, config: Option<PathBuf>, topic: Option<Strin
         }
         None => ("stdin".to_string(), SourceSettings::standalone(format)),
     };
-    let normalizer = match Normalizer::builtin() {
+    let normalizer = match crate::catalog::Catalogs::load(&catalog_files).map(Normalizer::new) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("{e}");

@@ -3,6 +3,11 @@
 //! Komo's flat webhook bodies and acemate's PostHog-style events both become an [`Envelope`];
 //! routes, targets and result events only ever look at envelopes.
 
+mod attrs;
+pub use attrs::{
+    AttributePatternError, UserAttributes, MAX_USER_ATTRIBUTES, MAX_USER_ATTRIBUTE_LEN,
+};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -83,6 +88,10 @@ impl ValidationStatus {
 pub struct Validation {
     /// Catalog consulted (`komo` or `acemate`).
     pub catalog: String,
+    /// The version of the catalog entry that judged the event (a loaded catalog file's
+    /// `version`, an event's own `version`); `null` for the built-in catalogs.
+    #[serde(default)]
+    pub catalog_version: Option<std::sync::Arc<str>>,
     pub status: ValidationStatus,
     /// One entry per problem: `<property path>: <rule>`.
     pub problems: Vec<String>,
@@ -153,6 +162,8 @@ impl Envelope {
             ["origin", "offset"] => owned(Value::from(self.origin.offset)),
             ["origin", "key"] => opt_str(&self.origin.key),
             ["validation", "catalog"] => owned(Value::String(self.validation.catalog.clone())),
+            ["validation", "catalog_version"] => (self.validation.catalog_version.as_deref())
+                .map(|v| Cow::Owned(Value::String(v.to_string()))),
             ["validation", "status"] => {
                 owned(Value::String(self.validation.status.as_str().into()))
             }
@@ -275,6 +286,7 @@ pub(crate) fn sample() -> Envelope {
         },
         validation: Validation {
             catalog: "komo".into(),
+            catalog_version: None,
             status: ValidationStatus::Valid,
             problems: vec![],
         },

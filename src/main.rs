@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             partitions,
         } => cli::topics(&config, create, partitions),
         Command::Redrive(args) => cli::redrive(&args),
+        Command::Catalog(cmd) => cli::catalog(cmd),
         Command::Run { config } => run(&config),
     }
 }

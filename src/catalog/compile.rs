@@ -139,12 +139,10 @@ fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, CatalogError> {
         None => None,
     };
     let pattern = match &raw.pattern {
-        Some(p) => Some(
-            compile_pattern(p).map_err(|e| CatalogError::BadPattern {
-                path: name.to_string(),
-                message: e.to_string(),
-            })?,
-        ),
+        Some(p) => Some(compile_pattern(p).map_err(|e| CatalogError::BadPattern {
+            path: name.to_string(),
+            message: e.to_string(),
+        })?),
         None => None,
     };
     Ok(Prop {
@@ -188,7 +186,12 @@ impl Catalog {
     }
 
     pub(crate) fn compile(raw: RawCatalog) -> Result<Self, CatalogError> {
-        let identify_names: Vec<String> = raw.identify.iter().flatten().map(|(k, _)| k.clone()).collect();
+        let identify_names: Vec<String> = raw
+            .identify
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut events = NameMap::default();
         for (name, ev) in &raw.events {
             events.insert(
@@ -196,8 +199,8 @@ impl Catalog {
                 EventSchema {
                     name: name.clone(),
                     properties: compile_event_props(ev).map_err(|e| {
-                            e.under(&format!("{}.events.{name}.properties", raw.catalog))
-                        })?,
+                        e.under(&format!("{}.events.{name}.properties", raw.catalog))
+                    })?,
                     extra_keys: ev.extra_keys.as_deref().is_some_and(|k| k != "none"),
                     requires_data_capture: ev
                         .extra_keys
@@ -213,12 +216,11 @@ impl Catalog {
                 },
             );
         }
-        let user_attributes = UserAttributes::new(&raw.user_attributes).map_err(|e| {
-            CatalogError::BadPattern {
+        let user_attributes =
+            UserAttributes::new(&raw.user_attributes).map_err(|e| CatalogError::BadPattern {
                 path: format!("{}.user_attributes", raw.catalog),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Self {
             common: compile_map(&raw.common)
                 .map_err(|e| e.under(&format!("{}.common", raw.catalog)))?,

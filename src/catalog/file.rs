@@ -116,7 +116,7 @@ pub fn check_text(text: &str) -> Result<CatalogFile, Vec<CatalogProblem>> {
     if text.len() > MAX_CATALOG_FILE_BYTES {
         return Err(vec![too_large()]);
     }
-    if !crate::normalize::depth_within(text.as_bytes(), MAX_CATALOG_DEPTH) {
+    if !crate::json::depth_within(text.as_bytes(), MAX_CATALOG_DEPTH) {
         return Err(root(format!(
             "JSON nesting deeper than {MAX_CATALOG_DEPTH} levels"
         )));

@@ -14,13 +14,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-mod attrs;
 mod check;
 mod compile;
 mod file;
 mod walk;
 
-pub use attrs::{AttributePatternError, UserAttributes};
+pub use crate::envelope::{AttributePatternError, UserAttributes};
 pub use check::{check_props, PropPath};
 pub use file::{
     check_file, check_text, CatalogFile, CatalogProblem, MAX_CATALOG_DEPTH, MAX_CATALOG_FILE_BYTES,

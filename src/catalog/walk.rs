@@ -3,9 +3,9 @@
 //! of `event-relay catalog check` lists them all. `docs/catalog.schema.json` describes the same
 //! format for editors and other tools.
 
-use super::attrs::UserAttributes;
 use super::compile::{compile_pattern, parse_format, TYPES};
 use super::file::{CatalogProblem, MAX_ENUM_VALUES, MAX_PATTERN_LEN};
+use crate::envelope::UserAttributes;
 use serde_json::{Map, Value};
 
 /// Most events one catalog file may hold, and most properties one map may hold.
@@ -169,7 +169,8 @@ impl Walk<'_> {
         if let Some(f) = m.get("format") {
             let at = child(path, "format");
             if let Some(f) = self.string(f, &at).filter(|f| parse_format(f).is_none()) {
-                let msg = format!("unknown format {f:?} (expected uuid, guid, email, date-time or uri)");
+                let msg =
+                    format!("unknown format {f:?} (expected uuid, guid, email, date-time or uri)");
                 self.push(&at, msg);
             }
         }
@@ -184,7 +185,10 @@ impl Walk<'_> {
         }
         if let Some(p) = m.get("pattern") {
             if ty.is_some_and(|t| t != "string") {
-                self.push(&child(path, "pattern"), "only a string property has a `pattern`");
+                self.push(
+                    &child(path, "pattern"),
+                    "only a string property has a `pattern`",
+                );
             }
             self.pattern(p, &child(path, "pattern"));
         }
@@ -237,7 +241,10 @@ impl Walk<'_> {
         if let Some(x) = m.get("extra_keys") {
             let at = child(path, "extra_keys");
             if let Some(x) = self.string(x, &at).filter(|x| !EXTRA_KEYS.contains(x)) {
-                let msg = format!("unknown value {x:?} (expected one of: {})", EXTRA_KEYS.join(", "));
+                let msg = format!(
+                    "unknown value {x:?} (expected one of: {})",
+                    EXTRA_KEYS.join(", ")
+                );
                 self.push(&at, msg);
             }
         }
@@ -279,8 +286,14 @@ pub(super) fn catalog(v: &Value, problems: &mut Vec<CatalogProblem>) {
     match m.get("catalog") {
         None => w.push("$", "`catalog` is missing (komo or acemate)"),
         Some(c) => {
-            if let Some(c) = w.string(c, "$.catalog").filter(|c| !matches!(*c, "komo" | "acemate")) {
-                w.push("$.catalog", format!("unknown catalog {c:?} (expected komo or acemate)"));
+            if let Some(c) = w
+                .string(c, "$.catalog")
+                .filter(|c| !matches!(*c, "komo" | "acemate"))
+            {
+                w.push(
+                    "$.catalog",
+                    format!("unknown catalog {c:?} (expected komo or acemate)"),
+                );
             }
         }
     }

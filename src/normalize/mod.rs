@@ -11,16 +11,15 @@ mod shape;
 
 pub use komo::COMMON as KOMO_COMMON_KEYS;
 
-use crate::catalog::{CatalogError, Catalogs};
-use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
+use crate::catalog::{Catalog, CatalogError, Catalogs, EventSchema};
+use crate::config::{Config, SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
 use crate::envelope::{
-    Envelope, Origin, Site, Source, Validation, ValidationStatus, RELAY_NAMESPACE,
+    Envelope, Origin, Site, Source, UserAttributes, Validation, ValidationStatus, RELAY_NAMESPACE,
 };
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub use limits::MAX_DEPTH;
-pub(crate) use limits::depth_within;
 
 /// Why a message (or one event of a batch) cannot be relayed. The `reason()` code goes into the
 /// dead-letter header `reason` and the `event_relay_dead_letters_total{reason}` label.
@@ -118,6 +117,9 @@ pub struct SourceSettings {
     pub validation: ValidationMode,
     pub unknown_events: UnknownEvents,
     pub max_message_bytes: usize,
+    /// The source's declared user attributes (`sources[].user_attributes`): for events the
+    /// catalog does not know, these keys go to `user.traits`.
+    pub user_attributes: Arc<UserAttributes>,
 }
 
 impl SourceSettings {
@@ -129,6 +131,8 @@ impl SourceSettings {
             validation: s.validation,
             unknown_events: s.unknown_events,
             max_message_bytes,
+            // Checked by `Config::validate`; a config that skipped it declares none.
+            user_attributes: Arc::new(UserAttributes::new(&s.user_attributes).unwrap_or_default()),
         }
     }
 
@@ -141,6 +145,7 @@ impl SourceSettings {
             validation: ValidationMode::Strict,
             unknown_events: UnknownEvents::Forward,
             max_message_bytes: 1024 * 1024,
+            user_attributes: Arc::default(),
         }
     }
 
@@ -154,6 +159,25 @@ impl SourceSettings {
             })
         }
     }
+}
+
+/// The problems of the config's `[[catalogs]]` files, each at `catalogs[i].path`, naming the
+/// file and the JSON path: what `event-relay check` adds to the config's own checks, and what
+/// start-up (and a reload) refuses to run with. Every file is checked.
+pub fn catalog_problems(config: &Config) -> Vec<crate::config::Problem> {
+    let mut problems = Vec::new();
+    for (i, c) in config.catalogs.iter().enumerate() {
+        if c.path.as_os_str().is_empty() {
+            continue; // reported by `Config::validate`
+        }
+        if let Err(e) = crate::catalog::check_file(&c.path) {
+            problems.push(crate::config::Problem::new(
+                &format!("catalogs[{i}].path"),
+                e,
+            ));
+        }
+    }
+    problems
 }
 
 /// Compiled catalogs + the logic of both shapes. Cheap to share (`Arc`).
@@ -178,6 +202,14 @@ impl Normalizer {
 
     pub fn builtin() -> Result<Self, CatalogError> {
         Ok(Self::new(Catalogs::builtin()?))
+    }
+
+    /// The built-in catalogs with the config's `[[catalogs]]` files applied over them (each
+    /// file checked as [`catalog_problems`] does).
+    pub fn from_config(config: &Config) -> Result<Self, CatalogError> {
+        let files: Vec<&std::path::Path> =
+            config.catalogs.iter().map(|c| c.path.as_path()).collect();
+        Ok(Self::new(Catalogs::load(&files)?))
     }
 
     pub fn catalogs(&self) -> &Catalogs {
@@ -267,8 +299,16 @@ fn invalid(env: Envelope) -> NormalizeError {
     }
 }
 
-/// Builds the validation block from collected problems.
-pub(crate) fn validation(catalog: &str, known: bool, problems: Vec<String>) -> Validation {
+/// Builds the validation block from collected problems. `schema` is the event's catalog entry
+/// (`None` for `$identify` and unknown events); its `version` (else the catalog's) is named.
+/// A deprecated event is judged as any other, and `event: deprecated ...` is then listed
+/// without changing its status: it is forwarded in both modes.
+pub(crate) fn validation(
+    catalog: &Catalog,
+    schema: Option<&EventSchema>,
+    known: bool,
+    mut problems: Vec<String>,
+) -> Validation {
     let status = if !known {
         ValidationStatus::UnknownEvent
     } else if problems.is_empty() {
@@ -276,8 +316,17 @@ pub(crate) fn validation(catalog: &str, known: bool, problems: Vec<String>) -> V
     } else {
         ValidationStatus::Invalid
     };
+    if let Some(s) = schema.filter(|s| s.deprecated) {
+        problems.push(format!(
+            "event: deprecated ({} is deprecated in the {} catalog)",
+            s.name, catalog.name
+        ));
+    }
     Validation {
-        catalog: catalog.to_string(),
+        catalog: catalog.name.clone(),
+        catalog_version: schema
+            .and_then(|s| s.version.clone())
+            .or_else(|| catalog.version.clone()),
         status,
         problems,
     }

@@ -291,7 +291,7 @@ fn build_stages(
     let max_bytes = config.pipeline.max_message_bytes;
     let max_in_flight = config.pipeline.max_in_flight_events;
     Ok(Stages {
-        normalizer: Arc::new(Normalizer::builtin()?),
+        normalizer: Arc::new(Normalizer::from_config(config)?),
         settings: config
             .sources
             .iter()

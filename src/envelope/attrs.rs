@@ -3,7 +3,6 @@
 //! instead of `properties`. Compiled once (exact names in a hash set, globs into one anchored
 //! regular expression).
 
-use super::FxBuild;
 use std::collections::HashSet;
 
 /// Most entries one declaration may hold.
@@ -16,7 +15,9 @@ pub const MAX_USER_ATTRIBUTE_LEN: usize = 256;
 pub enum AttributePatternError {
     #[error("entry {0} is empty")]
     Empty(usize),
-    #[error("entry {index} is {len} characters, longer than the limit of {MAX_USER_ATTRIBUTE_LEN}")]
+    #[error(
+        "entry {index} is {len} characters, longer than the limit of {MAX_USER_ATTRIBUTE_LEN}"
+    )]
     TooLong { index: usize, len: usize },
     #[error("{0} entries, more than the limit of {MAX_USER_ATTRIBUTES}")]
     TooMany(usize),
@@ -39,7 +40,7 @@ impl AttributePatternError {
 /// A compiled set of declared user attributes.
 #[derive(Clone, Debug, Default)]
 pub struct UserAttributes {
-    names: HashSet<String, FxBuild>,
+    names: HashSet<String>,
     globs: Option<regex::Regex>,
 }
 
