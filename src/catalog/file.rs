@@ -51,6 +51,16 @@ pub struct CatalogFile {
     pub(super) raw: RawCatalog,
 }
 
+impl std::fmt::Debug for CatalogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogFile")
+            .field("catalog", &self.raw.catalog)
+            .field("version", &self.raw.version)
+            .field("events", &self.raw.events.len())
+            .finish()
+    }
+}
+
 impl CatalogFile {
     /// The catalog it extends: `komo` or `acemate`.
     pub fn catalog(&self) -> &str {

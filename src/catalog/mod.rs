@@ -206,10 +206,18 @@ impl Catalogs {
     /// file wins over an earlier one). Each file is checked as [`check_file`] does; the first
     /// file with problems is the error, naming the file and every problem's JSON path.
     pub fn load<P: AsRef<Path>>(files: &[P]) -> Result<Self, CatalogError> {
+        let checked = files
+            .iter()
+            .map(|p| check_file(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::with_files(checked)
+    }
+
+    /// The built-in catalogs with already checked catalog files applied over them in order.
+    pub fn with_files(files: impl IntoIterator<Item = CatalogFile>) -> Result<Self, CatalogError> {
         let mut komo = compile::RawCatalog::parse(KOMO_JSON)?;
         let mut acemate = compile::RawCatalog::parse(ACEMATE_JSON)?;
-        for path in files {
-            let file = check_file(path.as_ref())?;
+        for file in files {
             match file.catalog() {
                 "komo" => komo.apply(file.raw),
                 _ => acemate.apply(file.raw),
@@ -236,6 +244,10 @@ impl Catalogs {
     }
 }
 
+#[cfg(test)]
+mod file_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;
