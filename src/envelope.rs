@@ -224,6 +224,8 @@ impl Envelope {
         opt(buf, self.origin.key.as_deref());
         buf.extend_from_slice(b"},\"validation\":{\"catalog\":");
         put(buf, &self.validation.catalog);
+        buf.extend_from_slice(b",\"catalog_version\":");
+        opt(buf, self.validation.catalog_version.as_deref());
         buf.extend_from_slice(b",\"status\":");
         put(buf, self.validation.status.as_str());
         buf.extend_from_slice(b",\"problems\":[");

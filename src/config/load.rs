@@ -78,6 +78,7 @@ fn stand_in(path: &[Seg], raw: &Value) -> Option<Value> {
         ("targets", [Seg::Index(_)]) => {
             json!({ "name": text("name"), "kind": "webhook", "url": "http://stand-in" })
         }
+        ("catalogs", [Seg::Index(_)]) => json!({ "path": "stand-in" }),
         ("routes", [Seg::Index(_)]) => {
             json!({ "name": text("name"), "targets": [], "continue": false })
         }

@@ -6,6 +6,7 @@
 mod fixtures;
 
 mod catalog_spec;
+mod catalogs;
 mod deploy_files;
 mod envelope_schema;
 pub mod faults;
