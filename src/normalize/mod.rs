@@ -5,14 +5,16 @@
 //! (`strict`: reject, `lenient`: forward with `validation.status = "invalid"`).
 
 mod acemate;
+mod catalogs;
 mod komo;
 mod limits;
 mod shape;
 
+pub use catalogs::catalog_problems;
 pub use komo::COMMON as KOMO_COMMON_KEYS;
 
 use crate::catalog::{Catalog, CatalogError, Catalogs, EventSchema};
-use crate::config::{Config, SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
+use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
 use crate::envelope::{
     Envelope, Origin, Site, Source, UserAttributes, Validation, ValidationStatus, RELAY_NAMESPACE,
 };
@@ -161,25 +163,6 @@ impl SourceSettings {
     }
 }
 
-/// The problems of the config's `[[catalogs]]` files, each at `catalogs[i].path`, naming the
-/// file and the JSON path: what `event-relay check` adds to the config's own checks, and what
-/// start-up (and a reload) refuses to run with. Every file is checked.
-pub fn catalog_problems(config: &Config) -> Vec<crate::config::Problem> {
-    let mut problems = Vec::new();
-    for (i, c) in config.catalogs.iter().enumerate() {
-        if c.path.as_os_str().is_empty() {
-            continue; // reported by `Config::validate`
-        }
-        if let Err(e) = crate::catalog::check_file(&c.path) {
-            problems.push(crate::config::Problem::new(
-                &format!("catalogs[{i}].path"),
-                e,
-            ));
-        }
-    }
-    problems
-}
-
 /// Compiled catalogs + the logic of both shapes. Cheap to share (`Arc`).
 pub struct Normalizer {
     catalogs: Catalogs,
@@ -202,14 +185,6 @@ impl Normalizer {
 
     pub fn builtin() -> Result<Self, CatalogError> {
         Ok(Self::new(Catalogs::builtin()?))
-    }
-
-    /// The built-in catalogs with the config's `[[catalogs]]` files applied over them (each
-    /// file checked as [`catalog_problems`] does).
-    pub fn from_config(config: &Config) -> Result<Self, CatalogError> {
-        let files: Vec<&std::path::Path> =
-            config.catalogs.iter().map(|c| c.path.as_path()).collect();
-        Ok(Self::new(Catalogs::load(&files)?))
     }
 
     pub fn catalogs(&self) -> &Catalogs {

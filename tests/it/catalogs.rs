@@ -388,3 +388,30 @@ fn catalog_check_lists_every_problem_with_its_json_path() {
     );
     assert!(out.contains("properties.when.type: unknown type"), "{out}");
 }
+
+#[test]
+fn a_catalog_files_user_attributes_apply_to_unknown_acemate_events_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acemate.json");
+    std::fs::write(
+        &file,
+        json!({"catalog": "acemate", "user_attributes": ["plan", "utm_*"]}).to_string(),
+    )
+    .unwrap();
+    let n = Normalizer::new(Catalogs::load(&[file]).unwrap());
+    let settings = SourceSettings::standalone(SourceFormat::Acemate);
+    let raw = json!({
+        "event": "streak_extended", "distinct_id": "u1",
+        "uuid": uuid::Uuid::new_v4().to_string(),
+        "properties": {"plan": "pro", "utm_medium": "mail", "days": 7},
+    });
+    let out = n
+        .normalize(raw.to_string().as_bytes(), &settings, origin())
+        .unwrap();
+    let env = &out.events[0].0;
+    assert_eq!(env.validation.status, ValidationStatus::UnknownEvent);
+    assert_eq!(env.user.traits["plan"], "pro");
+    assert_eq!(env.user.traits["utm_medium"], "mail");
+    assert_eq!(env.properties["days"], 7);
+    assert!(env.properties.get("plan").is_none());
+}
