@@ -7,6 +7,7 @@ mod fixtures;
 
 mod catalog_spec;
 mod catalogs;
+mod catalogs_check;
 mod deploy_files;
 mod envelope_schema;
 pub mod faults;
