@@ -134,16 +134,14 @@ pub fn check_text(text: &str) -> Result<CatalogFile, Vec<CatalogProblem>> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| root(format!("not valid JSON: {e}")))?;
     let mut problems = Vec::new();
-    walk::catalog(&value, &mut problems);
+    let more = walk::catalog(&value, &mut problems);
+    if more > 0 {
+        problems.push(CatalogProblem {
+            path: "$".into(),
+            message: format!("{more} more problems not listed"),
+        });
+    }
     if !problems.is_empty() {
-        if problems.len() > MAX_PROBLEMS {
-            let more = problems.len() - MAX_PROBLEMS;
-            problems.truncate(MAX_PROBLEMS);
-            problems.push(CatalogProblem {
-                path: "$".into(),
-                message: format!("{more} more problems not listed"),
-            });
-        }
         return Err(problems);
     }
     // The walk has checked everything the typed form needs; this cannot fail on its output.

@@ -205,3 +205,23 @@ fn files_merge_over_the_builtin_catalogs_in_order() {
     assert_eq!(c.acemate.events.len(), builtin.acemate.events.len());
     assert!(builtin.komo.version.is_none());
 }
+
+#[test]
+fn problems_past_the_limit_are_counted_not_kept() {
+    let props: serde_json::Map<String, serde_json::Value> = (0..5000)
+        .map(|i| (format!("p{i}"), json!({"type": "text"})))
+        .collect();
+    let text = json!({"catalog": "komo", "events": {"X": {"properties": props}}}).to_string();
+    let got = problems(&text);
+    assert_eq!(got.len(), file::MAX_PROBLEMS + 1);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("$: {} more problems not listed", 5000 - file::MAX_PROBLEMS)
+    );
+    let many: Vec<String> = (0..20_000).map(|i| format!("a{i}")).collect();
+    let got = problems(&json!({"catalog": "komo", "user_attributes": many}).to_string());
+    assert_eq!(
+        got,
+        ["$.user_attributes: 20000 entries, more than the limit of 10000"]
+    );
+}

@@ -4,7 +4,7 @@
 //! format for editors and other tools.
 
 use super::compile::{compile_pattern, parse_format, TYPES};
-use super::file::{CatalogProblem, MAX_ENUM_VALUES, MAX_PATTERN_LEN};
+use super::file::{CatalogProblem, MAX_ENUM_VALUES, MAX_PATTERN_LEN, MAX_PROBLEMS};
 use crate::envelope::UserAttributes;
 use serde_json::{Map, Value};
 
@@ -47,6 +47,9 @@ const EXTRA_KEYS: &[&str] = &["none", "user_attributes", "user_attributes+data_c
 
 struct Walk<'a> {
     problems: &'a mut Vec<CatalogProblem>,
+    /// Problems found past [`MAX_PROBLEMS`] (counted, not kept: a hostile file must not turn
+    /// into millions of messages).
+    more: usize,
 }
 
 /// `path` + `.key` (or `["key"]` when the key is not a plain name).
@@ -75,6 +78,10 @@ fn kind(v: &Value) -> &'static str {
 
 impl Walk<'_> {
     fn push(&mut self, path: &str, message: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.more += 1;
+            return;
+        }
         self.problems.push(CatalogProblem {
             path: path.to_string(),
             message: message.into(),
@@ -261,6 +268,11 @@ impl Walk<'_> {
             self.push(path, format!("expected an array, got {}", kind(v)));
             return;
         };
+        if items.len() > crate::envelope::MAX_USER_ATTRIBUTES {
+            let e = crate::envelope::AttributePatternError::TooMany(items.len());
+            self.push(path, e.to_string());
+            return;
+        }
         let mut names = Vec::with_capacity(items.len().min(MAX_ENTRIES));
         for (i, x) in items.iter().enumerate() {
             if let Some(s) = self.string(x, &format!("{path}[{i}]")) {
@@ -276,49 +288,58 @@ impl Walk<'_> {
     }
 }
 
-/// Checks a parsed catalog file, pushing every problem.
-pub(super) fn catalog(v: &Value, problems: &mut Vec<CatalogProblem>) {
-    let mut w = Walk { problems };
-    let Some(m) = w.object(v, "$") else {
-        return;
-    };
-    w.keys(m, "$", TOP_KEYS);
-    match m.get("catalog") {
-        None => w.push("$", "`catalog` is missing (komo or acemate)"),
-        Some(c) => {
-            if let Some(c) = w
-                .string(c, "$.catalog")
-                .filter(|c| !matches!(*c, "komo" | "acemate"))
-            {
-                w.push(
-                    "$.catalog",
-                    format!("unknown catalog {c:?} (expected komo or acemate)"),
-                );
-            }
-        }
-    }
-    if let Some(ver) = m.get("version") {
-        w.version(ver, "$.version");
-    }
-    if let Some(d) = m.get("description") {
-        w.string(d, "$.description");
-    }
-    for key in ["common", "identify"] {
-        if let Some(p) = m.get(key) {
-            w.props(p, &child("$", key));
-        }
-    }
-    if let Some(events) = m.get("events") {
-        if let Some(events) = w.bounded(events, "$.events") {
-            for (name, ev) in events {
-                if name.trim().is_empty() {
-                    w.push(&child("$.events", name), "an event name must not be empty");
+/// Checks a parsed catalog file, pushing every problem (the first [`MAX_PROBLEMS`]); returns
+/// how many more were found.
+pub(super) fn catalog(v: &Value, problems: &mut Vec<CatalogProblem>) -> usize {
+    let mut w = Walk { problems, more: 0 };
+    w.top(v);
+    w.more
+}
+
+impl Walk<'_> {
+    fn top(&mut self, v: &Value) {
+        let w = self;
+        let Some(m) = w.object(v, "$") else {
+            return;
+        };
+        w.keys(m, "$", TOP_KEYS);
+        match m.get("catalog") {
+            None => w.push("$", "`catalog` is missing (komo or acemate)"),
+            Some(c) => {
+                if let Some(c) = w
+                    .string(c, "$.catalog")
+                    .filter(|c| !matches!(*c, "komo" | "acemate"))
+                {
+                    w.push(
+                        "$.catalog",
+                        format!("unknown catalog {c:?} (expected komo or acemate)"),
+                    );
                 }
-                w.event(ev, &child("$.events", name));
             }
         }
-    }
-    if let Some(u) = m.get("user_attributes") {
-        w.user_attributes(u, "$.user_attributes");
+        if let Some(ver) = m.get("version") {
+            w.version(ver, "$.version");
+        }
+        if let Some(d) = m.get("description") {
+            w.string(d, "$.description");
+        }
+        for key in ["common", "identify"] {
+            if let Some(p) = m.get(key) {
+                w.props(p, &child("$", key));
+            }
+        }
+        if let Some(events) = m.get("events") {
+            if let Some(events) = w.bounded(events, "$.events") {
+                for (name, ev) in events {
+                    if name.trim().is_empty() {
+                        w.push(&child("$.events", name), "an event name must not be empty");
+                    }
+                    w.event(ev, &child("$.events", name));
+                }
+            }
+        }
+        if let Some(u) = m.get("user_attributes") {
+            w.user_attributes(u, "$.user_attributes");
+        }
     }
 }
