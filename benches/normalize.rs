@@ -119,14 +119,13 @@ fn thread_cpu_time() -> Option<Duration> {
 /// processes only ever slow a round down). Reported for the whole loop (normalize + drop the
 /// result) and for the `normalize` calls alone (the loop's CPU time scaled by the share of
 /// wall time spent inside them).
-fn per_core_figure() {
-    let n = Normalizer::builtin().expect("builtin catalogs");
+fn per_core_figure(n: &Normalizer, catalogs: &str) {
     let settings = SourceSettings::standalone(SourceFormat::Auto);
     let corpus = corpus();
     let bytes: usize = corpus.iter().map(Vec::len).sum();
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(500) {
-        run_once(&n, &settings, &corpus, false);
+        run_once(n, &settings, &corpus, false);
     }
     // (events/s incl. drop, events/s in normalize, events, CPU seconds)
     let mut best: Option<(f64, f64, usize, f64)> = None;
@@ -135,7 +134,7 @@ fn per_core_figure() {
         let cpu0 = thread_cpu_time();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(1) {
-            let (e, t) = run_once(&n, &settings, &corpus, true);
+            let (e, t) = run_once(n, &settings, &corpus, true);
             events += e;
             in_normalize += t;
         }
@@ -155,15 +154,48 @@ fn per_core_figure() {
         "normalize: {rate:.0} events/s per core (normalize + drop the envelopes; \
          {normalize_only:.0} events/s in the normalize calls alone; best of {ROUNDS} one-second \
          rounds, {events} events in {cpu:.2}s of CPU time; avg {} bytes, 70% acemate / 30% \
-         komo)",
+         komo; {catalogs})",
         bytes / corpus.len(),
     );
 }
 
 criterion_group!(benches, bench_normalize);
 
+/// The built-in catalogs plus a loaded catalog file of `extra` more Komo events (five
+/// properties each), as an operator's `[[catalogs]]` would add: the issue's benchmark condition.
+fn with_extra_events(extra: usize) -> Normalizer {
+    let events: serde_json::Map<String, serde_json::Value> = (0..extra)
+        .map(|i| {
+            let props = serde_json::json!({
+                "prize_id": {"type": "string", "format": "guid", "required": true},
+                "prize_name": {"type": "string", "required": true},
+                "tier": {"type": "string", "enum": ["gold", "silver", "bronze"]},
+                "value": {"type": "number", "nullable": true},
+                "code": {"type": "string", "pattern": "^[A-Z]{4}-[0-9]{4}$"},
+            });
+            (
+                format!("Extra{i}"),
+                serde_json::json!({ "properties": props }),
+            )
+        })
+        .collect();
+    let doc = serde_json::json!({"catalog": "komo", "version": "bench", "events": events});
+    let dir = std::env::temp_dir().join(format!("event-relay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("extra.json");
+    std::fs::write(&path, doc.to_string()).expect("write the catalog file");
+    let catalogs = event_relay::catalog::Catalogs::load(&[&path]).expect("the catalog file loads");
+    let _ = std::fs::remove_dir_all(&dir);
+    Normalizer::new(catalogs)
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    per_core_figure();
+    let builtin = Normalizer::builtin().expect("builtin catalogs");
+    per_core_figure(&builtin, "built-in catalogs");
+    per_core_figure(
+        &with_extra_events(500),
+        "built-in catalogs + a loaded file of 500 extra events",
+    );
 }

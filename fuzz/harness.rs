@@ -310,3 +310,38 @@ fn toml_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// Catalog file text (`[[catalogs]]`, `event-relay catalog check`) → a checked file or its
+/// problems, each at a JSON path under `$`; a file the check accepts must compile over the
+/// built-in catalogs (the check and the compiler agree).
+pub fn catalog(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        // `check_file` reports a file that is not UTF-8 as a problem before this point.
+        return;
+    };
+    match event_relay::catalog::check_text(text) {
+        Ok(file) => {
+            if let Err(e) = event_relay::catalog::Catalogs::with_files([file]) {
+                panic!("a checked catalog file does not compile: {e}");
+            }
+        }
+        Err(problems) => {
+            assert!(!problems.is_empty(), "an error without problems");
+            for p in &problems {
+                assert!(
+                    p.path.starts_with('$'),
+                    "a problem without a JSON path: {p}"
+                );
+            }
+        }
+    }
+}
+
+/// The config fuzz target's entry: JSON (first non-blank byte `{`) is a catalog file, anything
+/// else config TOML, so one corpus covers both formats the operator writes.
+pub fn config_or_catalog(data: &[u8]) {
+    match data.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => catalog(data),
+        _ => config(data),
+    }
+}

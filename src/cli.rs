@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod catalog;
+mod catalog_check;
 mod redrive;
 mod route;
 mod summary;
@@ -130,8 +131,8 @@ pub enum Command {
     /// end offsets seen at start, then exits.
     #[command(after_help = redrive::REDRIVE_HELP)]
     Redrive(RedriveArgs),
-    /// The event catalogs: list their events, show one event's rules, infer draft entries for
-    /// the unknown events of a captured sample.
+    /// The event catalogs: list their events, show one event's rules, check a catalog file,
+    /// infer draft entries for the unknown events of a captured sample.
     #[command(subcommand, after_help = catalog::CATALOG_HELP)]
     Catalog(CatalogCommand),
 }
@@ -155,7 +156,7 @@ impl From<FormatArg> for SourceFormat {
 
 /// `check`: 0 valid, 2 invalid.
 pub fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+    match load_checked(path) {
         Ok(c) => {
             println!(
                 "{}: OK ({} sources, {} targets, {} routes)",
@@ -176,8 +177,19 @@ pub fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The config file loaded and validated, and its `[[catalogs]]` files checked.
+fn load_checked(path: &std::path::Path) -> Result<Config, config::ConfigError> {
+    let cfg = config::load(path)?;
+    let problems = crate::normalize::catalog_problems(&cfg);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(config::ConfigError { problems })
+    }
+}
+
 fn load_or_exit(path: &std::path::Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|e| {
+    load_checked(path).map_err(|e| {
         for p in &e.problems {
             eprintln!("{}: {p}", path.display());
         }
@@ -216,16 +228,18 @@ fn stdin_lines() -> impl Iterator<Item = (usize, Vec<u8>)> {
         .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
 }
 
-/// The source topic and settings `normalize` applies.
+/// The source topic and settings `normalize` applies, and the config's catalog files.
 fn normalize_settings(
     source: FormatArg,
     config: Option<PathBuf>,
     topic: Option<String>,
-) -> Result<(String, SourceSettings), ExitCode> {
+) -> Result<(String, SourceSettings, Vec<PathBuf>), ExitCode> {
     let format: SourceFormat = source.into();
-    Ok(match &config {
+    let mut catalog_files = Vec::new();
+    let (topic, settings) = match &config {
         Some(path) => {
             let cfg = load_or_exit(path)?;
+            catalog_files = cfg.catalogs.iter().map(|c| c.path.clone()).collect();
             let wanted = if matches!(source, FormatArg::Auto) && topic.is_none() {
                 None
             } else {
@@ -242,7 +256,8 @@ fn normalize_settings(
             }
         }
         None => ("stdin".to_string(), SourceSettings::standalone(format)),
-    })
+    };
+    Ok((topic, settings, catalog_files))
 }
 
 /// `normalize`: exit 0 if every line was accepted, 1 otherwise. With `summary` (the number
@@ -253,11 +268,11 @@ pub fn normalize(
     topic: Option<String>,
     summary: Option<usize>,
 ) -> ExitCode {
-    let (topic, settings) = match normalize_settings(source, config, topic) {
+    let (topic, settings, catalog_files) = match normalize_settings(source, config, topic) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let normalizer = match Normalizer::builtin() {
+    let normalizer = match crate::catalog::Catalogs::load(&catalog_files).map(Normalizer::new) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("{e}");

@@ -3,6 +3,11 @@
 //! Komo's flat webhook bodies and acemate's PostHog-style events both become an [`Envelope`];
 //! routes, targets and result events only ever look at envelopes.
 
+mod attrs;
+pub use attrs::{
+    AttributePatternError, UserAttributes, MAX_USER_ATTRIBUTES, MAX_USER_ATTRIBUTE_LEN,
+};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -83,6 +88,10 @@ impl ValidationStatus {
 pub struct Validation {
     /// Catalog consulted (`komo` or `acemate`).
     pub catalog: String,
+    /// The version of the catalog entry that judged the event (a loaded catalog file's
+    /// `version`, an event's own `version`); `null` for the built-in catalogs.
+    #[serde(default)]
+    pub catalog_version: Option<std::sync::Arc<str>>,
     pub status: ValidationStatus,
     /// One entry per problem: `<property path>: <rule>`.
     pub problems: Vec<String>,
@@ -153,6 +162,8 @@ impl Envelope {
             ["origin", "offset"] => owned(Value::from(self.origin.offset)),
             ["origin", "key"] => opt_str(&self.origin.key),
             ["validation", "catalog"] => owned(Value::String(self.validation.catalog.clone())),
+            ["validation", "catalog_version"] => (self.validation.catalog_version.as_deref())
+                .map(|v| Cow::Owned(Value::String(v.to_string()))),
             ["validation", "status"] => {
                 owned(Value::String(self.validation.status.as_str().into()))
             }
@@ -213,6 +224,8 @@ impl Envelope {
         opt(buf, self.origin.key.as_deref());
         buf.extend_from_slice(b"},\"validation\":{\"catalog\":");
         put(buf, &self.validation.catalog);
+        buf.extend_from_slice(b",\"catalog_version\":");
+        opt(buf, self.validation.catalog_version.as_deref());
         buf.extend_from_slice(b",\"status\":");
         put(buf, self.validation.status.as_str());
         buf.extend_from_slice(b",\"problems\":[");
@@ -275,6 +288,7 @@ pub(crate) fn sample() -> Envelope {
         },
         validation: Validation {
             catalog: "komo".into(),
+            catalog_version: None,
             status: ValidationStatus::Valid,
             problems: vec![],
         },

@@ -122,6 +122,11 @@ impl Prop {
         }
         match value {
             Value::String(s) => {
+                if let Some(re) = &self.pattern {
+                    if !re.is_match(s) {
+                        problems.push(format!("{path}: does not match the pattern {re}"));
+                    }
+                }
                 if let Some(f) = self.format {
                     if let Err(rule) = check_format(f, s) {
                         problems.push(format!("{path}: {rule}"));

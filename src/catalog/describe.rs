@@ -11,8 +11,10 @@ pub const BUILT_IN: &str = "built in";
 /// Where the definition of `event` in the catalog of `source` comes from: `built in`, or the
 /// catalog file that added or changed it. The one place that answers this.
 pub fn event_origin<'a>(catalogs: &'a Catalogs, source: Source, event: &str) -> Cow<'a, str> {
-    let _ = (catalogs.of(source), event);
-    Cow::Borrowed(BUILT_IN)
+    match catalogs.origins.get(&(source, event.to_string())) {
+        Some(path) => Cow::Owned(path.display().to_string()),
+        None => Cow::Borrowed(BUILT_IN),
+    }
 }
 
 /// The catalogs in display order, each with its source.

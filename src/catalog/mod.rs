@@ -1,15 +1,30 @@
 //! The event catalogs (`catalog/komo.json`, `catalog/acemate.json`) compiled into validators.
 //!
 //! The catalogs are data generated from `../shared/specs/` by `scripts/gen_catalog.py` and
-//! embedded at build time; [`Catalogs::builtin`] compiles them once at start-up. Each property
-//! rule (type, required, nullable, enum, format) becomes a [`Prop`] checked without allocation
-//! on the happy path.
+//! embedded at build time; [`Catalogs::builtin`] compiles them once at start-up. Catalog files
+//! named in the config (`[[catalogs]]`, format in `docs/catalog.md`) extend or override them:
+//! [`Catalogs::load`] checks each file ([`check_file`], also behind `event-relay catalog
+//! check`), merges them over the built-in ones in order and compiles the result. Each property
+//! rule (type, required, nullable, enum, format, pattern) becomes a [`Prop`] checked without
+//! allocation on the happy path.
 
 use crate::envelope::Source;
-use serde::Deserialize;
-use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod check;
+mod compile;
+mod file;
+mod walk;
+
+pub use crate::envelope::{AttributePatternError, UserAttributes};
+pub use check::{check_props, PropPath};
+pub use file::{
+    check_file, check_text, CatalogFile, CatalogProblem, MAX_CATALOG_DEPTH, MAX_CATALOG_FILE_BYTES,
+    MAX_ENUM_VALUES, MAX_PATTERN_LEN,
+};
 
 /// A small, fast, non-cryptographic string hasher (the Fx hash of rustc) for the catalogs'
 /// fixed lookup tables: they are built once from trusted data and only probed with input
@@ -53,40 +68,6 @@ pub type NameMap<V> = HashMap<String, V, FxBuild>;
 const KOMO_JSON: &str = include_str!("../../catalog/komo.json");
 const ACEMATE_JSON: &str = include_str!("../../catalog/acemate.json");
 
-#[derive(Deserialize)]
-struct RawCatalog {
-    catalog: String,
-    #[serde(default)]
-    common: BTreeMap<String, RawProp>,
-    #[serde(default)]
-    identify: BTreeMap<String, RawProp>,
-    events: BTreeMap<String, RawEvent>,
-}
-
-#[derive(Deserialize)]
-struct RawEvent {
-    #[serde(default)]
-    properties: BTreeMap<String, RawProp>,
-    #[serde(default)]
-    extra_keys: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawProp {
-    #[serde(rename = "type")]
-    ty: String,
-    #[serde(default)]
-    required: bool,
-    #[serde(default)]
-    nullable: bool,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default, rename = "enum")]
-    enum_values: Option<Vec<Value>>,
-    #[serde(default)]
-    items: Option<Box<RawProp>>,
-}
-
 /// JSON type of a property.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PropType {
@@ -120,6 +101,8 @@ pub struct Prop {
     pub format: Option<Format>,
     pub enum_values: Option<HashSet<String, FxBuild>>,
     pub items: Option<Box<Prop>>,
+    /// A regular expression a string value must match (anywhere; anchor it with `^...$`).
+    pub pattern: Option<regex::Regex>,
 }
 
 /// One catalog event.
@@ -134,6 +117,11 @@ pub struct EventSchema {
     pub requires_data_capture: bool,
     /// acemate: the Identify names (sorted) this event does not define as its own properties.
     pub identify_unclaimed: Vec<String>,
+    /// Declared deprecated by a catalog file: still judged and forwarded, with the problem
+    /// `event: deprecated ...` listed.
+    pub deprecated: bool,
+    /// The version of the catalog entry that defined or last changed this event.
+    pub version: Option<Arc<str>>,
 }
 
 /// One compiled catalog.
@@ -147,6 +135,12 @@ pub struct Catalog {
     /// The Identify names, sorted.
     pub identify_names: Vec<String>,
     pub events: NameMap<EventSchema>,
+    /// The version of the last catalog file loaded for this catalog (the built-in ones have
+    /// none): named in `validation.catalog_version` of events the catalog does not know.
+    pub version: Option<Arc<str>>,
+    /// User attributes declared by catalog files: for events the catalog does not know,
+    /// these keys go to `user.traits` (see `docs/envelope.md`).
+    pub user_attributes: UserAttributes,
 }
 
 /// Both catalogs.
@@ -154,17 +148,34 @@ pub struct Catalog {
 pub struct Catalogs {
     pub komo: Catalog,
     pub acemate: Catalog,
+    /// Per (catalog, event) added or changed by a loaded file: the last such file (what
+    /// `catalog list` and `show` name as the event's source; the others are built in).
+    pub origins: HashMap<(Source, String), PathBuf>,
 }
 
-/// A catalog that cannot be compiled, with the JSON path of the problem.
+/// A catalog that cannot be compiled or loaded, with the file and JSON path of the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("catalog is not valid: {0}")]
     Json(#[from] serde_json::Error),
+    /// A catalog file that cannot be read (missing, a directory, permissions).
+    #[error("catalog file {}: cannot read: {source}", file.display())]
+    Unreadable {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// A catalog file with problems, each with its JSON path (`$.events.X.properties.y`).
+    #[error("catalog file {}: {}", file.display(), file::render(problems))]
+    File {
+        file: PathBuf,
+        problems: Vec<CatalogProblem>,
+    },
     #[error("{path}: unknown type {found:?}")]
     UnknownType { path: String, found: String },
     #[error("{path}: unknown format {found:?}")]
     UnknownFormat { path: String, found: String },
+    #[error("{path}: {message}")]
+    BadPattern { path: String, message: String },
 }
 
 impl CatalogError {
@@ -179,114 +190,58 @@ impl CatalogError {
                 path: format!("{prefix}.{path}"),
                 found,
             },
+            CatalogError::BadPattern { path, message } => CatalogError::BadPattern {
+                path: format!("{prefix}.{path}"),
+                message,
+            },
             json => json,
         }
-    }
-}
-
-fn compile_prop(name: &str, raw: &RawProp) -> Result<Prop, CatalogError> {
-    let ty = match raw.ty.as_str() {
-        "string" => PropType::String,
-        "number" => PropType::Number,
-        "integer" => PropType::Integer,
-        "boolean" => PropType::Boolean,
-        "array" => PropType::Array,
-        "object" => PropType::Object,
-        other => {
-            return Err(CatalogError::UnknownType {
-                path: name.to_string(),
-                found: other.to_string(),
-            })
-        }
-    };
-    let format = match raw.format.as_deref() {
-        None => None,
-        Some("uuid") => Some(Format::Uuid),
-        Some("guid") => Some(Format::Guid),
-        Some("email") => Some(Format::Email),
-        Some("date-time") => Some(Format::DateTime),
-        Some("uri") => Some(Format::Uri),
-        Some(other) => {
-            return Err(CatalogError::UnknownFormat {
-                path: name.to_string(),
-                found: other.to_string(),
-            })
-        }
-    };
-    let enum_values = raw.enum_values.as_ref().map(|vals| {
-        vals.iter()
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect()
-    });
-    let items = match &raw.items {
-        Some(i) => Some(Box::new(compile_prop(&format!("{name}[]"), i)?)),
-        None => None,
-    };
-    Ok(Prop {
-        name: name.to_string(),
-        ty,
-        required: raw.required,
-        nullable: raw.nullable,
-        format,
-        enum_values,
-        items,
-    })
-}
-
-fn compile_map(raw: &BTreeMap<String, RawProp>) -> Result<NameMap<Prop>, CatalogError> {
-    raw.iter()
-        .map(|(k, v)| compile_prop(k, v).map(|p| (k.clone(), p)))
-        .collect()
-}
-
-impl Catalog {
-    /// Compiles a catalog from its JSON text.
-    pub fn from_json(text: &str) -> Result<Self, CatalogError> {
-        let raw: RawCatalog = serde_json::from_str(text)?;
-        let identify_names: Vec<String> = raw.identify.keys().cloned().collect();
-        let mut events = NameMap::default();
-        for (name, ev) in &raw.events {
-            events.insert(
-                name.clone(),
-                EventSchema {
-                    name: name.clone(),
-                    properties: compile_map(&ev.properties).map_err(|e| {
-                        e.under(&format!("{}.events.{name}.properties", raw.catalog))
-                    })?,
-                    extra_keys: ev.extra_keys.as_deref().is_some_and(|k| k != "none"),
-                    requires_data_capture: ev
-                        .extra_keys
-                        .as_deref()
-                        .is_some_and(|k| k.contains("data_capture")),
-                    identify_unclaimed: identify_names
-                        .iter()
-                        .filter(|n| !ev.properties.contains_key(*n))
-                        .cloned()
-                        .collect(),
-                },
-            );
-        }
-        Ok(Self {
-            common: compile_map(&raw.common)
-                .map_err(|e| e.under(&format!("{}.common", raw.catalog)))?,
-            identify: compile_map(&raw.identify)
-                .map_err(|e| e.under(&format!("{}.identify", raw.catalog)))?,
-            identify_names,
-            name: raw.catalog,
-            events,
-        })
     }
 }
 
 impl Catalogs {
     /// The catalogs shipped in the binary.
     pub fn builtin() -> Result<Self, CatalogError> {
+        Self::load(&[] as &[PathBuf])
+    }
+
+    /// The built-in catalogs with the catalog `files` applied over them in order (a later
+    /// file wins over an earlier one). Each file is checked as [`check_file`] does; the first
+    /// file with problems is the error, naming the file and every problem's JSON path.
+    pub fn load<P: AsRef<Path>>(files: &[P]) -> Result<Self, CatalogError> {
+        let checked = files
+            .iter()
+            .map(|p| check_file(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut origins = HashMap::new();
+        for (file, path) in checked.iter().zip(files) {
+            let source = match file.catalog() {
+                "komo" => Source::Komo,
+                _ => Source::Acemate,
+            };
+            for event in file.event_names() {
+                origins.insert((source, event.to_string()), path.as_ref().to_path_buf());
+            }
+        }
+        let mut catalogs = Self::with_files(checked)?;
+        catalogs.origins = origins;
+        Ok(catalogs)
+    }
+
+    /// The built-in catalogs with already checked catalog files applied over them in order.
+    pub fn with_files(files: impl IntoIterator<Item = CatalogFile>) -> Result<Self, CatalogError> {
+        let mut komo = compile::RawCatalog::parse(KOMO_JSON)?;
+        let mut acemate = compile::RawCatalog::parse(ACEMATE_JSON)?;
+        for file in files {
+            match file.catalog() {
+                "komo" => komo.apply(file.raw),
+                _ => acemate.apply(file.raw),
+            }
+        }
         Ok(Self {
-            komo: Catalog::from_json(KOMO_JSON)?,
-            acemate: Catalog::from_json(ACEMATE_JSON)?,
+            komo: Catalog::compile(komo)?,
+            acemate: Catalog::compile(acemate)?,
+            origins: HashMap::new(),
         })
     }
 
@@ -305,11 +260,13 @@ impl Catalogs {
     }
 }
 
-mod check;
 pub mod describe;
 pub mod rule;
-pub use check::{check_props, PropPath};
 
+#[cfg(test)]
+mod file_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;

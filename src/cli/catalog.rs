@@ -46,6 +46,12 @@ pub enum CatalogCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check a catalog file as `[[catalogs]]` would load it; prints every problem with its JSON
+    /// path (exit 0 valid, 1 problems, 2 unreadable).
+    Check {
+        /// The JSON catalog file (format: docs/catalog.md).
+        file: PathBuf,
+    },
     /// Draft catalog entries (JSON, the catalog file format) for the events of a sample on
     /// stdin (one raw message per line) that the catalog does not know; keys found in every
     /// unknown event type are drafted as `user_attributes`. Exit 1 if none is unknown.
@@ -77,10 +83,14 @@ impl From<CatalogArg> for Source {
 
 /// Runs a `catalog` subcommand.
 pub fn catalog(cmd: CatalogCommand) -> ExitCode {
+    if let CatalogCommand::Check { file } = &cmd {
+        return super::catalog_check::check(file);
+    }
     let config = match &cmd {
         CatalogCommand::List { config }
         | CatalogCommand::Show { config, .. }
         | CatalogCommand::Infer { config, .. } => config.clone(),
+        CatalogCommand::Check { .. } => None,
     };
     let catalogs = match load_catalogs(config.as_deref()) {
         Ok(c) => c,
@@ -90,16 +100,22 @@ pub fn catalog(cmd: CatalogCommand) -> ExitCode {
         CatalogCommand::List { .. } => list(&catalogs),
         CatalogCommand::Show { event, catalog, .. } => show(&catalogs, &event, catalog),
         CatalogCommand::Infer { source, .. } => infer(catalogs, source),
+        CatalogCommand::Check { file } => super::catalog_check::check(&file),
     }
 }
 
 /// The catalogs a command works with: the config's when one is given (validated as `check`
 /// does), else the built-in ones.
 fn load_catalogs(config: Option<&Path>) -> Result<Catalogs, ExitCode> {
-    if let Some(path) = config {
-        super::load_or_exit(path)?;
-    }
-    Catalogs::builtin().map_err(|e| {
+    let files: Vec<std::path::PathBuf> = match config {
+        Some(path) => super::load_or_exit(path)?
+            .catalogs
+            .iter()
+            .map(|c| c.path.clone())
+            .collect(),
+        None => Vec::new(),
+    };
+    Catalogs::load(&files).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })

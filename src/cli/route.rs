@@ -77,7 +77,7 @@ impl<'a> DryRun<'a> {
             unknown_events: config::UnknownEvents::Forward,
             ..first.1.clone()
         };
-        let normalizer = Normalizer::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let normalizer = Normalizer::from_config(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             cfg,
             router,

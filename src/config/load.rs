@@ -16,7 +16,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             format!("cannot read config file {}: {e}", path.display()),
         )
     })?;
-    load_str(&text, std::env::vars())
+    let dir = path.parent().unwrap_or(Path::new(""));
+    load_in(&text, std::env::vars(), Some(dir))
 }
 
 /// Loads config text with the given environment (tests pass their own).
@@ -25,14 +26,33 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// type, unknown variant, bad duration) is recorded and loading goes on without the offending
 /// value — a broken section or list element is replaced by a stand-in — so the semantic checks
 /// of `validate()` still run on everything else.
+///
+/// Relative `[[catalogs]]` paths stay as they are written ([`load`] resolves them against the
+/// config file's directory).
 pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    load_in(text, env, None)
+}
+
+/// [`load_str`], with relative `[[catalogs]]` paths resolved against `dir` when given.
+fn load_in(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let env: BTreeMap<String, String> = env.into_iter().collect();
     let (tree, problems) = expand::layered_tree(text, &env)?;
     let mut salvage = Salvage::new(problems);
-    let config = salvage.deserialize::<Config>(tree, &stand_in);
+    let mut config = salvage.deserialize::<Config>(tree, &stand_in);
+    if let (Some(config), Some(dir)) = (config.as_mut(), dir) {
+        for c in &mut config.catalogs {
+            if c.path.is_relative() && !c.path.as_os_str().is_empty() {
+                c.path = dir.join(&c.path);
+            }
+        }
+    }
     if let Some(Err(e)) = config.as_ref().map(Config::validate) {
         salvage.add_semantic(e.problems);
     }
@@ -58,6 +78,7 @@ fn stand_in(path: &[Seg], raw: &Value) -> Option<Value> {
         ("targets", [Seg::Index(_)]) => {
             json!({ "name": text("name"), "kind": "webhook", "url": "http://stand-in" })
         }
+        ("catalogs", [Seg::Index(_)]) => json!({ "path": "stand-in" }),
         ("routes", [Seg::Index(_)]) => {
             json!({ "name": text("name"), "targets": [], "continue": false })
         }

@@ -70,6 +70,18 @@ pub struct Config {
     /// Logging format and level.
     #[serde(default)]
     pub log: LogConfig,
+    /// Catalog files applied over the built-in catalogs in order (a later file wins), so a
+    /// new upstream event or property is validated and typed without a new release.
+    #[serde(default)]
+    pub catalogs: Vec<CatalogFileConfig>,
+}
+
+/// One `[[catalogs]]` entry: a catalog file (format: `docs/catalog.md`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFileConfig {
+    /// The JSON catalog file; a relative path is relative to the config file's directory.
+    pub path: std::path::PathBuf,
 }
 
 /// Kafka connection and consumer-group settings.
@@ -141,6 +153,11 @@ pub struct SourceConfig {
     /// Policy for events not in the catalog.
     #[serde(default)]
     pub unknown_events: UnknownEvents,
+    /// The user attributes this source's hubs declare (names, or globs with `*` / `?` such as
+    /// `utm_*`): for events the catalog does not know, these keys go to `user.traits` (and so
+    /// to result events and PostHog's `$set`) instead of `properties`.
+    #[serde(default)]
+    pub user_attributes: Vec<String>,
 }
 
 /// The results topic.

@@ -3,6 +3,7 @@
 use super::*;
 
 mod all_at_once;
+mod declarations;
 mod tiers;
 
 fn env() -> Vec<(String, String)> {

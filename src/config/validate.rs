@@ -31,7 +31,10 @@ const ENVELOPE_FIELDS: &[(&str, Option<&[&str]>)] = &[
     ),
     ("properties", None),
     ("origin", Some(&["topic", "partition", "offset", "key"])),
-    ("validation", Some(&["catalog", "status"])),
+    (
+        "validation",
+        Some(&["catalog", "catalog_version", "status"]),
+    ),
 ];
 
 /// Checks that a dotted envelope path names a field that `Envelope::field` can resolve to a
@@ -83,6 +86,7 @@ impl Config {
         check_known_targets("default_targets", &self.default_targets, &names, &mut p);
         self.check_runtime(&mut p);
         self.check_retry_tiers(&mut p);
+        self.check_declarations(&mut p);
         if p.is_empty() {
             Ok(())
         } else {
@@ -240,6 +244,31 @@ fn check_conditions(i: usize, r: &RouteConfig, p: &mut Vec<Problem>) {
     for (j, c) in r.conditions.iter().enumerate() {
         if let Err(e) = check_field_path(&c.field) {
             p.push(Problem::new(&format!("routes[{i}].where[{j}].field"), e));
+        }
+    }
+}
+
+impl Config {
+    /// `[[catalogs]]` paths are given, and each source's `user_attributes` compile. (The
+    /// catalog files' contents are checked by `normalize::catalog_problems`, which `check`
+    /// and start-up run: the catalog format is not the config's to know.)
+    fn check_declarations(&self, p: &mut Vec<Problem>) {
+        for (i, c) in self.catalogs.iter().enumerate() {
+            if c.path.as_os_str().is_empty() {
+                p.push(Problem::new(
+                    &format!("catalogs[{i}].path"),
+                    "must not be empty",
+                ));
+            }
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if let Err(e) = crate::envelope::UserAttributes::new(&s.user_attributes) {
+                let at = match e.index() {
+                    Some(j) => format!("sources[{i}].user_attributes[{j}]"),
+                    None => format!("sources[{i}].user_attributes"),
+                };
+                p.push(Problem::new(&at, e));
+            }
         }
     }
 }

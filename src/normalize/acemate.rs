@@ -92,6 +92,28 @@ pub(super) fn normalize(
     })
 }
 
+/// For an event the catalog does not know: moves the declared user attributes (the source's
+/// and the catalog files') from `properties` to the traits.
+fn declared_attributes(
+    catalog: &Catalog,
+    ctx: &Ctx<'_>,
+    properties: &mut Map<String, Value>,
+    moved: &mut Vec<(String, Value)>,
+) {
+    let (source, files) = (&ctx.settings.user_attributes, &catalog.user_attributes);
+    if source.is_empty() && files.is_empty() {
+        return;
+    }
+    properties.retain(|key, value| {
+        if source.matches(key) || files.matches(key) {
+            moved.push((key.clone(), std::mem::take(value)));
+            false
+        } else {
+            true
+        }
+    });
+}
+
 fn take_object(
     map: &mut Map<String, Value>,
     key: &str,
@@ -181,6 +203,9 @@ fn one(
             true
         }
     });
+    if schema.is_none() && event != "$identify" {
+        declared_attributes(catalog, ctx, &mut properties, &mut moved);
+    }
     if traits.is_empty() {
         traits = moved.into_iter().collect();
     } else {
@@ -246,6 +271,6 @@ fn one(
         },
         properties,
         origin: ctx.origin.clone(),
-        validation: validation(&catalog.name, known, problems),
+        validation: validation(catalog, schema, known, problems),
     })
 }

@@ -3,7 +3,9 @@
 //! Common keys (`id`, `event`, `timestamp`, `site_id`, `site_name`, `user_session_id`,
 //! `user_profile_id`) fill the envelope's top level; the event's catalog fields become typed
 //! `properties` (Komo sends numbers/booleans as strings, coerced here); every other key is a
-//! user attribute or data-capture field and goes to `user.traits`.
+//! user attribute or data-capture field and goes to `user.traits`. For an event the catalog
+//! does not know, only identity keys and declared user attributes (the source's and the
+//! catalog files') go to `user.traits`; the rest stays in `properties`.
 
 use super::{as_text, event_id, event_name, timestamp, validation, Ctx, NormalizeError};
 use crate::catalog::{check_props, Catalog, PropPath};
@@ -70,7 +72,10 @@ pub(super) fn normalize(
                     traits.push((key, coerce_trait(value)));
                 }
             },
-            None if IDENTITY_KEYS.contains(&key.as_str()) => {
+            None if IDENTITY_KEYS.contains(&key.as_str())
+                || ctx.settings.user_attributes.matches(&key)
+                || catalog.user_attributes.matches(&key) =>
+            {
                 traits.push((key, coerce_trait(value)));
             }
             None => {
@@ -115,7 +120,7 @@ pub(super) fn normalize(
         },
         properties,
         origin: ctx.origin.clone(),
-        validation: validation(&catalog.name, schema.is_some(), problems),
+        validation: validation(catalog, schema, schema.is_some(), problems),
     })
 }
 

@@ -150,37 +150,6 @@ pub(crate) fn check_depth(bytes: &[u8], max: usize) -> Result<(), NormalizeError
     }
 }
 
-/// The plain scan: bracket depth outside strings stays within `max`.
-pub(crate) fn depth_within(bytes: &[u8], max: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
-
 /// Number of `{` and `[` bytes (`{` | 0x20 == `[` | 0x20), counted in chunks whose per-chunk
 /// byte counters the compiler vectorizes.
 fn count_opening(bytes: &[u8]) -> usize {
@@ -195,4 +164,4 @@ fn count_opening(bytes: &[u8]) -> usize {
         .sum()
 }
 
-pub(crate) use crate::json::kind;
+pub(crate) use crate::json::{depth_within, kind};

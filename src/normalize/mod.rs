@@ -5,18 +5,20 @@
 //! (`strict`: reject, `lenient`: forward with `validation.status = "invalid"`).
 
 mod acemate;
+mod catalogs;
 pub mod infer;
 mod komo;
 mod limits;
 mod shape;
 pub mod summary;
 
+pub use catalogs::catalog_problems;
 pub use komo::COMMON as KOMO_COMMON_KEYS;
 
-use crate::catalog::{CatalogError, Catalogs};
+use crate::catalog::{Catalog, CatalogError, Catalogs, EventSchema};
 use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
 use crate::envelope::{
-    Envelope, Origin, Site, Source, Validation, ValidationStatus, RELAY_NAMESPACE,
+    Envelope, Origin, Site, Source, UserAttributes, Validation, ValidationStatus, RELAY_NAMESPACE,
 };
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -119,6 +121,9 @@ pub struct SourceSettings {
     pub validation: ValidationMode,
     pub unknown_events: UnknownEvents,
     pub max_message_bytes: usize,
+    /// The source's declared user attributes (`sources[].user_attributes`): for events the
+    /// catalog does not know, these keys go to `user.traits`.
+    pub user_attributes: Arc<UserAttributes>,
 }
 
 impl SourceSettings {
@@ -130,6 +135,8 @@ impl SourceSettings {
             validation: s.validation,
             unknown_events: s.unknown_events,
             max_message_bytes,
+            // Checked by `Config::validate`; a config that skipped it declares none.
+            user_attributes: Arc::new(UserAttributes::new(&s.user_attributes).unwrap_or_default()),
         }
     }
 
@@ -142,6 +149,7 @@ impl SourceSettings {
             validation: ValidationMode::Strict,
             unknown_events: UnknownEvents::Forward,
             max_message_bytes: 1024 * 1024,
+            user_attributes: Arc::default(),
         }
     }
 
@@ -268,8 +276,16 @@ fn invalid(env: Envelope) -> NormalizeError {
     }
 }
 
-/// Builds the validation block from collected problems.
-pub(crate) fn validation(catalog: &str, known: bool, problems: Vec<String>) -> Validation {
+/// Builds the validation block from collected problems. `schema` is the event's catalog entry
+/// (`None` for `$identify` and unknown events); its `version` (else the catalog's) is named.
+/// A deprecated event is judged as any other, and `event: deprecated ...` is then listed
+/// without changing its status: it is forwarded in both modes.
+pub(crate) fn validation(
+    catalog: &Catalog,
+    schema: Option<&EventSchema>,
+    known: bool,
+    mut problems: Vec<String>,
+) -> Validation {
     let status = if !known {
         ValidationStatus::UnknownEvent
     } else if problems.is_empty() {
@@ -277,8 +293,17 @@ pub(crate) fn validation(catalog: &str, known: bool, problems: Vec<String>) -> V
     } else {
         ValidationStatus::Invalid
     };
+    if let Some(s) = schema.filter(|s| s.deprecated) {
+        problems.push(format!(
+            "event: deprecated ({} is deprecated in the {} catalog)",
+            s.name, catalog.name
+        ));
+    }
     Validation {
-        catalog: catalog.to_string(),
+        catalog: catalog.name.clone(),
+        catalog_version: schema
+            .and_then(|s| s.version.clone())
+            .or_else(|| catalog.version.clone()),
         status,
         problems,
     }

@@ -44,7 +44,7 @@ impl Live {
         abort: &CancellationToken,
     ) -> Result<(Self, Vec<JoinHandle<()>>), StartError> {
         let max_bytes = config.pipeline.max_message_bytes;
-        let normalizer = Arc::new(Normalizer::builtin()?);
+        let normalizer = Arc::new(Normalizer::from_config(config)?);
         let settings = config
             .sources
             .iter()

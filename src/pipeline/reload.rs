@@ -163,7 +163,11 @@ impl Reloader {
     /// new target workers).
     pub fn reload(&self, new: Config, hash: &str) -> Result<ReloadReport, ReloadError> {
         let mut state = self.state();
-        if let Err(e) = new.validate() {
+        // Exactly what `check` runs: the config, then its catalog files.
+        let mut problems = new.validate().err().map(|e| e.problems).unwrap_or_default();
+        problems.extend(crate::normalize::catalog_problems(&new));
+        if !problems.is_empty() {
+            let e = crate::config::ConfigError { problems };
             return Err(self.refused(ReloadError::Invalid(e)));
         }
         let Some(cell) = self.inner.cell.upgrade() else {

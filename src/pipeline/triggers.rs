@@ -1,5 +1,5 @@
 //! What starts a reload of the `run` binary: SIGHUP, and with `--watch-config` a change of the
-//! config file's bytes. The file is polled once a second (read and hashed: config files are
+//! config file's bytes or of a catalog file it loads. The file is polled once a second (read and hashed: config files are
 //! small, and polling sees a Kubernetes ConfigMap's symlink swap or an editor's rename, which
 //! inotify watches on the file itself miss), so no file-watching dependency is needed.
 
@@ -75,7 +75,16 @@ pub async fn serve_reloads(
     }
 }
 
-/// The hash of the file's bytes; `None` while it cannot be read.
+/// The hash of the config file's bytes followed by those of the catalog files it loads
+/// (`[[catalogs]]`), so `--watch-config` also sees a changed catalog; `None` while the config
+/// cannot be read. A catalog file that cannot be read counts as empty (the reload then names
+/// it).
 fn file_hash(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|b| config_hash(&b))
+    let mut bytes = std::fs::read(path).ok()?;
+    if let Ok(config) = crate::config::load(path) {
+        for c in &config.catalogs {
+            bytes.extend_from_slice(&std::fs::read(&c.path).unwrap_or_default());
+        }
+    }
+    Some(config_hash(&bytes))
 }

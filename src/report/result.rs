@@ -37,6 +37,7 @@ pub(super) fn cut_envelope(env: &Envelope) -> Envelope {
         properties: Map::new(),
         validation: crate::envelope::Validation {
             catalog: env.validation.catalog.clone(),
+            catalog_version: env.validation.catalog_version.clone(),
             status: env.validation.status,
             problems: Vec::new(),
         },

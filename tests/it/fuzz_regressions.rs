@@ -77,7 +77,11 @@ fn normalize_regressions_do_not_panic() {
 #[test]
 fn config_regressions_do_not_panic() {
     let dir = root().join("fuzz/regressions/config");
-    replay("config regression", &dir_inputs(&dir), harness::config);
+    replay(
+        "config regression",
+        &dir_inputs(&dir),
+        harness::config_or_catalog,
+    );
 }
 
 #[test]
@@ -114,5 +118,5 @@ fn config_seeds_run_through_the_harness() {
         "config/example.toml".into(),
         std::fs::read(root().join("config/example.toml")).unwrap(),
     ));
-    replay("config seed", &all, harness::config);
+    replay("config seed", &all, harness::config_or_catalog);
 }

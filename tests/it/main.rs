@@ -7,6 +7,8 @@ mod fixtures;
 
 mod catalog_cli;
 mod catalog_spec;
+mod catalogs;
+mod catalogs_check;
 mod deploy_files;
 mod envelope_schema;
 pub mod faults;
