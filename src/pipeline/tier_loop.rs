@@ -27,6 +27,8 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// A record read from a paused partition, with its partition's generation then.
 struct Waiting {
     msg: OwnedMessage,
+    /// Its due time, read once when it arrived.
+    due: SystemTime,
     generation: Option<u64>,
 }
 
@@ -46,17 +48,7 @@ pub(super) struct TierLoop<'a> {
 /// When a tier record is due: its `due_at` header, or at once if it has none readable (the
 /// record is then dead-lettered when it is handed on).
 fn due_at(msg: &OwnedMessage) -> SystemTime {
-    use rdkafka::message::Headers;
-    let header = msg.headers().and_then(|h| {
-        h.iter()
-            .filter(|h| h.key == "due_at")
-            .filter_map(|h| std::str::from_utf8(h.value?).ok())
-            .last()
-    });
-    header
-        .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
-        .map(SystemTime::from)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    crate::report::due_at(msg.headers()).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn tp_of(msg: &OwnedMessage) -> Tp {
@@ -112,7 +104,7 @@ impl<'a> TierLoop<'a> {
         self.waiting
             .values()
             .filter_map(|q| q.front())
-            .map(|w| due_at(&w.msg).duration_since(now).unwrap_or_default())
+            .map(|w| w.due.duration_since(now).unwrap_or_default())
             .min()
             .unwrap_or(IDLE_TICK)
             .min(IDLE_TICK)
@@ -123,26 +115,31 @@ impl<'a> TierLoop<'a> {
     fn arrived(&mut self, msg: OwnedMessage) {
         let tp = tp_of(&msg);
         let generation = self.side.tracker.generation(&tp);
+        let due = due_at(&msg);
+        let waiting = Waiting {
+            msg,
+            due,
+            generation,
+        };
         if let Some(queue) = self.waiting.get_mut(&tp) {
             // Records kept from before a rebalance moved the partition away and back are its
             // next reading's, not this one's: the fetch restarts at the committed offset.
             queue.retain(|w| w.generation == generation);
             if !queue.is_empty() {
-                queue.push_back(Waiting { msg, generation });
+                queue.push_back(waiting);
                 return;
             }
             self.waiting.remove(&tp);
             self.pause(&tp, false);
         }
-        if due_at(&msg) <= SystemTime::now() {
+        if due <= SystemTime::now() {
             if let Ok(permit) = self.side.permits.clone().try_acquire_owned() {
-                self.hand_on(msg, generation, permit);
+                self.hand_on(waiting.msg, generation, permit);
                 return;
             }
         }
         self.pause(&tp, true);
-        self.waiting
-            .insert(tp, VecDeque::from([Waiting { msg, generation }]));
+        self.waiting.insert(tp, VecDeque::from([waiting]));
     }
 
     /// Hands on every due head (while in-flight permits last) and resumes partitions whose
@@ -177,7 +174,7 @@ impl<'a> TierLoop<'a> {
             return false;
         };
         queue.retain(|w| w.generation == current);
-        queue.front().is_some_and(|head| due_at(&head.msg) <= now)
+        queue.front().is_some_and(|head| head.due <= now)
     }
 
     fn pause(&self, tp: &Tp, pause: bool) {

@@ -13,7 +13,7 @@ mod sink;
 
 pub use dead_letter::{DeadLetter, REDRIVEN_HEADER};
 pub use outcome::{BodyLimit, Failure, Outcome, TransportKind};
-pub use parked::{rfc3339, Journey, ParkedError, ParkedRecord};
+pub use parked::{due_at, rfc3339, Journey, ParkedError, ParkedRecord};
 pub use result::{result_event, write_result_event};
 pub use sink::{retry_results, PendingResult, ResultProducer, SinkContext};
 

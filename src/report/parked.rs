@@ -40,6 +40,13 @@ fn parse_time(s: &str) -> Option<SystemTime> {
     DateTime::parse_from_rfc3339(s).ok().map(SystemTime::from)
 }
 
+/// When a parked record is due (its `due_at` header), read without the rest of the record:
+/// what the tier consumer needs of a record that is not handed on yet. `None` when the header
+/// is missing or not an RFC 3339 time ([`ParkedRecord::parse`] names the problem).
+pub fn due_at<H: Headers>(headers: Option<&H>) -> Option<SystemTime> {
+    Found::of(headers).time("due_at").ok().flatten()
+}
+
 /// A parked delivery as written to (and read from) a tier or the failed topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParkedRecord {
@@ -76,6 +83,18 @@ pub enum ParkedError {
 struct Found<'a>(Vec<(&'a str, &'a [u8])>);
 
 impl<'a> Found<'a> {
+    fn of<H: Headers>(headers: Option<&'a H>) -> Self {
+        Found(
+            headers
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key, h.value.unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
     fn get(&self, name: &'static str) -> Option<&'a str> {
         self.0
             .iter()
@@ -172,15 +191,7 @@ impl ParkedRecord {
 
     /// Reads a record back from its headers and payload.
     pub fn parse<H: Headers>(headers: Option<&H>, payload: &[u8]) -> Result<Self, ParkedError> {
-        let found = Found(
-            headers
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key, h.value.unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        );
+        let found = Found::of(headers);
         let original = match found.get("body") {
             Some("original") => true,
             Some("envelope") | None => false,
@@ -256,6 +267,7 @@ mod tests {
             let r = record(raw);
             let back = ParkedRecord::parse(Some(&r.headers()), &r.payload()).unwrap();
             assert_eq!(back, r);
+            assert_eq!(due_at(Some(&r.headers())), Some(r.due_at));
         }
     }
 
