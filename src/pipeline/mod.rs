@@ -132,18 +132,13 @@ impl Relay {
         let consumer = Arc::new(subscribe_sources(&config, &tracker, &metrics, &health)?);
         let stages = build_stages(&config, live, reporter, &metrics, &tracker);
         let tiers = tiers::TierSide::start(&config, &metrics, &health)?;
-        let commit_stop = CancellationToken::new();
-        let committer = watch_task(
-            health.clone(),
-            "commit loop".into(),
-            tokio::spawn(commit::commit_loop(
-                consumer.clone(),
-                tracker.clone(),
-                metrics.clone(),
-                config.pipeline.commit_interval.get(),
-                commit_stop.clone(),
-            )),
-            commit_stop.clone(),
+        let (committer, commit_stop) = start_commit_loop(
+            "commit loop",
+            &consumer,
+            &tracker,
+            &metrics,
+            &health,
+            config.pipeline.commit_interval.get(),
         );
         tracing::info!(topics = ?config.sources.iter().map(|s| &s.topic).collect::<Vec<_>>(), group = %config.kafka.group_id, "relay started");
         Ok(Self {
@@ -281,6 +276,28 @@ fn start_reporter(
     ));
     tokio::spawn(report::retry_results(reporter.clone(), retry_rx));
     Ok(reporter)
+}
+
+/// Starts the commit loop of `consumer` (watched: if it dies, `/healthz` turns red); returns
+/// its task and the token that stops it. The source and the tier consumer each have one.
+fn start_commit_loop(
+    name: &str,
+    consumer: &Arc<RelayConsumer>,
+    tracker: &Arc<OffsetTracker>,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    every: Duration,
+) -> (JoinHandle<()>, CancellationToken) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(commit::commit_loop(
+        consumer.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        every,
+        stop.clone(),
+    ));
+    let watched = watch_task(health.clone(), name.into(), task, stop.clone());
+    (watched, stop)
 }
 
 /// The consumer of the source topics, in `kafka.group_id`.

@@ -5,7 +5,7 @@
 
 use crate::ack::OffsetTracker;
 use crate::config::{Config, Tier};
-use crate::health::{watch_task, Health};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::{self, commit, context::SourceContext, RelayConsumer, SourceError};
 use std::collections::HashMap;
@@ -59,18 +59,13 @@ impl TierSide {
         let topics: Vec<&str> = tiers.keys().map(String::as_str).collect();
         let group = rt.group_id(&config.kafka.group_id);
         let consumer = Arc::new(source::subscribe(&config.kafka, &group, &topics, context)?);
-        let commit_stop = CancellationToken::new();
-        let committer = watch_task(
-            health.clone(),
-            "tier commit loop".into(),
-            tokio::spawn(commit::commit_loop(
-                consumer.clone(),
-                tracker.clone(),
-                metrics.clone(),
-                config.pipeline.commit_interval.get(),
-                commit_stop.clone(),
-            )),
-            commit_stop.clone(),
+        let (committer, commit_stop) = super::start_commit_loop(
+            "tier commit loop",
+            &consumer,
+            &tracker,
+            metrics,
+            health,
+            config.pipeline.commit_interval.get(),
         );
         tracing::info!(topics = ?topics, %group, "retry tiers consumed");
         let max_in_flight = (config.pipeline.max_in_flight_events / 4).max(1);
