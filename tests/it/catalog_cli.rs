@@ -6,28 +6,8 @@ use crate::fixtures::receiver::Receiver;
 use crate::fixtures::*;
 use event_relay::catalog::Catalog;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_event-relay");
-
-fn run(args: &[&str], stdin: Vec<u8>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn event-relay");
-    let mut input = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let out = child.wait_with_output().expect("event-relay runs");
-    writer.join().unwrap();
-    out
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()

@@ -1,30 +1,10 @@
 //! The real binary: `event-relay normalize` (stdout one envelope per accepted event, stderr
 //! `line N: <reason>` per rejected line, exit 0/1) and `event-relay check` (exit 0/2).
 
-use crate::fixtures::{base_config, route, source, target, ConfigFile};
+use crate::fixtures::{base_config, route, run, source, target, ConfigFile};
 use event_relay::config::{Config, SourceFormat, ValidationMode};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_event-relay");
-
-fn run(args: &[&str], stdin: Vec<u8>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn event-relay");
-    let mut input = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let out = child.wait_with_output().expect("event-relay runs");
-    writer.join().unwrap();
-    out
-}
+use std::process::Output;
 
 fn fixture_lines() -> Vec<String> {
     let path = concat!(
