@@ -277,7 +277,7 @@ mod tests {
             targets: Targets::Isolation,
             kafka_options: &[],
             keep_retrying: false,
-            max_in_flight_events: 10_000,
+            max_in_flight_events: None,
         }
         .toml()
             + &run.tiers_toml();

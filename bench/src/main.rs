@@ -77,9 +77,10 @@ struct Args {
     /// (repeatable; e.g. fetch.wait.max.ms=10).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kv)]
     kafka_options: Vec<(String, String)>,
-    /// The relays' `pipeline.max_in_flight_events` (the bound on events held in memory).
-    #[arg(long, default_value_t = 10_000)]
-    max_in_flight_events: usize,
+    /// The relays' `pipeline.max_in_flight_events` (the bound on events held in memory); unset,
+    /// each relay runs with its own default (issue 16 measures the defaults).
+    #[arg(long)]
+    max_in_flight_events: Option<usize>,
     /// Latency scenario: the relay's fetch.wait.max.ms (0: librdkafka's 500). tansu answers a
     /// fetch at the end of the log only when this wait expires, not when records arrive as
     /// Kafka does, so the default keeps the broker's wait out of the relay's latency.

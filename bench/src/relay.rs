@@ -39,8 +39,8 @@ pub struct RelayConfig<'a> {
     pub kafka_options: &'a [(String, String)],
     /// Outage: keep retrying (max_elapsed 15m, max_backoff 2s) and probe the circuit every 2 s.
     pub keep_retrying: bool,
-    /// `pipeline.max_in_flight_events`.
-    pub max_in_flight_events: usize,
+    /// `pipeline.max_in_flight_events` (`None`: the relay's default).
+    pub max_in_flight_events: Option<usize>,
 }
 
 impl RelayConfig<'_> {
@@ -102,10 +102,13 @@ topic = "{}"
 topic = "{}"
 
 [pipeline]
-max_in_flight_events = {}
-commit_interval = "1s"
+{}commit_interval = "1s"
 "#,
-            self.source_topic, self.results_topic, self.dlq_topic, self.max_in_flight_events
+            self.source_topic,
+            self.results_topic,
+            self.dlq_topic,
+            self.max_in_flight_events
+                .map_or(String::new(), |n| format!("max_in_flight_events = {n}\n"))
         );
         s
     }

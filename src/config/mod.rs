@@ -182,7 +182,10 @@ pub struct DeadLetterConfig {
 pub struct PipelineConfig {
     /// Most consumed-but-not-final events held at once (a batch message counts each of its
     /// events), which bounds memory; at the bound the relay stops reading (for up to 500 ms),
-    /// then pauses its partitions.
+    /// then pauses its partitions. The default (2,000) keeps the relay under 64 MiB with
+    /// ~600-byte events and still fills 256 webhook requests or twenty 100-event PostHog
+    /// batches at once; a target slower than ~100 ms per request needs it higher
+    /// (throughput ≤ bound ÷ request time).
     #[serde(
         default = "default_max_in_flight_events",
         deserialize_with = "lenient::lenient_usize"
@@ -246,7 +249,7 @@ fn default_group_id() -> String {
     "event-relay".into()
 }
 fn default_max_in_flight_events() -> usize {
-    10_000
+    2_000
 }
 fn default_drain_timeout() -> ConfigDuration {
     ConfigDuration::from_secs(30)

@@ -52,7 +52,9 @@ fn defaults_are_valid_and_give_a_day_long_journey() {
     let t = &c.targets[0];
     assert_eq!(c.target_tiers(t).len(), 5);
     assert_eq!(c.max_elapsed(t), std::time::Duration::from_secs(24 * 3600));
-    assert_eq!(c.target_budgets(), vec![5000, 5000]);
+    // Two targets share the default bound equally.
+    let half = c.pipeline.max_in_flight_events / 2;
+    assert_eq!(c.target_budgets(), vec![half, half]);
     let without = loaded("");
     assert_eq!(
         without.max_elapsed(&without.targets[0]),
@@ -133,7 +135,8 @@ fn tiers_without_a_section_budgets_over_the_bound_and_clashing_topics_are_named(
 
 #[test]
 fn explicit_budgets_leave_the_rest_to_the_others() {
-    let text = base("max_queued_events = 1000");
+    let text = base("max_queued_events = 300");
     let c = load_str(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.target_budgets(), vec![1000, 9000]);
+    let rest = c.pipeline.max_in_flight_events - 300;
+    assert_eq!(c.target_budgets(), vec![300, rest]);
 }
