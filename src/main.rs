@@ -68,7 +68,13 @@ fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
     if let Some(code) = refuse_without_retry_topics(&config, path) {
         return code;
     }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let runtime = match event_relay::pipeline::runtime(&config.pipeline) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("event-relay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();

@@ -20,6 +20,11 @@ pub fn lenient_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error>
     }
 }
 
+/// [`lenient_usize`] for an optional key (absent stays `None`, with `#[serde(default)]`).
+pub fn lenient_opt_usize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    lenient_usize(d).map(Some)
+}
+
 /// Accepts a boolean or `"true"`/`"false"` (also `"1"`/`"0"`).
 pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]

@@ -301,3 +301,22 @@ fn revoke_timeout_must_stay_below_the_poll_interval() {
         ["pipeline.revoke_timeout: must be less than half of kafka.options.\"max.poll.interval.ms\" (15000 ms): the consumer is not polled while a revoke waits"]
     );
 }
+
+#[test]
+fn worker_threads_default_to_the_cores_less_one_and_zero_is_refused() {
+    let c = load_str(&example(), env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pipeline.worker_threads, None);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        c.pipeline.effective_worker_threads(),
+        cores.saturating_sub(1).max(1)
+    );
+    let mut e = env();
+    e.push(("EVENT_RELAY__PIPELINE__WORKER_THREADS".into(), "3".into()));
+    let c = load_str(&example(), e).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pipeline.effective_worker_threads(), 3);
+    assert_eq!(
+        problems("[pipeline]\nworker_threads = 0\n"),
+        ["pipeline.worker_threads: must be at least 1"]
+    );
+}

@@ -202,6 +202,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.pipeline.worker_threads == Some(0) {
+            p.push(Problem::new(
+                "pipeline.worker_threads",
+                "must be at least 1",
+            ));
+        }
         if self.pipeline.commit_interval.get().is_zero() {
             p.push(Problem::new(
                 "pipeline.commit_interval",

@@ -239,6 +239,15 @@ impl Relay {
     }
 }
 
+/// The async runtime `run` needs: `pipeline.worker_threads` workers (the consume loop runs on
+/// the thread that blocks on it), timers and I/O enabled.
+pub fn runtime(p: &crate::config::PipelineConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(p.effective_worker_threads())
+        .enable_all()
+        .build()
+}
+
 /// Runs the relay until `shutdown` is cancelled, then drains and stops: stop consuming, let
 /// in-flight deliveries finish within `pipeline.drain_timeout`, flush the producer, commit,
 /// return. Events not final by the deadline stay uncommitted and are redelivered after a

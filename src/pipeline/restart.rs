@@ -32,6 +32,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     differs("pipeline.drain_timeout", p.drain_timeout != q.drain_timeout);
     differs(
+        "pipeline.worker_threads",
+        p.effective_worker_threads() != q.effective_worker_threads(),
+    );
+    differs(
         "pipeline.revoke_timeout",
         p.revoke_timeout != q.revoke_timeout,
     );
