@@ -342,7 +342,7 @@ pub fn write(
     Ok(())
 }
 
-fn fmt_num(x: f64) -> String {
+pub fn fmt_num(x: f64) -> String {
     let s = format!("{:.0}", x);
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -1,19 +1,20 @@
 //! Where the relay's CPU goes without a profiler: its threads grouped by name into the consume
-//! loop and tokio workers, target workers, librdkafka's threads and the rest, as CPU seconds
-//! per million events, and the small table printed per scenario (per build with --compare).
+//! loop, the tokio workers (which run the target workers, HTTP requests and result events),
+//! librdkafka's threads and the rest, as CPU seconds per million events, and the small table
+//! printed per scenario (per build with --compare) with the consume → normalize → route path's
+//! throughput per core.
 
 use serde_json::{json, Value};
 
 /// A group of relay threads, in the order the tables print them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
-    /// The runtime's main thread (`block_on`), tokio's workers and blocking pool
-    /// (`tokio-rt-worker`, `tokio-runtime-w`), and a dedicated consume thread should the relay
-    /// name one.
+    /// The main thread (named after the binary), which blocks on the runtime and runs the
+    /// consume loop: consume → normalize → route → hand off to the targets.
+    Consume,
+    /// tokio's workers and blocking pool (`tokio-rt-worker`, `tokio-runtime-w`): the target
+    /// workers are tokio tasks, so their batching, HTTP requests and result events count here.
     Tokio,
-    /// Threads the relay names after its targets or deliveries, should it run them on their
-    /// own threads (today target workers are tokio tasks, counted under `Tokio`).
-    Targets,
     /// librdkafka's own threads (`rdk:main`, `rdk:broker…`, `rdk:bg`) and the rdkafka crate's
     /// thread polling the result producer (`producer pollin[g thread]`).
     Librdkafka,
@@ -24,16 +25,16 @@ pub enum Group {
 
 impl Group {
     pub const ALL: [Group; 4] = [
+        Group::Consume,
         Group::Tokio,
-        Group::Targets,
         Group::Librdkafka,
         Group::Other,
     ];
 
     pub fn label(self) -> &'static str {
         match self {
-            Group::Tokio => "consume loop / tokio workers",
-            Group::Targets => "target workers",
+            Group::Consume => "consume loop (consume → normalize → route)",
+            Group::Tokio => "tokio workers (target workers, HTTP, result events)",
             Group::Librdkafka => "librdkafka (rdk:*, producer poll)",
             Group::Other => "other (incl. exited threads)",
         }
@@ -42,13 +43,13 @@ impl Group {
     /// The group of a thread by its name (`/proc/<pid>/task/<tid>/comm`: at most 15 bytes; the
     /// main thread carries the binary's name). The one place that decides the grouping.
     pub fn of(thread: &str) -> Group {
-        const TOKIO: &[&str] = &["tokio-", "event-relay", "consume", "source"];
-        const TARGETS: &[&str] = &["target", "deliver", "webhook", "posthog"];
+        const CONSUME: &[&str] = &["event-relay", "consume", "source"];
+        const TOKIO: &[&str] = &["tokio-", "target", "deliver", "webhook", "posthog"];
         let starts = |prefixes: &[&str]| prefixes.iter().any(|p| thread.starts_with(p));
         if thread.starts_with("rdk:") || thread.starts_with("producer poll") {
             Group::Librdkafka
-        } else if starts(TARGETS) {
-            Group::Targets
+        } else if starts(CONSUME) {
+            Group::Consume
         } else if starts(TOKIO) {
             Group::Tokio
         } else {
@@ -120,8 +121,24 @@ pub fn tables(rows: &[Value], other: Option<&[Value]>) -> String {
                 }
             });
         }
+        let other_core = o.flatten().map(|o| format!(" (other: {})", per_core(&json!(o))));
+        t.push_str(&format!(
+            "\nconsume → normalize → route, on the consume loop's thread: {} events/s per core{}\n",
+            per_core(&json!(groups)),
+            other_core.unwrap_or_default()
+        ));
     }
     t
+}
+
+/// Events per CPU second of the consume loop's thread (its group comes first), with thousands
+/// separators, or – when it did not run.
+fn per_core(groups: &Value) -> String {
+    let x = groups[0]["cpu_secs_per_million"].as_f64().unwrap_or(f64::NAN);
+    if !(x.is_finite() && x > 0.0) {
+        return "–".into();
+    }
+    crate::report::fmt_num(1e6 / x)
 }
 
 fn per_m(g: &Value) -> f64 {
@@ -146,11 +163,11 @@ mod tests {
         let cases = [
             ("tokio-rt-worker", Group::Tokio),
             ("tokio-runtime-w", Group::Tokio),
-            ("event-relay", Group::Tokio),
+            ("event-relay", Group::Consume),
             ("rdk:broker111", Group::Librdkafka),
             ("rdk:main", Group::Librdkafka),
             ("producer pollin", Group::Librdkafka),
-            ("target-webhook", Group::Targets),
+            ("target-webhook", Group::Tokio),
             ("jemalloc_bg_thd", Group::Other),
         ];
         for (name, group) in cases {
@@ -161,16 +178,18 @@ mod tests {
     #[test]
     fn other_holds_the_cpu_of_exited_threads() {
         let threads = [
+            ("event-relay".to_string(), 1, 0.5),
             ("tokio-rt-worker".to_string(), 2, 1.0),
             ("rdk:main".to_string(), 1, 0.5),
         ];
-        let g = by_group(&threads, 2.0, 1_000_000);
+        let g = by_group(&threads, 2.5, 1_000_000);
         let cpu: Vec<f64> = g
             .as_array()
             .unwrap()
             .iter()
             .map(|g| g["cpu_secs_per_million"].as_f64().unwrap())
             .collect();
-        assert_eq!(cpu, [1.0, 0.0, 0.5, 0.5]);
+        assert_eq!(cpu, [0.5, 1.0, 0.5, 0.5]);
+        assert_eq!(per_core(&g), "2,000,000");
     }
 }
