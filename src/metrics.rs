@@ -4,8 +4,8 @@
 //! one process and scrape each separately.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metrics of one relay.
@@ -281,6 +281,48 @@ impl Metrics {
     }
 }
 
+/// One target's busiest metric handles, resolved once when its worker starts: a labelled
+/// lookup hashes every label and takes a lock on each call, several times per event.
+pub struct TargetMetrics {
+    pub delivered: IntCounter,
+    pub failed: IntCounter,
+    pub delivery_duration: Histogram,
+    pub request_duration: Histogram,
+    pub batch_size: Histogram,
+    /// `delivery_attempts_total{result="ok",class="2xx"}`, the common case.
+    ok_2xx: IntCounter,
+}
+
+impl TargetMetrics {
+    pub fn new(m: &Metrics, target: &str) -> Self {
+        Self {
+            delivered: m.deliveries.with_label_values(&[target, "success"]),
+            failed: m.deliveries.with_label_values(&[target, "error"]),
+            delivery_duration: m.delivery_duration.with_label_values(&[target]),
+            request_duration: m.request_duration.with_label_values(&[target]),
+            batch_size: m.batch_size.with_label_values(&[target]),
+            ok_2xx: m
+                .delivery_attempts
+                .with_label_values(&[target, "ok", "2xx"]),
+        }
+    }
+
+    /// [`Metrics::attempt`] for this target, without a lookup for a 2xx success.
+    pub fn attempt(
+        &self,
+        m: &Metrics,
+        target: &str,
+        ok: bool,
+        retryable: bool,
+        status: Option<u16>,
+    ) {
+        match (ok, status) {
+            (true, Some(200..=299)) => self.ok_2xx.inc(),
+            _ => m.attempt(target, ok, retryable, status),
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -290,6 +332,25 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A target's cached handles count into the same series as the labelled lookups.
+    #[test]
+    fn target_handles_are_the_labelled_series() {
+        let m = Metrics::new();
+        let t = TargetMetrics::new(&m, "crm");
+        t.attempt(&m, "crm", true, false, Some(204));
+        m.attempt("crm", true, false, Some(200));
+        t.attempt(&m, "crm", false, true, Some(503));
+        t.delivered.inc();
+        let text = m.render();
+        for line in [
+            "event_relay_delivery_attempts_total{result=\"ok\",status_class=\"2xx\",target=\"crm\"} 2",
+            "event_relay_delivery_attempts_total{result=\"retryable\",status_class=\"5xx\",target=\"crm\"} 1",
+            "event_relay_deliveries_total{outcome=\"success\",target=\"crm\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn renders_every_family_name() {

@@ -157,23 +157,17 @@ async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16,
         r = rt.service.send(batch) => r,
         _ = rt.abort.cancelled() => return None,
     };
-    rt.metrics
-        .request_duration
-        .with_label_values(&[name])
-        .observe(t0.elapsed().as_secs_f64());
-    rt.metrics
-        .batch_size
-        .with_label_values(&[name])
-        .observe(batch.len() as f64);
+    let own = &rt.own_metrics;
+    own.request_duration.observe(t0.elapsed().as_secs_f64());
+    own.batch_size.observe(batch.len() as f64);
     match &result {
         Ok(status) => {
             rt.circuit.record(true);
             rt.set_failing(false);
-            rt.metrics.attempt(name, true, false, Some(*status));
+            own.attempt(&rt.metrics, name, true, false, Some(*status));
         }
         Err(err) => {
-            rt.metrics
-                .attempt(name, false, err.is_retryable(), err.status());
+            own.attempt(&rt.metrics, name, false, err.is_retryable(), err.status());
             if err.is_retryable() {
                 rt.circuit.record(false);
                 rt.set_failing(true);

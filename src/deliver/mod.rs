@@ -180,6 +180,8 @@ pub struct TargetRuntime {
     rate: Option<RateLimiter>,
     reporter: Arc<Reporter>,
     metrics: Arc<Metrics>,
+    /// This target's metric handles (looked up once).
+    own_metrics: crate::metrics::TargetMetrics,
     abort: CancellationToken,
 }
 
@@ -270,6 +272,7 @@ impl Targets {
                 rate: cfg.rate_limit_per_sec.map(RateLimiter::new),
                 reporter: reporter.clone(),
                 metrics: metrics.clone(),
+                own_metrics: crate::metrics::TargetMetrics::new(&metrics, &cfg.name),
                 abort: abort.clone(),
             });
             let (tx, rx) = mpsc::unbounded_channel();

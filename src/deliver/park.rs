@@ -125,19 +125,13 @@ fn finish(
     buf: &mut Vec<u8>,
     stamp: &str,
 ) {
-    let name = rt.info.name.as_str();
-    let label = if outcome.is_delivered() {
-        "success"
+    let own = &rt.own_metrics;
+    if outcome.is_delivered() {
+        own.delivered.inc();
     } else {
-        "error"
-    };
-    rt.metrics
-        .deliveries
-        .with_label_values(&[name, label])
-        .inc();
-    rt.metrics
-        .delivery_duration
-        .with_label_values(&[name])
+        own.failed.inc();
+    }
+    own.delivery_duration
         .observe(outcome.duration().as_secs_f64());
     let pending = PendingResult {
         env: d.env.clone(),
