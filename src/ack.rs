@@ -223,15 +223,32 @@ impl OffsetTracker {
     }
 }
 
+/// The in-flight permits a message holds until its ticket drops: its events and, for a message
+/// from the source, its bytes (`pipeline::bound`); none for tickets outside any bound.
+#[derive(Default)]
+pub struct Permits {
+    _events: Option<OwnedSemaphorePermit>,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Permits {
+    pub fn new(events: OwnedSemaphorePermit, bytes: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            _events: Some(events),
+            _bytes: bytes,
+        }
+    }
+}
+
 /// The fate of one consumed message: final once every piece of work on it has finished.
-/// Holds the in-flight permit, released when the ticket is dropped.
+/// Holds the in-flight permits, released when the ticket is dropped.
 pub struct Ticket {
     remaining: AtomicUsize,
     tp: Tp,
     generation: u64,
     offset: i64,
     tracker: Arc<OffsetTracker>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permits: Permits,
 }
 
 impl Ticket {
@@ -241,7 +258,7 @@ impl Ticket {
         offset: i64,
         generation: u64,
         work: usize,
-        permit: Option<OwnedSemaphorePermit>,
+        permits: Permits,
     ) -> Arc<Self> {
         let t = Arc::new(Self {
             remaining: AtomicUsize::new(work),
@@ -249,7 +266,7 @@ impl Ticket {
             generation,
             offset,
             tracker,
-            _permit: permit,
+            _permits: permits,
         });
         if work == 0 {
             t.tracker.finish(&t.tp, t.generation, t.offset);
@@ -342,14 +359,14 @@ mod tests {
         let tr = OffsetTracker::new();
         tr.assign(tp());
         let g = tr.begin(&tp(), 0).unwrap();
-        let t = Ticket::new(tr.clone(), tp(), 0, g, 2, None);
+        let t = Ticket::new(tr.clone(), tp(), 0, g, 2, Permits::default());
         t.finish_one();
         assert_eq!(tr.pending(), 1);
         t.finish_one();
         assert_eq!(tr.pending(), 0);
         assert_eq!(tr.take_commits(), vec![(tp(), 1)]);
         let g = tr.begin(&tp(), 1).unwrap();
-        let _t = Ticket::new(tr.clone(), tp(), 1, g, 0, None);
+        let _t = Ticket::new(tr.clone(), tp(), 1, g, 0, Permits::default());
         assert_eq!(tr.pending(), 0);
     }
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub batch_size: HistogramVec,
     pub in_flight_events: IntGauge,
+    pub in_flight_bytes: IntGauge,
     pub backpressure_paused: IntGauge,
     pub consumer_lag: IntGaugeVec,
     pub results_produced: IntCounterVec,
@@ -147,6 +148,11 @@ impl Metrics {
                 &r,
                 "event_relay_in_flight_events",
                 "Consumed messages whose fate is not final yet.",
+            ),
+            in_flight_bytes: gauge(
+                &r,
+                "event_relay_in_flight_bytes",
+                "Payload bytes (whole KiB per message) of consumed messages whose fate is not final yet.",
             ),
             backpressure_paused: gauge(
                 &r,

@@ -191,6 +191,15 @@ pub struct PipelineConfig {
         deserialize_with = "lenient::lenient_usize"
     )]
     pub max_in_flight_events: usize,
+    /// Most payload bytes of consumed-but-not-final messages held at once (counted in started
+    /// KiB per message), so large events cannot take memory the event bound assumes small: a
+    /// message larger than this is admitted alone. In memory an event takes several times its
+    /// payload (its parsed envelope), so this bounds what large events can take.
+    #[serde(
+        default = "default_max_in_flight_bytes",
+        deserialize_with = "lenient::lenient_usize"
+    )]
+    pub max_in_flight_bytes: usize,
     /// On shutdown, how long to wait for in-flight deliveries before giving up on them
     /// (given-up events stay uncommitted and are redelivered after a restart).
     #[serde(default = "default_drain_timeout")]
@@ -273,6 +282,9 @@ fn default_group_id() -> String {
 fn default_max_in_flight_events() -> usize {
     2_000
 }
+fn default_max_in_flight_bytes() -> usize {
+    4 << 20
+}
 fn default_drain_timeout() -> ConfigDuration {
     ConfigDuration::from_secs(30)
 }
@@ -305,6 +317,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             max_in_flight_events: default_max_in_flight_events(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
             drain_timeout: default_drain_timeout(),
             revoke_timeout: default_revoke_timeout(),
             commit_interval: default_commit_interval(),

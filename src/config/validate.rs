@@ -202,6 +202,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.pipeline.max_in_flight_bytes < 1024 {
+            p.push(Problem::new(
+                "pipeline.max_in_flight_bytes",
+                "must be at least 1024 (the bound counts whole KiB)",
+            ));
+        }
         if self.pipeline.worker_threads == Some(0) {
             p.push(Problem::new(
                 "pipeline.worker_threads",

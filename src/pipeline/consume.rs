@@ -5,16 +5,16 @@
 //! is final); when too few are left the assigned partitions are paused until they free up, so
 //! memory stays bounded while the group membership stays alive.
 
+use super::bound::Cost;
 use super::handle::{self, Job, Stages};
 use super::live::LiveReader;
-use crate::ack::Tp;
+use crate::ack::{Permits, Tp};
 use crate::health::Health;
 use crate::source::{pause_all, RelayConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
@@ -125,10 +125,10 @@ impl<'a> ConsumeLoop<'a> {
 
     /// The in-flight permits of `job`: at once if free, else after a short wait, else with the
     /// partitions paused. `None` on shutdown.
-    async fn permits_for(&mut self, job: &Job) -> Option<OwnedSemaphorePermit> {
-        let n = job.permits(self.stages.max_in_flight);
-        if let Ok(permit) = self.stages.permits.clone().try_acquire_many_owned(n) {
-            return Some(permit);
+    async fn permits_for(&mut self, job: &Job) -> Option<Permits> {
+        let n = job.cost(&self.stages.bound);
+        if let Some(permits) = self.stages.bound.try_hold(n) {
+            return Some(permits);
         }
         // Begun but not dispatched: a revoke during the wait must not wait for it (see ack).
         self.stages.tracker.set_held(Some(job.position()));
@@ -142,13 +142,13 @@ impl<'a> ConsumeLoop<'a> {
     }
 
     /// Waits up to [`WAIT_BEFORE_PAUSE`] for `n` in-flight permits without polling the consumer.
-    async fn acquire_briefly(&self, n: u32) -> Result<OwnedSemaphorePermit, Wait> {
+    async fn acquire_briefly(&self, n: Cost) -> Result<Permits, Wait> {
         let metrics = &self.stages.metrics;
         metrics.backpressure_paused.set(1);
         self.stages.report_in_flight();
         let result = tokio::select! {
             _ = self.shutdown.cancelled() => Err(Wait::Shutdown),
-            permit = self.stages.permits.clone().acquire_many_owned(n) => Ok(permit.expect("semaphore never closes")),
+            permits = self.stages.bound.hold(n) => Ok(permits),
             _ = tokio::time::sleep(WAIT_BEFORE_PAUSE) => Err(Wait::TooLong),
         };
         self.health.tick();
@@ -161,11 +161,15 @@ impl<'a> ConsumeLoop<'a> {
     /// Waits for `n` in-flight permits with the assigned partitions paused, still polling the
     /// consumer (so the group membership stays alive and rebalances are served) and stashing
     /// what arrives meanwhile. `None` on shutdown.
-    async fn acquire_paused(&mut self, n: u32) -> Option<OwnedSemaphorePermit> {
+    async fn acquire_paused(&mut self, n: Cost) -> Option<Permits> {
         let metrics = self.stages.metrics.clone();
         pause_all(self.consumer, true);
         metrics.backpressure_paused.set(1);
-        tracing::debug!(permits = n, "in-flight limit reached; consumption paused");
+        tracing::debug!(
+            events = n.0,
+            kib = n.1,
+            "in-flight limit reached; consumption paused"
+        );
         let permit = loop {
             self.tick();
             tokio::select! {
@@ -173,7 +177,7 @@ impl<'a> ConsumeLoop<'a> {
                     metrics.backpressure_paused.set(0);
                     return None;
                 }
-                permit = self.stages.permits.clone().acquire_many_owned(n) => break permit.expect("semaphore never closes"),
+                permits = self.stages.bound.hold(n) => break permits,
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
                         // Fetched before the pause took effect (or assigned by a rebalance

@@ -2,8 +2,9 @@
 //! permits, hand its deliveries to the targets and its rejections to the dead letters
 //! (`dispatch`). [`Stages`] is what the two need: the pure stages and the outputs.
 
+use super::bound::{Bound, Cost};
 use super::live::{Live, LiveCell};
-use crate::ack::{OffsetTracker, Ticket, Tp};
+use crate::ack::{OffsetTracker, Permits, Ticket, Tp};
 use crate::catalog::rule::rules_of;
 use crate::config::SourceFormat;
 use crate::deliver::Delivery;
@@ -14,7 +15,6 @@ use crate::report::{DeadLetter, Reporter, REDRIVEN_HEADER};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Everything a consumed message is handed through: normalize → route → targets / dead
 /// letters (the [`Live`] part, which a reload swaps), plus the in-flight bound and the offset
@@ -25,19 +25,21 @@ pub struct Stages {
     pub reporter: Arc<Reporter>,
     pub metrics: Arc<Metrics>,
     pub tracker: Arc<OffsetTracker>,
-    pub permits: Arc<Semaphore>,
-    pub max_in_flight: usize,
+    /// The in-flight bound (events and bytes).
+    pub bound: Bound,
 }
 
 impl Stages {
     /// Events consumed and not yet final.
     pub fn in_flight(&self) -> usize {
-        self.max_in_flight - self.permits.available_permits()
+        self.bound.events_in_flight()
     }
 
-    /// Updates the in-flight gauge.
+    /// Updates the in-flight gauges.
     pub fn report_in_flight(&self) {
         self.metrics.in_flight_events.set(self.in_flight() as i64);
+        let bytes = self.bound.bytes_in_flight();
+        self.metrics.in_flight_bytes.set(bytes as i64);
     }
 }
 
@@ -165,6 +167,8 @@ pub struct Job {
     key: Option<Vec<u8>>,
     /// The message carries `redriven: true` (its dead letters carry it on).
     redriven: bool,
+    /// Its payload's size (against `pipeline.max_in_flight_bytes`).
+    bytes: usize,
     kind: JobKind,
     /// The stages it was prepared with (its target indices are theirs).
     live: Arc<Live>,
@@ -186,19 +190,19 @@ enum JobKind {
 type Planned = (Arc<Envelope>, Arc<[u8]>, Vec<usize>);
 
 impl Job {
-    /// In-flight permits this message takes: one per event (a PostHog-style batch message
-    /// holds many), at least one, at most the whole bound (else it could never be admitted).
     /// The message's partition and offset.
     pub fn position(&self) -> (Tp, i64) {
         (self.tp.clone(), self.offset)
     }
 
-    pub fn permits(&self, max_in_flight: usize) -> u32 {
-        let n = match &self.kind {
-            JobKind::Events { plan, rejected, .. } => (plan.len() + rejected.len()).max(1),
+    /// What this message takes of the in-flight bound: one permit per event (a PostHog-style
+    /// batch message holds many) and its payload's KiB, each clamped by [`Bound::cost`].
+    pub fn cost(&self, bound: &Bound) -> Cost {
+        let events = match &self.kind {
+            JobKind::Events { plan, rejected, .. } => plan.len() + rejected.len(),
             _ => 1,
         };
-        u32::try_from(n.min(max_in_flight.max(1))).unwrap_or(u32::MAX)
+        bound.cost(events, self.bytes)
     }
 }
 
@@ -250,6 +254,7 @@ pub fn prepare(p: &Stages, live: &Arc<Live>, msg: OwnedMessage) -> Option<Job> {
         format,
         key,
         redriven,
+        bytes: msg.payload().map_or(0, <[u8]>::len),
         kind,
         live: live.clone(),
     })
@@ -322,7 +327,7 @@ fn normalize_and_route(
 /// letters to the reporter; the permits are released when the message's fate is final. A
 /// message whose partition was revoked while it waited for permits is left to the partition's
 /// next owner (which starts at or before its offset: see `ack`).
-pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
+pub fn dispatch(p: &Stages, job: Job, permit: Permits) {
     if !p.tracker.is_current(&job.tp, job.generation) {
         tracing::debug!(topic = %job.tp.0, partition = job.tp.1, offset = job.offset, "partition revoked while the message waited; left to its new owner");
         return;
@@ -337,13 +342,14 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
         redriven,
         kind,
         live,
+        ..
     } = job;
     match kind {
         JobKind::Nothing => {
-            Ticket::new(p.tracker.clone(), tp, offset, generation, 0, Some(permit));
+            Ticket::new(p.tracker.clone(), tp, offset, generation, 0, permit);
         }
         JobKind::Rejected { raw, err } => {
-            let ticket = Ticket::new(p.tracker.clone(), tp, offset, generation, 1, Some(permit));
+            let ticket = Ticket::new(p.tracker.clone(), tp, offset, generation, 1, permit);
             spawn_dead_letter(
                 p,
                 ticket,
@@ -363,14 +369,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: OwnedSemaphorePermit) {
             rejected,
             work,
         } => {
-            let ticket = Ticket::new(
-                p.tracker.clone(),
-                tp,
-                offset,
-                generation,
-                work,
-                Some(permit),
-            );
+            let ticket = Ticket::new(p.tracker.clone(), tp, offset, generation, work, permit);
             for r in rejected {
                 count_rejection(p, &live, format, &r.error);
                 spawn_dead_letter(

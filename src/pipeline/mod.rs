@@ -2,6 +2,7 @@
 //! relay's lifetime as three steps, [`Relay::start`], [`Relay::drain`] and [`Relay::stop`]
 //! ([`run`] does all three). Tests start the real relay in-process through the same calls.
 
+mod bound;
 mod consume;
 mod handle;
 mod kafka;
@@ -30,7 +31,6 @@ use rdkafka::error::KafkaError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -191,15 +191,14 @@ impl Relay {
     pub async fn drain(&self) -> usize {
         let in_flight = self.stages.in_flight();
         tracing::info!(in_flight, "shutting down: draining in-flight events");
-        let all = u32::try_from(self.stages.max_in_flight).unwrap_or(u32::MAX);
         let everything_final = async {
-            let permits = self.stages.permits.acquire_many(all).await;
+            let permits = self.stages.bound.all().await;
             if let Some(side) = &self.tiers {
                 side.all_final().await;
             }
             permits
         };
-        if let Ok(Ok(permits)) = tokio::time::timeout(self.drain_timeout, everything_final).await {
+        if let Ok(permits) = tokio::time::timeout(self.drain_timeout, everything_final).await {
             drop(permits);
             return 0;
         }
@@ -335,13 +334,12 @@ fn build_stages(
     metrics: &Arc<Metrics>,
     tracker: &Arc<OffsetTracker>,
 ) -> Stages {
-    let max_in_flight = config.pipeline.max_in_flight_events;
+    let p = &config.pipeline;
     Stages {
         live,
         reporter,
         metrics: metrics.clone(),
         tracker: tracker.clone(),
-        permits: Arc::new(Semaphore::new(max_in_flight)),
-        max_in_flight,
+        bound: bound::Bound::new(p.max_in_flight_events, p.max_in_flight_bytes),
     }
 }

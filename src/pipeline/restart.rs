@@ -30,6 +30,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         "pipeline.max_in_flight_events",
         p.max_in_flight_events != q.max_in_flight_events,
     );
+    differs(
+        "pipeline.max_in_flight_bytes",
+        p.max_in_flight_bytes != q.max_in_flight_bytes,
+    );
     differs("pipeline.drain_timeout", p.drain_timeout != q.drain_timeout);
     differs(
         "pipeline.worker_threads",

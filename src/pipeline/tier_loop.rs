@@ -10,7 +10,7 @@
 
 use super::handle::Stages;
 use super::tiers::TierSide;
-use crate::ack::{Ticket, Tp};
+use crate::ack::{Permits, Ticket, Tp};
 use crate::config::Tier;
 use crate::deliver::{Delivery, Targets};
 use crate::report::{DeadLetter, Failure, Outcome, ParkedRecord, PendingResult, TargetRef};
@@ -205,7 +205,7 @@ impl<'a> TierLoop<'a> {
             offset,
             begun,
             1,
-            Some(permit),
+            Permits::new(permit, None),
         );
         let Some(tier) = self.side.tiers.get(msg.topic()) else {
             return;

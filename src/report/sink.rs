@@ -184,7 +184,14 @@ mod tests {
         let tp = ("in".to_string(), 0);
         tracker.assign(tp.clone());
         let generation = tracker.begin(&tp, 7).expect("assigned");
-        let ticket = Ticket::new(tracker.clone(), tp.clone(), 7, generation, 1, None);
+        let ticket = Ticket::new(
+            tracker.clone(),
+            tp.clone(),
+            7,
+            generation,
+            1,
+            crate::ack::Permits::default(),
+        );
         let mut env = crate::envelope::sample();
         env.user
             .traits

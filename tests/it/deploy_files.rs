@@ -34,6 +34,7 @@ const COUNTERS: &[&str] = &[
 ];
 const GAUGES: &[&str] = &[
     "event_relay_in_flight_events",
+    "event_relay_in_flight_bytes",
     "event_relay_backpressure_paused",
     "event_relay_consumer_lag",
     "event_relay_circuit_open",

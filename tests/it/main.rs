@@ -5,6 +5,7 @@
 
 mod fixtures;
 
+mod bound;
 mod catalog_cli;
 mod catalog_spec;
 mod catalogs;
