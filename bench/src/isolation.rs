@@ -85,6 +85,7 @@ impl Run {
             kafka_options: &ctx.kafka_options,
             keep_retrying: false,
             max_in_flight_events: ctx.args.max_in_flight_events,
+            http2: false,
         }
         .toml();
         cfg + &self.tiers_toml()
@@ -178,6 +179,7 @@ async fn run(ctx: &Ctx, build: Build, r: Run, (hook, down): (u64, u64)) -> anyho
         relay: &relay,
         m,
         producer_secs: None,
+        http2: None,
     };
     let mut row = report::scenario_row(ctx, &finished)?;
     let i = Kind::Webhook as usize;
@@ -278,6 +280,7 @@ mod tests {
             kafka_options: &[],
             keep_retrying: false,
             max_in_flight_events: None,
+            http2: false,
         }
         .toml()
             + &run.tiers_toml();

@@ -43,6 +43,7 @@ const DLQ_TOPIC: &str = "bench.dlq";
 const ALL: &[&str] = &[
     "batch",
     "webhook",
+    "webhook-h2",
     "fanout",
     "latency",
     "outage",
@@ -56,8 +57,11 @@ struct Args {
     /// outage-isolation).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// Comma-separated: batch,webhook,fanout,latency,outage,outage-isolation (bare consumer
-    /// always runs; outage-isolation runs the relay twice: without and with the outage).
+    /// Comma-separated: batch,webhook,fanout,latency,outage,outage-isolation, and webhook-h2
+    /// (not run by default: the webhook scenario over HTTP/2 with prior knowledge, `http2 =
+    /// true`; a --compare binary runs it over HTTP/1.1, as old builds reject the key). The
+    /// bare consumer always runs; outage-isolation runs the relay twice: without and with the
+    /// outage.
     #[arg(
         long,
         value_delimiter = ',',

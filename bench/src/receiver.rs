@@ -4,12 +4,13 @@
 //! answered 503 while that target is down. Every event is marked in a per-kind bitmap by the
 //! index its id encodes, so "every event arrived" ignores at-least-once duplicates and a body
 //! that does not parse is counted as an error; each kind also keeps its first and last event's
-//! arrival time.
+//! arrival time. It serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one port and
+//! counts the HTTP/2 requests (the webhook-h2 scenario).
 
 use crate::gen::index_of;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{StatusCode, Uri, Version};
 use axum::Router;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -85,6 +86,8 @@ pub struct Receiver {
     /// `/down` answers 503 (outage-isolation's failing target).
     down: AtomicBool,
     pub requests: AtomicU64,
+    /// Of `requests`, those that came over HTTP/2 (webhook-h2).
+    pub requests_http2: AtomicU64,
     pub answered_503: AtomicU64,
     pub bad_bodies: AtomicU64,
     pub unknown_ids: AtomicU64,
@@ -171,6 +174,7 @@ impl Receiver {
             failing: AtomicBool::new(false),
             down: AtomicBool::new(false),
             requests: AtomicU64::new(0),
+            requests_http2: AtomicU64::new(0),
             answered_503: AtomicU64::new(0),
             bad_bodies: AtomicU64::new(0),
             unknown_ids: AtomicU64::new(0),
@@ -183,6 +187,7 @@ impl Receiver {
         self.down.store(false, Relaxed);
         for c in [
             &self.requests,
+            &self.requests_http2,
             &self.answered_503,
             &self.bad_bodies,
             &self.unknown_ids,
@@ -228,9 +233,12 @@ impl Receiver {
         std::mem::take(&mut *l)
     }
 
-    fn handle(&self, uri: &Uri, body: &[u8]) -> StatusCode {
+    fn handle(&self, uri: &Uri, version: Version, body: &[u8]) -> StatusCode {
         let round = self.round.lock().unwrap().clone();
         self.requests.fetch_add(1, Relaxed);
+        if version == Version::HTTP_2 {
+            self.requests_http2.fetch_add(1, Relaxed);
+        }
         {
             let mut f = round.first_request.lock().unwrap();
             if f.is_none() {
@@ -344,11 +352,17 @@ impl Round {
     }
 }
 
-async fn any(State(r): State<Arc<Receiver>>, uri: Uri, body: Bytes) -> StatusCode {
-    r.handle(&uri, &body)
+async fn any(
+    State(r): State<Arc<Receiver>>,
+    uri: Uri,
+    version: Version,
+    body: Bytes,
+) -> StatusCode {
+    r.handle(&uri, version, &body)
 }
 
-/// Serves the receiver on 127.0.0.1 (ephemeral port) in the background.
+/// Serves the receiver on 127.0.0.1 (ephemeral port) in the background, HTTP/1.1 and HTTP/2
+/// with prior knowledge (h2c) alike (hyper-util's auto builder, axum's `http2` feature).
 pub async fn serve(r: Arc<Receiver>) -> anyhow::Result<SocketAddr> {
     let app = Router::new()
         .fallback(any)

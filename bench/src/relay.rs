@@ -41,6 +41,9 @@ pub struct RelayConfig<'a> {
     pub keep_retrying: bool,
     /// `pipeline.max_in_flight_events` (`None`: the relay's default).
     pub max_in_flight_events: Option<usize>,
+    /// `http2 = true` on the webhook target `hook` (HTTP/2 with prior knowledge); without it
+    /// the key is left out, so a build that does not know it still reads the config.
+    pub http2: bool,
 }
 
 impl RelayConfig<'_> {
@@ -134,9 +137,10 @@ topic = "{}"
             Targets::Webhook | Targets::Both | Targets::Isolation
         ) {
             names.push("\"hook\"");
+            let http2 = if self.http2 { "http2 = true\n" } else { "" };
             let _ = writeln!(
                 s,
-                "[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nmax_in_flight = 256\n{retry}",
+                "[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nmax_in_flight = 256\n{http2}{retry}",
                 self.receiver
             );
         }

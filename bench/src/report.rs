@@ -67,6 +67,9 @@ pub struct Finished<'a> {
     pub m: Measured,
     /// Latency scenario: the seconds the steady production took.
     pub producer_secs: Option<f64>,
+    /// webhook-h2: whether this run's webhook target had `http2 = true` (the other build of
+    /// a --compare runs it over HTTP/1.1); `None` in the other scenarios.
+    pub http2: Option<bool>,
 }
 
 /// The JSON row of one scenario; a failed measurement gives a row with its error.
@@ -88,6 +91,7 @@ pub fn scenario_row(ctx: &Ctx, f: &Finished) -> anyhow::Result<Value> {
         "receiver_requests": requests,
         "receiver_bad_bodies": bad,
         "receiver_unknown_ids": ctx.receiver.unknown_ids.load(Ordering::Relaxed),
+        "receiver_http2_requests": ctx.receiver.requests_http2.load(Ordering::Relaxed),
         "duplicates": dupes,
         "log": f.relay.log.display().to_string(),
     });
@@ -120,6 +124,15 @@ pub fn scenario_row(ctx: &Ctx, f: &Finished) -> anyhow::Result<Value> {
     }
     if name == "batch" || name == "fanout" {
         notes.push(format!("{} requests", fmt_num(requests as f64)));
+    }
+    match f.http2 {
+        Some(true) => notes.push(format!(
+            "HTTP/2 (h2c): {} of {} requests",
+            fmt_num(row["receiver_http2_requests"].as_f64().unwrap_or(0.0)),
+            fmt_num(requests as f64)
+        )),
+        Some(false) => notes.push("other: HTTP/1.1 (config without http2)".into()),
+        None => {}
     }
     row["notes"] = json!(notes.join("; "));
     Ok(row)

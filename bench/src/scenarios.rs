@@ -57,6 +57,9 @@ struct Plan<'a> {
     events: u64,
     /// Outage scenario: how long the receiver answers 503.
     outage: Option<Duration>,
+    /// webhook-h2 with this build: the webhook target has `http2 = true`. The other build
+    /// (--compare, possibly older than the key) runs the plain webhook config instead.
+    http2: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -64,7 +67,7 @@ impl<'a> Plan<'a> {
     async fn new(ctx: &Ctx, name: &'a str, build: Build) -> anyhow::Result<Self> {
         let (targets, kinds): (Targets, &'static [Kind]) = match name {
             "batch" => (Targets::Posthog, &[Kind::Posthog]),
-            "webhook" | "latency" | "outage" => (Targets::Webhook, &[Kind::Webhook]),
+            "webhook" | "webhook-h2" | "latency" | "outage" => (Targets::Webhook, &[Kind::Webhook]),
             "fanout" => (Targets::Both, &[Kind::Posthog, Kind::Webhook]),
             other => bail!("unknown scenario {other:?} (known: {})", ALL.join(",")),
         };
@@ -92,6 +95,7 @@ impl<'a> Plan<'a> {
             group: format!("bench-{tag}"),
             events,
             outage: (name == "outage").then(|| Duration::from_secs(ctx.args.outage_secs)),
+            http2: name == "webhook-h2" && build == Build::This,
         })
     }
 }
@@ -144,6 +148,7 @@ pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Val
         relay: &relay,
         m,
         producer_secs,
+        http2: (name == "webhook-h2").then_some(plan.http2),
     };
     report::scenario_row(ctx, &finished)
 }
@@ -169,6 +174,7 @@ fn spawn_relay(ctx: &Ctx, plan: &Plan) -> anyhow::Result<Relay> {
         kafka_options: &kafka_options,
         keep_retrying: plan.name == "outage",
         max_in_flight_events: ctx.args.max_in_flight_events,
+        http2: plan.http2,
     }
     .toml();
     ctx.receiver.reset(plan.events);

@@ -118,6 +118,14 @@ pub struct TargetConfig {
     /// Accept invalid TLS certificates (loudly logged; never in production).
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
+    /// Speak HTTP/2 with prior knowledge, so one connection multiplexes many concurrent
+    /// requests instead of one connection per request in flight (less per-request work for the
+    /// relay and the target). On `http://` URLs this is h2c (cleartext HTTP/2, no upgrade); on
+    /// `https://` the client offers only HTTP/2 (without the key it offers both through ALPN
+    /// and uses HTTP/2 where the server picks it). Enable it only when the target speaks
+    /// HTTP/2: one that does not fails every request. Off by default.
+    #[serde(default, deserialize_with = "super::lenient::lenient_bool")]
+    pub http2: bool,
     /// Circuit breaker settings.
     #[serde(default)]
     pub circuit: CircuitConfig,

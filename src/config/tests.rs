@@ -320,3 +320,21 @@ fn worker_threads_default_to_the_cores_less_one_and_zero_is_refused() {
         ["pipeline.worker_threads: must be at least 1"]
     );
 }
+
+#[test]
+fn http2_is_off_by_default_and_a_wrong_type_names_its_key() {
+    let target = "[[targets]]\nname='a'\nkind='webhook'\nurl='http://x'\n";
+    let load = |extra: &str| load_str(&format!("{BASE}{target}{extra}"), Vec::new());
+    let c = load("").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.targets[0].http2);
+    assert!(load("http2 = true\n").unwrap().targets[0].http2);
+    // Environment overrides arrive as text.
+    assert!(load("http2 = \"true\"\n").unwrap().targets[0].http2);
+    for wrong in ["http2 = 2\n", "http2 = \"yes\"\n"] {
+        let p = problems(&format!("{target}{wrong}"));
+        assert!(
+            p.len() == 1 && p[0].starts_with("targets[0].http2"),
+            "{wrong}: {p:?}"
+        );
+    }
+}

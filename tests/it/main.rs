@@ -15,6 +15,7 @@ mod envelope_schema;
 pub mod faults;
 mod first_hour;
 mod fuzz_regressions;
+mod http2;
 mod logging;
 mod normalize_cli;
 mod normalize_pipeline;
