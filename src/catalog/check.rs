@@ -28,13 +28,42 @@ fn is_hyphenated_uuid(s: &str) -> bool {
             .all(|part| part.iter().all(u8::is_ascii_hexdigit))
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (no leap second): the form the normalizer writes timestamps in.
+pub(crate) fn is_canonical_utc_millis(s: &str) -> bool {
+    const DIGITS: [usize; 17] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
+    let b = s.as_bytes();
+    b.len() == 24
+        && (b[4], b[7], b[10], b[13], b[16], b[19], b[23])
+            == (b'-', b'-', b'T', b':', b':', b'.', b'Z')
+        && DIGITS.iter().all(|&i| b[i].is_ascii_digit())
+        && &b[17..19] != b"60"
+}
+
+/// The instant of a canonical `YYYY-MM-DDTHH:MM:SS.mmmZ` text ([`is_canonical_utc_millis`]),
+/// read straight from its digits; `None` for any other text and for an impossible date or time
+/// (left to `DateTime::parse_from_rfc3339`, which judges both alike).
+pub(crate) fn canonical_instant(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if !is_canonical_utc_millis(s) {
+        return None;
+    }
+    let b = s.as_bytes();
+    let n =
+        |at: std::ops::Range<usize>| b[at].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let year = i32::try_from(n(0..4)).ok()?;
+    chrono::NaiveDate::from_ymd_opt(year, n(5..7), n(8..10))?
+        .and_hms_milli_opt(n(11..13), n(14..16), n(17..19), n(20..23))
+        .map(|t| t.and_utc())
+}
+
 fn check_format(f: Format, s: &str) -> Result<(), &'static str> {
     let ok = match f {
         // The specs' pattern: 8-4-4-4-12 hex with a version digit of 1-8.
         Format::Uuid => is_hyphenated_uuid(s) && matches!(s.as_bytes()[14], b'1'..=b'8'),
         Format::Guid => is_hyphenated_uuid(s),
         Format::Email => is_email(s),
-        Format::DateTime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+        Format::DateTime => {
+            canonical_instant(s).is_some() || chrono::DateTime::parse_from_rfc3339(s).is_ok()
+        }
         Format::Uri => url::Url::parse(s).is_ok(),
     };
     if ok {

@@ -7,11 +7,11 @@
 //! move to `user.traits`; the event's catalog properties are validated and kept typed.
 
 use super::{
-    apply_policy, as_text, event_id, event_name, limits, timestamp, validation, Ctx,
-    NormalizeError, Normalized, Rejected,
+    apply_policy, as_text, event_id, event_name, into_text, limits, timestamp_checked, validation,
+    Ctx, NormalizeError, Normalized, Rejected,
 };
 use crate::catalog::{check_props, Catalog, PropPath};
-use crate::envelope::{Envelope, Source, User, ENVELOPE_VERSION};
+use crate::envelope::{Envelope, Origin, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ pub(super) fn normalize(
     catalog: &Catalog,
     mut map: Map<String, Value>,
     ctx: &Ctx<'_>,
+    origin: Origin,
 ) -> Result<Normalized, NormalizeError> {
     if let Some(batch) = map.remove("batch") {
         let Value::Array(items) = batch else {
@@ -44,7 +45,7 @@ pub(super) fn normalize(
         for (index, item) in items.into_iter().enumerate() {
             let raw: Vec<u8> = serde_json::to_vec(&item).unwrap_or_default();
             let result = match item {
-                Value::Object(m) => one(catalog, m, ctx, &raw, index + 1)
+                Value::Object(m) => one(catalog, m, ctx, &raw, index + 1, origin.clone())
                     .and_then(|e| apply_policy(e, ctx.settings)),
                 other => Err(NormalizeError::NotObject(limits::kind(&other))),
             };
@@ -79,13 +80,13 @@ pub(super) fn normalize(
                 inner.insert("timestamp".into(), v.clone());
             }
         }
-        let env = apply_policy(one(catalog, inner, ctx, ctx.raw, 0)?, ctx.settings)?;
+        let env = apply_policy(one(catalog, inner, ctx, ctx.raw, 0, origin)?, ctx.settings)?;
         return Ok(Normalized {
             events: vec![(env, Arc::from(ctx.raw))],
             rejected: vec![],
         });
     }
-    let env = apply_policy(one(catalog, map, ctx, ctx.raw, 0)?, ctx.settings)?;
+    let env = apply_policy(one(catalog, map, ctx, ctx.raw, 0, origin)?, ctx.settings)?;
     Ok(Normalized {
         events: vec![(env, Arc::from(ctx.raw))],
         rejected: vec![],
@@ -132,23 +133,36 @@ fn take_object(
     }
 }
 
+/// A top-level string of the event, moved out of its map (checked to be one by the caller).
+fn take_string(map: &mut Map<String, Value>, key: &str) -> String {
+    match map.remove(key) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 fn one(
     catalog: &Catalog,
     mut map: Map<String, Value>,
     ctx: &Ctx<'_>,
     raw: &[u8],
     salt: usize,
+    origin: Origin,
 ) -> Result<Envelope, NormalizeError> {
-    let event = event_name(&map)?;
-    let ts = timestamp(&map, "timestamp", ctx)?;
+    // The top-level fields read here are moved out of the map (dropped right after), not copied.
+    event_name(&map)?;
+    let ts = timestamp_checked(&map, "timestamp", ctx)?;
+    let event = take_string(&mut map, "event");
+    let ts = ts.unwrap_or_else(|| take_string(&mut map, "timestamp"));
     let mut problems = Vec::new();
-    let id = event_id(map.get("uuid"), raw, salt);
-    if let Some(Value::String(u)) = map.get("uuid") {
+    let uuid = map.remove("uuid");
+    if let Some(Value::String(u)) = &uuid {
         if uuid::Uuid::parse_str(u).is_err() {
             problems.push(format!("uuid: {u:?} is not a valid uuid"));
         }
     }
-    let distinct_id = as_text(map.get("distinct_id"));
+    let id = event_id(uuid, raw, salt);
+    let distinct_id = into_text(map.remove("distinct_id"));
     if distinct_id.as_deref().is_none_or(str::is_empty) {
         problems.push("distinct_id: required property missing".into());
     }
@@ -190,19 +204,22 @@ fn one(
     // Identify properties ride along on every event; where the event's own catalog entry
     // defines the same name (e.g. `signup.userType`), the event's rule wins and it stays.
     // The names each event leaves to the Identify set are listed (sorted) once, at start-up;
-    // one in-place pass over the (sorted) properties picks them out, merge-join style.
+    // one pass over the (sorted) properties splits them off, merge-join style, moving each
+    // entry (no key copied) and building the rest back in one go: cheaper than removing
+    // entries from the map one by one.
     let names = schema.map_or(&catalog.identify_names, |s| &s.identify_unclaimed);
     let mut moved = Vec::with_capacity(names.len());
+    let mut kept = Vec::with_capacity(properties.len());
     let mut next = names.iter().peekable();
-    properties.retain(|key, value| {
+    for (key, value) in std::mem::take(&mut properties) {
         while next.next_if(|n| n.as_str() < key.as_str()).is_some() {}
-        if next.next_if(|n| *n == key).is_some() {
-            moved.push((key.clone(), std::mem::take(value)));
-            false
+        if next.next_if(|n| **n == key).is_some() {
+            moved.push((key, value));
         } else {
-            true
+            kept.push((key, value));
         }
-    });
+    }
+    properties = kept.into_iter().collect();
     if schema.is_none() && event != "$identify" {
         declared_attributes(catalog, ctx, &mut properties, &mut moved);
     }
@@ -270,7 +287,7 @@ fn one(
             traits,
         },
         properties,
-        origin: ctx.origin.clone(),
+        origin,
         validation: validation(catalog, schema, known, problems),
     })
 }

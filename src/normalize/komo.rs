@@ -7,9 +7,9 @@
 //! does not know, only identity keys and declared user attributes (the source's and the
 //! catalog files') go to `user.traits`; the rest stays in `properties`.
 
-use super::{as_text, event_id, event_name, timestamp, validation, Ctx, NormalizeError};
-use crate::catalog::{check_props, Catalog, PropPath};
-use crate::envelope::{Envelope, Site, Source, User, ENVELOPE_VERSION};
+use super::{event_id, event_name, into_text, timestamp, validation, Ctx, NormalizeError};
+use crate::catalog::{check_props, Catalog, EventSchema, PropPath};
+use crate::envelope::{Envelope, Origin, Site, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 
 pub const COMMON: [&str; 7] = [
@@ -25,21 +25,63 @@ pub const COMMON: [&str; 7] = [
 /// Keys that identify a person; for events not in the catalog they still go to `user.traits`.
 const IDENTITY_KEYS: [&str; 6] = ["email", "first_name", "last_name", "name", "phone", "optin"];
 
+/// The common keys' values, moved out of the body as it is taken apart (copied before).
+#[derive(Default)]
+struct Common {
+    id: Option<Value>,
+    session_id: Option<String>,
+    profile_id: Option<String>,
+    site_id: Option<String>,
+    site_name: Option<String>,
+}
+
+impl Common {
+    /// Keeps `value` if `key` is one of [`COMMON`] (a `match`: a length switch, then one
+    /// comparison), else hands it back.
+    fn take(&mut self, key: &str, value: Value) -> Option<Value> {
+        let slot = match key {
+            "id" => {
+                self.id = Some(value);
+                return None;
+            }
+            "user_session_id" => &mut self.session_id,
+            "user_profile_id" => &mut self.profile_id,
+            "site_id" => &mut self.site_id,
+            "site_name" => &mut self.site_name,
+            // Read (and copied) before the body is taken apart.
+            "event" | "timestamp" => return None,
+            _ => {
+                debug_assert!(!COMMON.contains(&key));
+                return Some(value);
+            }
+        };
+        *slot = into_text(Some(value));
+        None
+    }
+}
+
 pub(super) fn normalize(
     catalog: &Catalog,
     mut map: Map<String, Value>,
     ctx: &Ctx<'_>,
+    origin: Origin,
 ) -> Result<Envelope, NormalizeError> {
-    let event = event_name(&map)?;
+    let event = event_name(&map)?.to_owned();
     let ts = timestamp(&map, "timestamp", ctx)?;
     let mut problems = Vec::new();
     check_props(&catalog.common, &mut map, "", true, true, &mut problems);
 
-    let id = event_id(map.get("id"), ctx.raw, 0);
-    let session_id = as_text(map.get("user_session_id"));
-    let profile_id = as_text(map.get("user_profile_id"));
-    let site_id = as_text(map.get("site_id"));
-    let site_name = as_text(map.get("site_name"));
+    let schema = catalog.events.get(&event);
+    let mut common = Common::default();
+    let (properties, traits) = split(catalog, schema, map, ctx, &mut common, &mut problems);
+    let Common {
+        id,
+        session_id,
+        profile_id,
+        site_id,
+        site_name,
+    } = common;
+    let id = event_id(id, ctx.raw, 0);
     let site = if site_id.is_some() || site_name.is_some() {
         Some(Site {
             id: site_id.or_else(|| ctx.settings.site_id.clone()),
@@ -48,43 +90,6 @@ pub(super) fn normalize(
     } else {
         ctx.settings.configured_site()
     };
-
-    let schema = catalog.events.get(&event);
-    // Gathered in key order, then each map is built in one go.
-    let mut properties = Vec::with_capacity(map.len());
-    let mut traits = Vec::with_capacity(map.len());
-    for (key, mut value) in map {
-        if COMMON.contains(&key.as_str()) {
-            continue;
-        }
-        match schema {
-            Some(s) => match s.properties.get(&key) {
-                Some(prop) => {
-                    prop.check_at(
-                        &mut value,
-                        &PropPath("properties.", &key),
-                        true,
-                        &mut problems,
-                    );
-                    properties.push((key, value));
-                }
-                None => {
-                    traits.push((key, coerce_trait(value)));
-                }
-            },
-            None if IDENTITY_KEYS.contains(&key.as_str())
-                || ctx.settings.user_attributes.matches(&key)
-                || catalog.user_attributes.matches(&key) =>
-            {
-                traits.push((key, coerce_trait(value)));
-            }
-            None => {
-                properties.push((key, value));
-            }
-        }
-    }
-    let properties: Map<String, Value> = properties.into_iter().collect();
-    let traits: Map<String, Value> = traits.into_iter().collect();
     if let Some(s) = schema {
         for (name, prop) in &s.properties {
             if prop.required && !properties.contains_key(name) {
@@ -119,9 +124,53 @@ pub(super) fn normalize(
             traits,
         },
         properties,
-        origin: ctx.origin.clone(),
+        origin,
         validation: validation(catalog, schema, schema.is_some(), problems),
     })
+}
+
+/// Takes the body apart in key order: common keys into `common`, the event's catalog fields
+/// (checked, coerced) into the properties, the rest into the traits or properties; each map
+/// is then built in one go.
+fn split(
+    catalog: &Catalog,
+    schema: Option<&EventSchema>,
+    map: Map<String, Value>,
+    ctx: &Ctx<'_>,
+    common: &mut Common,
+    problems: &mut Vec<String>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut properties = Vec::with_capacity(map.len());
+    let mut traits = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let Some(mut value) = common.take(&key, value) else {
+            continue;
+        };
+        match schema {
+            Some(s) => match s.properties.get(&key) {
+                Some(prop) => {
+                    prop.check_at(&mut value, &PropPath("properties.", &key), true, problems);
+                    properties.push((key, value));
+                }
+                None => {
+                    traits.push((key, coerce_trait(value)));
+                }
+            },
+            None if IDENTITY_KEYS.contains(&key.as_str())
+                || ctx.settings.user_attributes.matches(&key)
+                || catalog.user_attributes.matches(&key) =>
+            {
+                traits.push((key, coerce_trait(value)));
+            }
+            None => {
+                properties.push((key, value));
+            }
+        }
+    }
+    (
+        properties.into_iter().collect(),
+        traits.into_iter().collect(),
+    )
 }
 
 /// Komo sends booleans as `"true"`/`"false"` (any case, as for catalog booleans); attribute

@@ -6,6 +6,7 @@
 
 mod acemate;
 mod catalogs;
+mod fields;
 pub mod infer;
 mod komo;
 mod limits;
@@ -18,11 +19,12 @@ pub use komo::COMMON as KOMO_COMMON_KEYS;
 use crate::catalog::{Catalog, CatalogError, Catalogs, EventSchema};
 use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};
 use crate::envelope::{
-    Envelope, Origin, Site, Source, UserAttributes, Validation, ValidationStatus, RELAY_NAMESPACE,
+    Envelope, Origin, Site, Source, UserAttributes, Validation, ValidationStatus,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
+pub(crate) use fields::{as_text, event_id, event_name, into_text, timestamp, timestamp_checked};
 pub use limits::MAX_DEPTH;
 
 /// Why a message (or one event of a batch) cannot be relayed. The `reason()` code goes into the
@@ -173,7 +175,6 @@ pub struct Normalizer {
 /// Working state for one message.
 pub(crate) struct Ctx<'a> {
     pub settings: &'a SourceSettings,
-    pub origin: &'a Origin,
     pub received_at: &'a str,
     /// The same instant as `received_at`.
     pub now: chrono::DateTime<chrono::Utc>,
@@ -204,36 +205,37 @@ impl Normalizer {
         let Value::Object(map) = value else {
             return Err(NormalizeError::NotObject(limits::kind(&value)));
         };
-        let (now, received_at) = received_now();
-        let ctx = Ctx {
-            settings,
-            origin: &origin,
-            received_at: &received_at,
-            now,
-            raw,
-        };
         let use_komo = match settings.format {
             SourceFormat::Komo => true,
             SourceFormat::Acemate => false,
             SourceFormat::Auto => shape::looks_like_komo(&map),
         };
         shape::check(&map, settings.format)?;
-        if use_komo {
-            let env = komo::normalize(&self.catalogs.komo, map, &ctx)?;
-            let env = apply_policy(env, settings)?;
-            Ok(Normalized {
-                events: vec![(env, Arc::from(raw))],
-                rejected: vec![],
-            })
-        } else {
-            acemate::normalize(&self.catalogs.acemate, map, &ctx)
-        }
+        with_received_now(|now, received_at| {
+            let ctx = Ctx {
+                settings,
+                received_at,
+                now,
+                raw,
+            };
+            if use_komo {
+                let env = komo::normalize(&self.catalogs.komo, map, &ctx, origin)?;
+                let env = apply_policy(env, settings)?;
+                Ok(Normalized {
+                    events: vec![(env, Arc::from(raw))],
+                    rejected: vec![],
+                })
+            } else {
+                acemate::normalize(&self.catalogs.acemate, map, &ctx, origin)
+            }
+        })
     }
 }
 
-/// The current time as [`crate::envelope::now_rfc3339`] renders it, formatted at most once per
-/// millisecond per thread (at hundreds of thousands of messages a second, most share one).
-fn received_now() -> (chrono::DateTime<chrono::Utc>, String) {
+/// Runs `f` with the current time and its text as [`crate::envelope::now_rfc3339`] renders
+/// it, formatted at most once per millisecond per thread (at hundreds of thousands of messages
+/// a second, most share one) and lent, not copied.
+fn with_received_now<T>(f: impl FnOnce(chrono::DateTime<chrono::Utc>, &str) -> T) -> T {
     thread_local! {
         static LAST: std::cell::RefCell<(i64, String)> = const {
             std::cell::RefCell::new((i64::MIN, String::new()))
@@ -246,7 +248,7 @@ fn received_now() -> (chrono::DateTime<chrono::Utc>, String) {
             *last_ms = ms;
             *text = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         }
-        (now, text.clone())
+        f(now, text)
     })
 }
 
@@ -306,91 +308,6 @@ pub(crate) fn validation(
             .or_else(|| catalog.version.clone()),
         status,
         problems,
-    }
-}
-
-/// The `event` field: a non-empty string, else a hard error.
-pub(crate) fn event_name(map: &Map<String, Value>) -> Result<String, NormalizeError> {
-    match map.get("event") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(NormalizeError::MissingEvent("`event` is empty".into())),
-        Some(other) => Err(NormalizeError::MissingEvent(format!(
-            "`event` must be a string, got {}",
-            limits::kind(other)
-        ))),
-        None => Err(NormalizeError::MissingEvent("`event` is missing".into())),
-    }
-}
-
-/// Normalizes a payload timestamp to RFC 3339 UTC; absent → received time.
-pub(crate) fn timestamp(
-    map: &Map<String, Value>,
-    key: &str,
-    ctx: &Ctx<'_>,
-) -> Result<String, NormalizeError> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(ctx.received_at.to_string()),
-        Some(Value::String(s)) => {
-            let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| {
-                NormalizeError::InvalidTimestamp(format!(
-                    "`{key}` {s:?} is not an RFC 3339 date-time"
-                ))
-            })?;
-            let utc = t.with_timezone(&chrono::Utc);
-            let limit = ctx.now + chrono::Duration::days(7);
-            if utc > limit {
-                return Err(NormalizeError::InvalidTimestamp(format!(
-                    "`{key}` {s:?} is more than 7 days in the future"
-                )));
-            }
-            if chrono::Datelike::year(&utc) < 0 {
-                // e.g. 0000-01-01T00:00:00+14:00: in UTC before year 0000, not RFC 3339.
-                return Err(NormalizeError::InvalidTimestamp(format!(
-                    "`{key}` {s:?} is before the year 0000 in UTC"
-                )));
-            }
-            if is_canonical_utc_millis(s) {
-                // Already exactly what formatting would produce: skip the re-format.
-                return Ok(s.clone());
-            }
-            Ok(utc.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        }
-        Some(other) => Err(NormalizeError::InvalidTimestamp(format!(
-            "`{key}` must be an RFC 3339 string, got {}",
-            limits::kind(other)
-        ))),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (no leap second): the form [`timestamp`] normalizes to.
-fn is_canonical_utc_millis(s: &str) -> bool {
-    const DIGITS: [usize; 17] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
-    let b = s.as_bytes();
-    b.len() == 24
-        && (b[4], b[7], b[10], b[13], b[16], b[19], b[23])
-            == (b'-', b'-', b'T', b':', b':', b'.', b'Z')
-        && DIGITS.iter().all(|&i| b[i].is_ascii_digit())
-        && &b[17..19] != b"60"
-}
-
-/// The event id: the payload's id if it is a string, else a UUIDv5 of the raw bytes.
-pub(crate) fn event_id(v: Option<&Value>, raw: &[u8], salt: usize) -> String {
-    match v {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => {
-            let mut bytes = raw.to_vec();
-            bytes.extend_from_slice(&salt.to_le_bytes());
-            uuid::Uuid::new_v5(&RELAY_NAMESPACE, &bytes).to_string()
-        }
-    }
-}
-
-/// A string-ish value as text (numbers become their decimal text).
-pub(crate) fn as_text(v: Option<&Value>) -> Option<String> {
-    match v {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
     }
 }
 

@@ -2,7 +2,9 @@
 //! comes out as serializable envelopes with a non-empty event name.
 
 use super::*;
+use crate::catalog::is_canonical_utc_millis;
 use proptest::prelude::*;
+use serde_json::Map;
 
 /// The valid fixture lines (read at run time: test data is not part of the build).
 fn valid_lines() -> Vec<&'static str> {
