@@ -303,14 +303,11 @@ fn revoke_timeout_must_stay_below_the_poll_interval() {
 }
 
 #[test]
-fn worker_threads_default_to_the_cores_less_one_and_zero_is_refused() {
+fn worker_threads_default_to_one_per_core_and_zero_is_refused() {
     let c = load_str(&example(), env()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.pipeline.worker_threads, None);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(
-        c.pipeline.effective_worker_threads(),
-        cores.saturating_sub(1).max(1)
-    );
+    assert_eq!(c.pipeline.effective_worker_threads(), cores);
     let mut e = env();
     e.push(("EVENT_RELAY__PIPELINE__WORKER_THREADS".into(), "3".into()));
     let c = load_str(&example(), e).unwrap_or_else(|e| panic!("{e}"));
