@@ -144,8 +144,10 @@ impl<'a> ConsumeLoop<'a> {
     /// Waits up to [`WAIT_BEFORE_PAUSE`] for `n` in-flight permits without polling the consumer.
     async fn acquire_briefly(&self, n: Cost) -> Result<Permits, Wait> {
         let metrics = &self.stages.metrics;
-        metrics.backpressure_paused.set(1);
+        // The in-flight gauges first: whoever sees the paused gauge at 1 sees what filled the
+        // bound.
         self.stages.report_in_flight();
+        metrics.backpressure_paused.set(1);
         let result = tokio::select! {
             _ = self.shutdown.cancelled() => Err(Wait::Shutdown),
             permits = self.stages.bound.hold(n) => Ok(permits),

@@ -56,17 +56,6 @@ fn stable_headers(r: &Req) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn header_map(r: &Req) -> axum::http::HeaderMap {
-    let mut h = axum::http::HeaderMap::new();
-    for (k, v) in &r.headers {
-        h.append(
-            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            axum::http::HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
-
 /// Webhook requests by their `webhook-id` (the event id).
 fn by_id(reqs: &[Req]) -> HashMap<String, Req> {
     reqs.iter()
@@ -80,9 +69,13 @@ fn posthog_events(reqs: &[Req]) -> HashMap<String, (Value, BTreeMap<String, Stri
     for r in reqs {
         let body = r.json();
         assert_eq!(body["api_key"], "phc_test_token", "{body}");
+        // Which events share a batch depends on timing (the linger), so the compressed
+        // body's length does too: it is not compared.
+        let mut headers = stable_headers(r);
+        headers.remove("content-length");
         for e in body["batch"].as_array().unwrap() {
             let uuid = e["uuid"].as_str().unwrap().to_string();
-            events.insert(uuid, (e.clone(), stable_headers(r)));
+            events.insert(uuid, (e.clone(), headers.clone()));
         }
     }
     events
@@ -169,7 +162,7 @@ async fn http2_targets_send_every_request_over_one_http2_connection_and_the_rest
         assert_eq!(a.header("x-event"), Some("CardViewed"));
         for r in [a, b] {
             verifier
-                .verify(&r.raw, &header_map(r))
+                .verify(&r.raw, &r.header_map())
                 .unwrap_or_else(|e| panic!("{:?} signature of {id}: {e:?}", r.version));
         }
     }
