@@ -209,7 +209,7 @@ impl PosthogService {
         write_event(&mut body, env, self.names);
         Preview {
             url: self.endpoint.to_string(),
-            headers: super::redacted(&self.headers()),
+            headers: super::service::redacted(&self.headers()),
             body,
         }
     }

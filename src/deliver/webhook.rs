@@ -162,7 +162,7 @@ impl WebhookService {
         let headers = self.headers(env, || env.id.clone(), &body)?;
         Ok(Preview {
             url: self.url(env),
-            headers: super::redacted(&headers),
+            headers: super::service::redacted(&headers),
             body,
         })
     }
