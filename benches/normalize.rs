@@ -189,7 +189,25 @@ fn with_extra_events(extra: usize) -> Normalizer {
     Normalizer::new(catalogs)
 }
 
+/// `NORMALIZE_PASSES=N`: normalize the corpus N times with each catalog set and exit, a fixed
+/// amount of work for an instruction counter (`valgrind --tool=callgrind`, whose counts repeat
+/// run to run whatever else the machine is doing, where timed rounds on a shared 2-core machine
+/// vary by ±15%). Prints the events normalized.
+fn fixed_passes(passes: usize) {
+    let settings = SourceSettings::standalone(SourceFormat::Auto);
+    let corpus = corpus();
+    for n in [Normalizer::builtin().expect("builtin catalogs"), with_extra_events(500)] {
+        let events: usize = (0..passes)
+            .map(|_| run_once(&n, &settings, &corpus, false).0)
+            .sum();
+        println!("normalized {events} events");
+    }
+}
+
 fn main() {
+    if let Some(passes) = std::env::var("NORMALIZE_PASSES").ok().and_then(|p| p.parse().ok()) {
+        return fixed_passes(passes);
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     let builtin = Normalizer::builtin().expect("builtin catalogs");
