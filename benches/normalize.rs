@@ -196,7 +196,10 @@ fn with_extra_events(extra: usize) -> Normalizer {
 fn fixed_passes(passes: usize) {
     let settings = SourceSettings::standalone(SourceFormat::Auto);
     let corpus = corpus();
-    for n in [Normalizer::builtin().expect("builtin catalogs"), with_extra_events(500)] {
+    for n in [
+        Normalizer::builtin().expect("builtin catalogs"),
+        with_extra_events(500),
+    ] {
         let events: usize = (0..passes)
             .map(|_| run_once(&n, &settings, &corpus, false).0)
             .sum();
@@ -205,7 +208,10 @@ fn fixed_passes(passes: usize) {
 }
 
 fn main() {
-    if let Some(passes) = std::env::var("NORMALIZE_PASSES").ok().and_then(|p| p.parse().ok()) {
+    if let Some(passes) = std::env::var("NORMALIZE_PASSES")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
         return fixed_passes(passes);
     }
     benches();

@@ -32,18 +32,56 @@ pub(crate) fn parse_str(text: &str) -> Result<Value, NormalizeError> {
         };
     }
     let mut scratch = SCRATCH.take();
-    let mut de = serde_json::Deserializer::from_str(text);
-    let seed = FastValue {
-        scratch: &mut scratch,
-    };
+    // sonic-rs scans strings with SIMD; the value it builds (through the same visitor) is
+    // serde_json's. Anything it refuses is parsed again by serde_json, whose verdict and error
+    // text stand (the property tests hold the two to the same values and errors).
     let value =
-        serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|v| de.end().map(|()| v));
+        parse_with(&mut sonic_rs::Deserializer::from_str(text), &mut scratch).or_else(|_| {
+            scratch.clear();
+            parse_with(&mut serde_json::Deserializer::from_str(text), &mut scratch)
+                .map_err(|e| NormalizeError::NotJson(e.to_string()))
+        });
     // Keep the buffer for the next message unless a huge one blew it up.
     if scratch.capacity() <= 4096 {
         scratch.clear();
         SCRATCH.set(scratch);
     }
-    value.map_err(|e| NormalizeError::NotJson(e.to_string()))
+    value
+}
+
+/// One JSON document through [`FastValue`], refusing trailing text.
+trait Document<'de> {
+    type Error;
+    fn value(&mut self, seed: FastValue<'_>) -> Result<Value, Self::Error>;
+    fn end(&mut self) -> Result<(), Self::Error>;
+}
+
+impl<'de> Document<'de> for serde_json::Deserializer<serde_json::de::StrRead<'de>> {
+    type Error = serde_json::Error;
+    fn value(&mut self, seed: FastValue<'_>) -> Result<Value, Self::Error> {
+        serde::de::DeserializeSeed::deserialize(seed, self)
+    }
+    fn end(&mut self) -> Result<(), Self::Error> {
+        serde_json::Deserializer::end(self)
+    }
+}
+
+impl<'de> Document<'de> for sonic_rs::Deserializer<sonic_rs::Read<'de>> {
+    type Error = sonic_rs::Error;
+    fn value(&mut self, seed: FastValue<'_>) -> Result<Value, Self::Error> {
+        serde::de::DeserializeSeed::deserialize(seed, self)
+    }
+    fn end(&mut self) -> Result<(), Self::Error> {
+        sonic_rs::Deserializer::end(self)
+    }
+}
+
+fn parse_with<'de, D: Document<'de>>(
+    de: &mut D,
+    scratch: &mut Vec<(String, Value)>,
+) -> Result<Value, D::Error> {
+    let value = de.value(FastValue { scratch })?;
+    de.end().map(|()| value)
 }
 
 /// Builds a [`Value`] exactly like `serde_json`'s own `Deserialize for Value` (same numbers,
