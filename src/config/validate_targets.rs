@@ -165,7 +165,7 @@ fn check_templates(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Pr
     }
     for (name, value) in t.headers.iter() {
         let at_header = at(&format!("headers.{name}"));
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             p.push(Problem::new(&at_header, "invalid HTTP header name"));
         }
         if value.contains("{{") && name.eq_ignore_ascii_case("host") {

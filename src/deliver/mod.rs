@@ -11,6 +11,7 @@
 
 mod attempt;
 mod circuit;
+pub mod client;
 mod park;
 pub mod posthog;
 mod rate;
@@ -29,7 +30,7 @@ use crate::report::{Journey, Reporter, TargetRef};
 use circuit::Circuit;
 use rate::RateLimiter;
 use schedule::Schedule;
-pub use service::{http_client, Preview, Service};
+pub use service::{Preview, Service};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,16 +53,17 @@ pub struct Delivery {
 /// Why a target could not be set up (at start-up, or for `event-relay route`).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("target {target}: cannot build HTTP client: {source}")]
-    HttpClient {
-        target: String,
-        source: reqwest::Error,
-    },
     #[error("target {target}: url {url:?}: {source}")]
     Url {
         target: String,
         url: String,
         source: url::ParseError,
+    },
+    #[error("target {target}: url {url:?} is not a request URI: {source}")]
+    Uri {
+        target: String,
+        url: String,
+        source: http::uri::InvalidUri,
     },
     #[error("target {target}: invalid header name {name:?}")]
     HeaderName { target: String, name: String },

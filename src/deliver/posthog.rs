@@ -6,12 +6,13 @@
 //! table is the common one), and a 400 or 413 answer to a multi-event batch is split by the
 //! caller (`AttemptError::splits_batch`) so one bad event never costs the others their delivery.
 
-use super::retry::{classify_response, classify_transport, AttemptError};
+use super::client::{HeaderMap, HeaderValue, HttpClient, Method, Uri};
+use super::retry::AttemptError;
 use super::{BuildError, Delivery, Preview};
 use crate::config::{EventNames, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
 use crate::report::{BodyLimit, Failure};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 use std::io::Write;
 
@@ -142,9 +143,11 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 
 /// A PostHog `/batch/` endpoint.
 pub struct PosthogService {
-    client: reqwest::Client,
+    client: HttpClient,
     /// `{url}/batch/`, parsed once (config validation checked that it parses).
-    endpoint: reqwest::Url,
+    endpoint: url::Url,
+    /// The same, as the request URI.
+    uri: Uri,
     api_key: String,
     historical: bool,
     names: EventNames,
@@ -153,16 +156,25 @@ pub struct PosthogService {
 }
 
 impl PosthogService {
-    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, BuildError> {
+    pub fn new(cfg: &TargetConfig, client: HttpClient) -> Result<Self, BuildError> {
         let endpoint = format!("{}/batch/", cfg.url.trim_end_matches('/'));
-        let endpoint = reqwest::Url::parse(&endpoint).map_err(|source| BuildError::Url {
+        let endpoint = url::Url::parse(&endpoint).map_err(|source| BuildError::Url {
             target: cfg.name.clone(),
             url: endpoint,
             source,
         })?;
+        let uri = endpoint
+            .as_str()
+            .parse()
+            .map_err(|source| BuildError::Uri {
+                target: cfg.name.clone(),
+                url: endpoint.to_string(),
+                source,
+            })?;
         Ok(Self {
             client,
             endpoint,
+            uri,
             api_key: cfg.api_key.clone().unwrap_or_default(),
             historical: cfg.historical_migration,
             names: cfg.event_names,
@@ -224,19 +236,10 @@ impl PosthogService {
             }));
         }
         let body = if self.gzip { gzip(&body) } else { body };
-        let resp = self
-            .client
-            .post(self.endpoint.clone())
-            .headers(self.headers())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify_transport(&e))?;
-        if resp.status().is_success() {
-            return Ok(resp.status().as_u16());
-        }
         // PostHog's status table is the common classifier's (see `retry::classify_status`).
-        Err(classify_response(resp).await)
+        self.client
+            .exchange(Method::POST, self.uri.clone(), self.headers(), body)
+            .await
     }
 }
 

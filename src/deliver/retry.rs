@@ -4,9 +4,10 @@
 //! uniform draw from `[0, base]` where `base` doubles from `initial_backoff` up to
 //! `max_backoff`. A server's `Retry-After` (seconds or HTTP date) replaces the draw.
 
+use super::client::Answer;
 use super::schedule::Phase;
 use crate::config::RetryConfig;
-use crate::report::{Failure, TransportKind};
+use crate::report::Failure;
 use backon::BackoffBuilder;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -97,49 +98,25 @@ pub fn classify_status(
 
 /// Classifies an HTTP answer that is not a success: its status, `Retry-After` and a short hint
 /// from its body.
-pub async fn classify_response(resp: reqwest::Response) -> AttemptError {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
+pub async fn classify_response(answer: Answer) -> AttemptError {
+    let status = answer.status.as_u16();
+    let retry_after = answer
+        .headers
+        .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let hint = body_hint(resp).await;
+    let hint = body_hint(&answer.body_prefix(200).await);
     classify_status(status, retry_after, &hint)
 }
 
-/// Reads a short, single-line hint from an error response body (never the whole body).
-async fn body_hint(resp: reqwest::Response) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+/// A short, single-line hint from the start of an error response body (never the whole body).
+fn body_hint(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
         .trim()
         .to_string()
-}
-
-/// Classifies a transport error (connect, timeout, reset): always retryable.
-pub fn classify_transport(err: &reqwest::Error) -> AttemptError {
-    let kind = if err.is_timeout() {
-        TransportKind::Timeout
-    } else if err.is_connect() {
-        TransportKind::Connect
-    } else {
-        TransportKind::Other
-    };
-    // reqwest's Display can include the URL; keep only the kind and the root cause.
-    let mut cause: &dyn std::error::Error = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    AttemptError::Retryable {
-        failure: Failure::Transport {
-            kind,
-            cause: cause.to_string(),
-        },
-        retry_after: None,
-    }
 }
 
 /// Parses a `Retry-After` header: delta-seconds or an HTTP date.

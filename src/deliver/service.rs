@@ -1,13 +1,14 @@
-//! The request side of a target: its HTTP client ([`http_client`]) and the [`Service`] that
+//! The request side of a target: the [`Service`] that, through its own
+//! [`HttpClient`](super::client::HttpClient),
 //! sends a batch or, for `event-relay route`, shows what it would send ([`Preview`], with
 //! credentials redacted).
 
+use super::client::{HeaderMap, HttpClient};
 use super::retry::AttemptError;
 use super::{posthog, webhook, BuildError, Delivery};
 use crate::config::{TargetConfig, TargetKind};
 use crate::envelope::Envelope;
 use crate::report::Failure;
-use std::time::Duration;
 
 /// How a target talks HTTP.
 pub enum Service {
@@ -18,7 +19,7 @@ pub enum Service {
 impl Service {
     /// The service of one target, with its own HTTP client.
     pub fn new(cfg: &TargetConfig) -> Result<Self, BuildError> {
-        let client = http_client(cfg)?;
+        let client = HttpClient::new(cfg)?;
         Ok(match cfg.kind {
             TargetKind::Webhook => Service::Webhook(webhook::WebhookService::new(cfg, client)?),
             TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)?),
@@ -67,7 +68,7 @@ fn is_secret_header(name: &str) -> bool {
 }
 
 /// Headers as text, credentials redacted.
-pub(super) fn redacted(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+pub(super) fn redacted(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
@@ -79,33 +80,4 @@ pub(super) fn redacted(headers: &reqwest::header::HeaderMap) -> Vec<(String, Str
             (name.to_string(), text)
         })
         .collect()
-}
-
-/// Builds the HTTP client of one target.
-pub fn http_client(cfg: &TargetConfig) -> Result<reqwest::Client, BuildError> {
-    if cfg.tls_insecure_skip_verify {
-        tracing::warn!(target_name = %cfg.name, "TLS certificate verification is DISABLED for this target (tls_insecure_skip_verify = true)");
-    }
-    let builder = reqwest::Client::builder()
-        .timeout(cfg.timeout.get())
-        .connect_timeout(cfg.timeout.get().min(Duration::from_secs(10)))
-        .pool_max_idle_per_host(cfg.max_in_flight)
-        .redirect(reqwest::redirect::Policy::none())
-        .danger_accept_invalid_certs(cfg.tls_insecure_skip_verify)
-        .user_agent(concat!("event-relay/", env!("CARGO_PKG_VERSION")));
-    // `http2 = true`: one connection carries every request in flight (h2c on http://).
-    // Not set, measured in issue 16 (no difference beyond the bench's run-to-run noise):
-    // `tcp_nodelay(true)` is reqwest's default already; `http1_only()` for the other targets
-    // changes nothing on http:// and would stop https:// ones from negotiating HTTP/2 through
-    // ALPN. The idle-pool cap above hardly ever binds (at most `max_in_flight` requests are in
-    // flight); dropping it made no difference either.
-    let builder = if cfg.http2 {
-        builder.http2_prior_knowledge()
-    } else {
-        builder
-    };
-    builder.build().map_err(|source| BuildError::HttpClient {
-        target: cfg.name.clone(),
-        source,
-    })
 }

@@ -1,14 +1,16 @@
 //! The webhook target: one request per event (or a JSON array per batch) to any HTTP endpoint,
 //! with templated URL/headers and optional Standard Webhooks signing.
 
-use super::retry::{classify_response, classify_transport, AttemptError};
+use super::client::{HeaderMap, HeaderName, HeaderValue, HttpClient, Method, Uri};
+use super::retry::AttemptError;
 use super::signing::Signer;
 use super::template::Template;
 use super::{BuildError, Delivery, Preview};
 use crate::config::{BodyFormat, EventNames, HttpMethod, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
+use crate::report::TransportKind;
 use crate::report::{BodyLimit, Failure};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 
 /// The Standard Webhooks headers.
 const WEBHOOK_SIGNATURE: &str = "webhook-signature";
@@ -17,12 +19,12 @@ const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 
 /// A webhook endpoint.
 pub struct WebhookService {
-    client: reqwest::Client,
-    method: reqwest::Method,
+    client: HttpClient,
+    method: Method,
     url: Template,
     /// The URL parsed once, when it has no placeholders (most targets): parsing it again for
     /// every request was ~3% of the relay's CPU in the webhook benchmark.
-    static_url: Option<reqwest::Url>,
+    static_url: Option<(url::Url, Uri)>,
     headers: Vec<(HeaderName, Template)>,
     body: BodyFormat,
     signer: Option<Signer>,
@@ -33,7 +35,7 @@ pub struct WebhookService {
 }
 
 impl WebhookService {
-    pub fn new(cfg: &TargetConfig, client: reqwest::Client) -> Result<Self, BuildError> {
+    pub fn new(cfg: &TargetConfig, client: HttpClient) -> Result<Self, BuildError> {
         let headers = cfg
             .headers
             .iter()
@@ -49,15 +51,19 @@ impl WebhookService {
         let url = Template::parse(&cfg.url);
         let static_url = url
             .is_static()
-            .then(|| reqwest::Url::parse(&cfg.url).ok())
+            .then(|| {
+                let url = url::Url::parse(&cfg.url).ok()?;
+                let uri = url.as_str().parse().ok()?;
+                Some((url, uri))
+            })
             .flatten();
         let signer = cfg.signing_secret.as_deref().map(Signer::new).transpose();
         Ok(Self {
             client,
             method: match cfg.method {
-                HttpMethod::Post => reqwest::Method::POST,
-                HttpMethod::Put => reqwest::Method::PUT,
-                HttpMethod::Patch => reqwest::Method::PATCH,
+                HttpMethod::Post => Method::POST,
+                HttpMethod::Put => Method::PUT,
+                HttpMethod::Patch => Method::PATCH,
             },
             url,
             static_url,
@@ -114,7 +120,7 @@ impl WebhookService {
     /// The request URL for a batch whose first event is `first`.
     fn url(&self, first: &Envelope) -> String {
         match &self.static_url {
-            Some(url) => url.to_string(),
+            Some((url, _)) => url.to_string(),
             None => self.url.render(first, true),
         }
     }
@@ -181,19 +187,32 @@ impl WebhookService {
         let headers = self
             .headers(first, || Self::message_id(batch), &body)
             .map_err(AttemptError::Final)?;
-        let req = match &self.static_url {
-            Some(url) => self.client.request(self.method.clone(), url.clone()),
-            None => self.client.request(self.method.clone(), self.url(first)),
+        let uri = match &self.static_url {
+            Some((_, uri)) => uri.clone(),
+            None => request_uri(&self.url(first))?,
         };
-        let resp = req
-            .headers(headers)
-            .body(body)
-            .send()
+        self.client
+            .exchange(self.method.clone(), uri, headers, body)
             .await
-            .map_err(|e| classify_transport(&e))?;
-        if resp.status().is_success() {
-            return Ok(resp.status().as_u16());
-        }
-        Err(classify_response(resp).await)
+    }
+}
+
+/// A rendered URL template as a request URI (placeholders are percent-encoded, so this fails
+/// only where the configured URL itself does not parse; retried as a transport error, as any
+/// request that cannot be sent).
+fn request_uri(text: &str) -> Result<Uri, AttemptError> {
+    let url = url::Url::parse(text).map_err(|e| bad_url(e.to_string()))?;
+    url.as_str()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad_url(e.to_string()))
+}
+
+fn bad_url(cause: String) -> AttemptError {
+    AttemptError::Retryable {
+        failure: Failure::Transport {
+            kind: TransportKind::Other,
+            cause: format!("invalid URL: {cause}"),
+        },
+        retry_after: None,
     }
 }

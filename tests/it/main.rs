@@ -28,5 +28,6 @@ mod reload;
 mod routing;
 pub mod tiers;
 mod tiers_failures;
+mod tls;
 mod topics;
 mod webhook;
