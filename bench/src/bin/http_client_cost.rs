@@ -1,9 +1,10 @@
-//! Client-side CPU per webhook POST (issue 16): the relay's HTTP client (reqwest, built like
-//! `deliver::service::http_client`) against lean hyper clients, on loopback HTTP/1.1 (and h2c).
+//! Client-side CPU per webhook POST (issue 16): reqwest, built as the relay built it before
+//! issue 16, against lean hyper clients (the relay now sends through `hyper-legacy`'s client,
+//! `src/deliver/client.rs`), on loopback HTTP/1.1 (and h2c).
 //!
 //! Kinds, each sending the same ~600-byte JSON body with `content-type` and three `webhook-*`
 //! headers of realistic length (body and header map made afresh per request, as the relay does):
-//! - `reqwest`: the relay's client and request path (per-request timeout, drop the response);
+//! - `reqwest`: the relay's former client and request path (per-request timeout, drop the response);
 //! - `hyper-legacy`: `hyper_util::client::legacy::Client` (pool of `concurrency` idle
 //!   connections), `tokio::time::timeout` around each request, response body read;
 //! - `hyper-conn`: `concurrency` `hyper::client::conn::http1` connections handshaken once, each
@@ -137,7 +138,7 @@ impl Template {
     }
 }
 
-/// `deliver::service::http_client` with the relay's defaults (`http2` as the target's flag).
+/// The relay's former `deliver::service::http_client` (reqwest) with the relay's defaults (`http2` as the target's flag).
 fn reqwest_client(concurrency: usize, http2: bool) -> Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .timeout(TIMEOUT)
