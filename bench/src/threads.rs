@@ -121,7 +121,9 @@ pub fn tables(rows: &[Value], other: Option<&[Value]>) -> String {
                 }
             });
         }
-        let other_core = o.flatten().map(|o| format!(" (other: {})", per_core(&json!(o))));
+        let other_core = o
+            .flatten()
+            .map(|o| format!(" (other: {})", per_core(&json!(o))));
         t.push_str(&format!(
             "\nconsume → normalize → route, on the consume loop's thread: {} events/s per core{}\n",
             per_core(&json!(groups)),
@@ -134,7 +136,9 @@ pub fn tables(rows: &[Value], other: Option<&[Value]>) -> String {
 /// Events per CPU second of the consume loop's thread (its group comes first), with thousands
 /// separators, or – when it did not run.
 fn per_core(groups: &Value) -> String {
-    let x = groups[0]["cpu_secs_per_million"].as_f64().unwrap_or(f64::NAN);
+    let x = groups[0]["cpu_secs_per_million"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     if !(x.is_finite() && x > 0.0) {
         return "–".into();
     }
