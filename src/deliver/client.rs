@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
@@ -66,6 +66,8 @@ impl HttpClient {
         builder
             .pool_max_idle_per_host(cfg.max_in_flight)
             .pool_idle_timeout(Duration::from_secs(90))
+            // Idle connections past the timeout are closed by a timer, not only when found.
+            .pool_timer(TokioTimer::new())
             .http2_only(cfg.http2);
         Ok(Self {
             client: builder.build(https),
