@@ -57,10 +57,13 @@ impl HttpClient {
         http.set_connect_timeout(Some(cfg.timeout.get().min(Duration::from_secs(10))));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(cfg.tls_insecure_skip_verify))
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+            .https_or_http();
+        // ALPN on https://: `h2` alone with `http2 = true`, else `h2` and `http/1.1`.
+        let https = if cfg.http2 {
+            https.enable_http2().wrap_connector(http)
+        } else {
+            https.enable_http1().enable_http2().wrap_connector(http)
+        };
         let mut builder = Client::builder(TokioExecutor::new());
         // `http2 = true`: one connection carries every request in flight (h2c on http://).
         builder
