@@ -174,7 +174,9 @@ impl Answer {
     }
 }
 
-fn transport(kind: TransportKind, cause: String) -> AttemptError {
+/// A failure to get an answer at all (connect, TLS, timeout, reset, a URL that cannot be sent):
+/// always retryable.
+pub(super) fn transport(kind: TransportKind, cause: String) -> AttemptError {
     AttemptError::Retryable {
         failure: Failure::Transport { kind, cause },
         retry_after: None,

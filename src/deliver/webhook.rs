@@ -208,11 +208,5 @@ fn request_uri(text: &str) -> Result<Uri, AttemptError> {
 }
 
 fn bad_url(cause: String) -> AttemptError {
-    AttemptError::Retryable {
-        failure: Failure::Transport {
-            kind: TransportKind::Other,
-            cause: format!("invalid URL: {cause}"),
-        },
-        retry_after: None,
-    }
+    super::client::transport(TransportKind::Other, format!("invalid URL: {cause}"))
 }
