@@ -110,6 +110,7 @@ impl HttpClient {
         headers
             .entry(USER_AGENT)
             .or_insert_with(|| self.user_agent.clone());
+        let uri = credentials_to_header(uri, &mut headers);
         let mut req = http::Request::new(Full::new(Bytes::from(body)));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
@@ -172,6 +173,39 @@ impl Answer {
             let _ = timeout_at(deadline, Limited::new(body, DRAIN_LIMIT).collect()).await;
         });
     }
+}
+
+/// Credentials in the URL (`https://user:pass@host/...`) go as HTTP Basic authorization, as
+/// reqwest (the client before issue 16) and browsers send them, unless the request already has
+/// an `Authorization` header; the request target and `Host` carry no userinfo. A URL without
+/// `@` in its authority (nearly all) is returned as it is.
+fn credentials_to_header(uri: Uri, headers: &mut HeaderMap) -> Uri {
+    if !uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return uri;
+    }
+    let Ok(mut url) = url::Url::parse(&uri.to_string()) else {
+        return uri;
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let (user, password) = (decode(url.username()), url.password().map(decode));
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let Ok(bare) = url.as_str().parse() else {
+        return uri;
+    };
+    if !headers.contains_key(http::header::AUTHORIZATION) {
+        use base64::Engine;
+        let pair = format!("{user}:{}", password.unwrap_or_default());
+        let token = base64::engine::general_purpose::STANDARD.encode(pair);
+        if let Ok(value) = HeaderValue::from_str(&format!("Basic {token}")) {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+    }
+    bare
 }
 
 /// A failure to get an answer at all (connect, TLS, timeout, reset, a URL that cannot be sent):
@@ -258,5 +292,39 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_become_basic_authorization_and_leave_the_uri() {
+        let mut headers = HeaderMap::new();
+        let uri: Uri = "http://user:p%40ss@127.0.0.1:8080/hook?x=1"
+            .parse()
+            .unwrap();
+        let bare = credentials_to_header(uri, &mut headers);
+        assert_eq!(bare.to_string(), "http://127.0.0.1:8080/hook?x=1");
+        // base64("user:p@ss")
+        assert_eq!(headers[http::header::AUTHORIZATION], "Basic dXNlcjpwQHNz");
+    }
+
+    #[test]
+    fn a_configured_authorization_header_wins_and_plain_urls_are_untouched() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer t"),
+        );
+        let bare = credentials_to_header("https://u:p@example.com/".parse().unwrap(), &mut headers);
+        assert_eq!(bare.to_string(), "https://example.com/");
+        assert_eq!(headers[http::header::AUTHORIZATION], "Bearer t");
+
+        let mut headers = HeaderMap::new();
+        let plain = credentials_to_header("https://example.com/a".parse().unwrap(), &mut headers);
+        assert_eq!(plain.to_string(), "https://example.com/a");
+        assert!(headers.is_empty());
     }
 }
