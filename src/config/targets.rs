@@ -126,6 +126,13 @@ pub struct TargetConfig {
     /// HTTP/2: one that does not fails every request. Off by default.
     #[serde(default, deserialize_with = "super::lenient::lenient_bool")]
     pub http2: bool,
+    /// The HTTP proxy this target's requests go through, for relays that may only reach the
+    /// outside through one: `"http://[user:pass@]host:port"` (`https://` targets through a
+    /// `CONNECT` tunnel, `http://` targets as absolute-form requests), or `"none"` for direct
+    /// connections. Unset: the environment decides, as for curl (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`, either case).
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// Circuit breaker settings.
     #[serde(default)]
     pub circuit: CircuitConfig,

@@ -40,6 +40,30 @@ pub(super) fn check_url(url: &str) -> Result<(), UrlError> {
     Ok(())
 }
 
+/// The `targets[].proxy` value that turns proxies off for the target, environment included.
+pub const NO_PROXY: &str = "none";
+
+/// Why a `targets[].proxy` setting cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyUrlError {
+    #[error("{0:?} is not a URL (expected \"http://host:port\" or \"none\")")]
+    NotUrl(String),
+    #[error("{0:?}: only http:// proxies are supported (got {1}://)")]
+    Scheme(String, String),
+}
+
+/// A `proxy` setting other than `"none"` must be an `http://` URL with a host.
+pub fn check_proxy_url(url: &str) -> Result<(), ProxyUrlError> {
+    let parsed = url::Url::parse(url).map_err(|_| ProxyUrlError::NotUrl(url.to_string()))?;
+    if parsed.scheme() != "http" {
+        return Err(ProxyUrlError::Scheme(url.into(), parsed.scheme().into()));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ProxyUrlError::NotUrl(url.to_string()));
+    }
+    Ok(())
+}
+
 const PER_EVENT_IN_BATCH: &str = "cannot be combined with batch_max_events > 1 (one request carries events with different values)";
 
 impl Config {
@@ -77,6 +101,14 @@ impl Config {
 fn check_target(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
     if let Err(e) = check_url(&t.url) {
         p.push(Problem::new(&at("url"), e));
+    }
+    if let Some(proxy) = t.proxy.as_deref().map(str::trim) {
+        if let Err(e) = (proxy != NO_PROXY)
+            .then(|| check_proxy_url(proxy))
+            .transpose()
+        {
+            p.push(Problem::new(&at("proxy"), e));
+        }
     }
     check_limits(t, at, p);
     match t.kind {
@@ -179,5 +211,30 @@ fn check_templates(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Pr
                 format!("a templated header {PER_EVENT_IN_BATCH}"),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_proxy_urls_are_accepted() {
+        assert_eq!(
+            check_proxy_url("socks5://proxy:1080"),
+            Err(ProxyUrlError::Scheme(
+                "socks5://proxy:1080".into(),
+                "socks5".into()
+            ))
+        );
+        assert!(matches!(
+            check_proxy_url("https://proxy:3128"),
+            Err(ProxyUrlError::Scheme(..))
+        ));
+        assert!(matches!(
+            check_proxy_url("not a url"),
+            Err(ProxyUrlError::NotUrl(_))
+        ));
+        assert!(check_proxy_url("http://user:pw@proxy.internal:3128").is_ok());
     }
 }

@@ -7,12 +7,13 @@
 //! 64 and 256 concurrent: 0.61–0.63× reqwest's client CPU per request over HTTP/1.1 (reqwest's
 //! layers, URL conversion and per-request allocations); see the README's performance section.
 
+use super::proxy::{Proxies, ProxyConnector};
 use super::retry::{classify_response, AttemptError};
 use super::BuildError;
 use crate::config::TargetConfig;
 use crate::report::{Failure, TransportKind};
 use bytes::Bytes;
-use http::header::USER_AGENT;
+use http::header::{PROXY_AUTHORIZATION, USER_AGENT};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_rustls::HttpsConnector;
@@ -31,7 +32,9 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// One target's HTTP client (cheap to clone: the pool is shared).
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<ProxyConnector>, Full<Bytes>>,
+    /// Which proxy (if any) each destination goes through.
+    proxies: Proxies,
     /// The whole exchange, from sending to the end of the answer's body.
     timeout: Duration,
     user_agent: HeaderValue,
@@ -46,7 +49,7 @@ pub struct Answer {
 }
 
 impl HttpClient {
-    /// Builds the client of one target.
+    /// Builds the client of one target (its proxy from `proxy`, else the process environment).
     pub fn new(cfg: &TargetConfig) -> Result<Self, BuildError> {
         if cfg.tls_insecure_skip_verify {
             tracing::warn!(target_name = %cfg.name, "TLS certificate verification is DISABLED for this target (tls_insecure_skip_verify = true)");
@@ -55,6 +58,14 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.timeout.get().min(Duration::from_secs(10))));
+        let proxies =
+            Proxies::new(cfg.proxy.as_deref(), |k| std::env::var(k).ok()).map_err(|source| {
+                BuildError::Proxy {
+                    target: cfg.name.clone(),
+                    source,
+                }
+            })?;
+        let http = ProxyConnector::new(http, proxies.clone());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(cfg.tls_insecure_skip_verify))
             .https_or_http();
@@ -74,6 +85,7 @@ impl HttpClient {
             .http2_only(cfg.http2);
         Ok(Self {
             client: builder.build(https),
+            proxies,
             timeout: cfg.timeout.get(),
             user_agent: HeaderValue::from_static(concat!(
                 "event-relay/",
@@ -111,6 +123,9 @@ impl HttpClient {
             .entry(USER_AGENT)
             .or_insert_with(|| self.user_agent.clone());
         let uri = credentials_to_header(uri, &mut headers);
+        if let Some(auth) = self.proxies.authorization(&uri) {
+            headers.insert(PROXY_AUTHORIZATION, auth);
+        }
         let mut req = http::Request::new(Full::new(Bytes::from(body)));
         *req.method_mut() = method;
         *req.uri_mut() = uri;

@@ -14,6 +14,7 @@ mod circuit;
 pub mod client;
 mod park;
 pub mod posthog;
+pub mod proxy;
 mod rate;
 pub mod retry;
 pub mod schedule;
@@ -71,6 +72,11 @@ pub enum BuildError {
     SigningSecret {
         target: String,
         source: signing::SecretError,
+    },
+    #[error("target {target}: proxy: {source}")]
+    Proxy {
+        target: String,
+        source: crate::config::ProxyUrlError,
     },
 }
 

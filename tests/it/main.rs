@@ -20,6 +20,7 @@ mod logging;
 mod normalize_cli;
 mod normalize_pipeline;
 mod operations;
+mod outbound_proxy;
 mod poison;
 mod posthog;
 pub mod redrive;
