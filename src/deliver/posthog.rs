@@ -220,7 +220,7 @@ impl PosthogService {
         let mut body = Vec::new();
         write_event(&mut body, env, self.names);
         Preview {
-            url: self.endpoint.to_string(),
+            url: super::service::redacted_url(self.endpoint.to_string()),
             headers: super::service::redacted(&self.headers()),
             body,
         }

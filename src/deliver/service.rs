@@ -47,7 +47,7 @@ impl Service {
 /// What a target would send for one event (see [`Service::preview`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preview {
-    /// The request URL, templates rendered.
+    /// The request URL, templates rendered, a password in it shown as `redacted`.
     pub url: String,
     /// The request headers as sent, except that credentials are replaced by `<redacted>`.
     pub headers: Vec<(String, String)>,
@@ -67,6 +67,18 @@ fn is_secret_header(name: &str) -> bool {
             .any(|word| name.contains(word))
 }
 
+/// A URL as a dry run shows it: a password in it (`https://user:pass@host/`) replaced by
+/// `redacted`, like the credential headers.
+pub(super) fn redacted_url(url: String) -> String {
+    match url::Url::parse(&url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.into()
+        }
+        _ => url,
+    }
+}
+
 /// Headers as text, credentials redacted.
 pub(super) fn redacted(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
@@ -80,4 +92,19 @@ pub(super) fn redacted(headers: &HeaderMap) -> Vec<(String, String)> {
             (name.to_string(), text)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_password_in_a_url_is_not_shown() {
+        assert_eq!(
+            redacted_url("https://crm:s3cret@hooks.example.com/in?x=1".into()),
+            "https://crm:redacted@hooks.example.com/in?x=1"
+        );
+        let plain = "https://hooks.example.com/in/{{event}}".to_string();
+        assert_eq!(redacted_url(plain.clone()), plain);
+    }
 }

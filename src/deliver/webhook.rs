@@ -167,7 +167,7 @@ impl WebhookService {
         self.write_one(&mut body, env, raw);
         let headers = self.headers(env, || env.id.clone(), &body)?;
         Ok(Preview {
-            url: self.url(env),
+            url: super::service::redacted_url(self.url(env)),
             headers: super::service::redacted(&headers),
             body,
         })
