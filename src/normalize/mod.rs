@@ -314,6 +314,8 @@ pub(crate) fn validation(
 #[cfg(test)]
 mod parse_proptests;
 #[cfg(test)]
+mod proptest_inputs;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Property tests of the parser and its guards: the depth check's shortcut decides like the
 //! plain scan, and parsing gives what `serde_json::from_str` gives (values, errors, duplicate keys).
 
-use super::proptests::{apply, arb_json, leaf, mutation};
+use super::proptest_inputs::{apply, arb_json, leaf, mutation};
 use super::*;
 use proptest::prelude::*;
 
