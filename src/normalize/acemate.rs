@@ -7,8 +7,8 @@
 //! move to `user.traits`; the event's catalog properties are validated and kept typed.
 
 use super::{
-    apply_policy, as_text, event_id, event_name, into_text, limits, timestamp_checked, validation,
-    Ctx, NormalizeError, Normalized, Rejected,
+    apply_policy, as_text, event_id, event_name_of, into_text, limits, timestamp_checked,
+    validation, Ctx, NormalizeError, Normalized, Rejected,
 };
 use crate::catalog::{check_props, Catalog, PropPath};
 use crate::envelope::{Envelope, Origin, Source, User, ENVELOPE_VERSION};
@@ -115,12 +115,42 @@ fn declared_attributes(
     });
 }
 
-fn take_object(
-    map: &mut Map<String, Value>,
-    key: &str,
-    problems: &mut Vec<String>,
-) -> Map<String, Value> {
-    match map.remove(key) {
+/// The top-level fields of a capture event, moved out of its map in one pass (cheaper than a
+/// search per field); the map's other keys are dropped with it.
+#[derive(Default)]
+struct Top {
+    event: Option<Value>,
+    timestamp: Option<Value>,
+    uuid: Option<Value>,
+    distinct_id: Option<Value>,
+    properties: Option<Value>,
+    set: Option<Value>,
+    set_once: Option<Value>,
+}
+
+impl Top {
+    fn take(map: Map<String, Value>) -> Self {
+        let mut top = Top::default();
+        for (key, value) in map {
+            let slot = match key.as_str() {
+                "event" => &mut top.event,
+                "timestamp" => &mut top.timestamp,
+                "uuid" => &mut top.uuid,
+                "distinct_id" => &mut top.distinct_id,
+                "properties" => &mut top.properties,
+                "$set" => &mut top.set,
+                "$set_once" => &mut top.set_once,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        top
+    }
+}
+
+/// An object-valued field (`key` names it in a problem): absent or null is empty.
+fn object_of(value: Option<Value>, key: &str, problems: &mut Vec<String>) -> Map<String, Value> {
+    match value {
         Some(Value::Object(m)) => m,
         None | Some(Value::Null) => Map::new(),
         Some(other) => {
@@ -133,9 +163,9 @@ fn take_object(
     }
 }
 
-/// A top-level string of the event, moved out of its map (checked to be one by the caller).
-fn take_string(map: &mut Map<String, Value>, key: &str) -> String {
-    match map.remove(key) {
+/// A string field (checked to be one by the caller), moved out.
+fn string_of(value: Option<Value>) -> String {
+    match value {
         Some(Value::String(s)) => s,
         _ => String::new(),
     }
@@ -143,30 +173,30 @@ fn take_string(map: &mut Map<String, Value>, key: &str) -> String {
 
 fn one(
     catalog: &Catalog,
-    mut map: Map<String, Value>,
+    map: Map<String, Value>,
     ctx: &Ctx<'_>,
     raw: &[u8],
     salt: usize,
     origin: Origin,
 ) -> Result<Envelope, NormalizeError> {
-    // The top-level fields read here are moved out of the map (dropped right after), not copied.
-    event_name(&map)?;
-    let ts = timestamp_checked(&map, "timestamp", ctx)?;
-    let event = take_string(&mut map, "event");
-    let ts = ts.unwrap_or_else(|| take_string(&mut map, "timestamp"));
+    // The top-level fields read here are moved out of the map (the rest dropped), not copied.
+    let top = Top::take(map);
+    event_name_of(top.event.as_ref())?;
+    let ts = timestamp_checked(top.timestamp.as_ref(), "timestamp", ctx)?;
+    let event = string_of(top.event);
+    let ts = ts.unwrap_or_else(|| string_of(top.timestamp));
     let mut problems = Vec::new();
-    let uuid = map.remove("uuid");
-    if let Some(Value::String(u)) = &uuid {
+    if let Some(Value::String(u)) = &top.uuid {
         if uuid::Uuid::parse_str(u).is_err() {
             problems.push(format!("uuid: {u:?} is not a valid uuid"));
         }
     }
-    let id = event_id(uuid, raw, salt);
-    let distinct_id = into_text(map.remove("distinct_id"));
+    let id = event_id(top.uuid, raw, salt);
+    let distinct_id = into_text(top.distinct_id);
     if distinct_id.as_deref().is_none_or(str::is_empty) {
         problems.push("distinct_id: required property missing".into());
     }
-    let mut properties = take_object(&mut map, "properties", &mut problems);
+    let mut properties = object_of(top.properties, "properties", &mut problems);
     let mut traits = Map::new();
     // Person properties: top-level and in-properties `$set` become the user's traits. (Keys are
     // sorted: a look at the few up to "$set_once" tells whether `properties` has either.)
@@ -174,20 +204,20 @@ fn one(
         .keys()
         .take_while(|k| k.as_str() <= "$set_once")
         .any(|k| k == "$set" || k == "$set_once");
-    let mut top = take_object(&mut map, "$set", &mut problems);
+    let mut set = object_of(top.set, "$set", &mut problems);
     let mut inner = if inner_sets {
-        take_object(&mut properties, "$set", &mut problems)
+        object_of(properties.remove("$set"), "$set", &mut problems)
     } else {
         Map::new()
     };
-    for m in [&mut top, &mut inner] {
+    for m in [&mut set, &mut inner] {
         for (k, v) in std::mem::take(m) {
             traits.insert(k, v);
         }
     }
     // `$set_once` must stay set-once: it is kept as the `$set_once` property (PostHog reads it
     // there), never merged into the traits that go out as `$set`.
-    let top_once = take_object(&mut map, "$set_once", &mut problems);
+    let top_once = object_of(top.set_once, "$set_once", &mut problems);
     if !top_once.is_empty() {
         match properties.get_mut("$set_once") {
             Some(Value::Object(inner)) => {

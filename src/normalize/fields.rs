@@ -8,7 +8,12 @@ use serde_json::{Map, Value};
 
 /// The `event` field: a non-empty string, else a hard error.
 pub(crate) fn event_name(map: &Map<String, Value>) -> Result<&str, NormalizeError> {
-    match map.get("event") {
+    event_name_of(map.get("event"))
+}
+
+/// [`event_name`] of the `event` value already taken out of its map.
+pub(crate) fn event_name_of(event: Option<&Value>) -> Result<&str, NormalizeError> {
+    match event {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
         Some(Value::String(_)) => Err(NormalizeError::MissingEvent("`event` is empty".into())),
         Some(other) => Err(NormalizeError::MissingEvent(format!(
@@ -25,20 +30,21 @@ pub(crate) fn timestamp(
     key: &str,
     ctx: &Ctx<'_>,
 ) -> Result<String, NormalizeError> {
-    Ok(match timestamp_checked(map, key, ctx)? {
+    Ok(match timestamp_checked(map.get(key), key, ctx)? {
         Some(t) => t,
         None => as_text(map.get(key)).unwrap_or_default(), // the payload's string as sent
     })
 }
 
-/// [`timestamp`], except that `Ok(None)` means the payload's own string is already exactly
-/// the normalized form (the caller may then move it out instead of copying it).
+/// [`timestamp`] of the value of `key`, except that `Ok(None)` means the payload's own string
+/// is already exactly the normalized form (the caller may then move it out instead of copying
+/// it).
 pub(crate) fn timestamp_checked(
-    map: &Map<String, Value>,
+    value: Option<&Value>,
     key: &str,
     ctx: &Ctx<'_>,
 ) -> Result<Option<String>, NormalizeError> {
-    match map.get(key) {
+    match value {
         None | Some(Value::Null) => Ok(Some(ctx.received_at.to_string())),
         Some(Value::String(s)) => {
             let utc = match canonical_instant(s) {

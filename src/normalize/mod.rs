@@ -24,7 +24,9 @@ use crate::envelope::{
 use serde_json::Value;
 use std::sync::Arc;
 
-pub(crate) use fields::{as_text, event_id, event_name, into_text, timestamp, timestamp_checked};
+pub(crate) use fields::{
+    as_text, event_id, event_name, event_name_of, into_text, timestamp, timestamp_checked,
+};
 pub use limits::MAX_DEPTH;
 
 /// Why a message (or one event of a batch) cannot be relayed. The `reason()` code goes into the
