@@ -73,11 +73,6 @@ impl Proxies {
         Self(Some(Arc::new(builder.build())))
     }
 
-    /// No proxy for any destination.
-    pub fn direct() -> Self {
-        Self(None)
-    }
-
     /// The proxy a request to `dst` goes through, if any.
     pub fn intercept(&self, dst: &Uri) -> Option<Intercept> {
         self.0.as_ref()?.intercept(dst)
