@@ -30,9 +30,10 @@ pub(crate) fn timestamp(
     key: &str,
     ctx: &Ctx<'_>,
 ) -> Result<String, NormalizeError> {
-    Ok(match timestamp_checked(map.get(key), key, ctx)? {
+    let value = map.get(key);
+    Ok(match timestamp_checked(value, key, ctx)? {
         Some(t) => t,
-        None => as_text(map.get(key)).unwrap_or_default(), // the payload's string as sent
+        None => as_text(value).unwrap_or_default(), // the payload's string as sent
     })
 }
 
