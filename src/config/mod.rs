@@ -30,7 +30,7 @@ pub use targets::{
 };
 pub use tiers::{delay_label, RetryTiersConfig, Tier};
 pub use validate::UnknownEnvelopeField;
-pub use validate_targets::{check_proxy_url, ProxyUrlError, UrlError, NO_PROXY};
+pub use validate_targets::{ProxySetting, ProxyUrlError, UrlError};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

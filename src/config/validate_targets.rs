@@ -41,7 +41,29 @@ pub(super) fn check_url(url: &str) -> Result<(), UrlError> {
 }
 
 /// The `targets[].proxy` value that turns proxies off for the target, environment included.
-pub const NO_PROXY: &str = "none";
+const NO_PROXY: &str = "none";
+
+/// What a target's `proxy` key asks for: exactly one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxySetting<'a> {
+    /// Unset: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` decide.
+    FromEnvironment,
+    /// `"none"`: direct connections, whatever the environment says.
+    Direct,
+    /// Every request through this `http://` proxy.
+    Via(&'a str),
+}
+
+impl TargetConfig {
+    /// The `proxy` key read (the one place its values are told apart), or why it cannot be used.
+    pub fn proxy_setting(&self) -> Result<ProxySetting<'_>, ProxyUrlError> {
+        match self.proxy.as_deref().map(str::trim) {
+            None => Ok(ProxySetting::FromEnvironment),
+            Some(NO_PROXY) => Ok(ProxySetting::Direct),
+            Some(url) => check_proxy_url(url).map(|()| ProxySetting::Via(url)),
+        }
+    }
+}
 
 /// Why a `targets[].proxy` setting cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +75,7 @@ pub enum ProxyUrlError {
 }
 
 /// A `proxy` setting other than `"none"` must be an `http://` URL with a host.
-pub fn check_proxy_url(url: &str) -> Result<(), ProxyUrlError> {
+fn check_proxy_url(url: &str) -> Result<(), ProxyUrlError> {
     let parsed = url::Url::parse(url).map_err(|_| ProxyUrlError::NotUrl(url.to_string()))?;
     if parsed.scheme() != "http" {
         return Err(ProxyUrlError::Scheme(url.into(), parsed.scheme().into()));
@@ -102,13 +124,8 @@ fn check_target(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Probl
     if let Err(e) = check_url(&t.url) {
         p.push(Problem::new(&at("url"), e));
     }
-    if let Some(proxy) = t.proxy.as_deref().map(str::trim) {
-        if let Err(e) = (proxy != NO_PROXY)
-            .then(|| check_proxy_url(proxy))
-            .transpose()
-        {
-            p.push(Problem::new(&at("proxy"), e));
-        }
+    if let Err(e) = t.proxy_setting() {
+        p.push(Problem::new(&at("proxy"), e));
     }
     check_limits(t, at, p);
     match t.kind {
@@ -236,5 +253,23 @@ mod tests {
             Err(ProxyUrlError::NotUrl(_))
         ));
         assert!(check_proxy_url("http://user:pw@proxy.internal:3128").is_ok());
+    }
+
+    #[test]
+    fn the_proxy_key_is_one_of_environment_direct_or_a_url() {
+        let mut t: TargetConfig = serde_json::from_value(serde_json::json!({
+            "name": "t", "kind": "webhook", "url": "https://example.com/",
+        }))
+        .unwrap();
+        assert_eq!(t.proxy_setting(), Ok(ProxySetting::FromEnvironment));
+        t.proxy = Some(" none ".into());
+        assert_eq!(t.proxy_setting(), Ok(ProxySetting::Direct));
+        t.proxy = Some("http://proxy:3128".into());
+        assert_eq!(
+            t.proxy_setting(),
+            Ok(ProxySetting::Via("http://proxy:3128"))
+        );
+        t.proxy = Some("socks5://proxy:1080".into());
+        assert!(matches!(t.proxy_setting(), Err(ProxyUrlError::Scheme(..))));
     }
 }

@@ -58,13 +58,11 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.timeout.get().min(Duration::from_secs(10))));
-        let proxies =
-            Proxies::new(cfg.proxy.as_deref(), |k| std::env::var(k).ok()).map_err(|source| {
-                BuildError::Proxy {
-                    target: cfg.name.clone(),
-                    source,
-                }
-            })?;
+        let setting = cfg.proxy_setting().map_err(|source| BuildError::Proxy {
+            target: cfg.name.clone(),
+            source,
+        })?;
+        let proxies = Proxies::new(setting, |k| std::env::var(k).ok());
         let http = ProxyConnector::new(http, proxies.clone());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(cfg.tls_insecure_skip_verify))

@@ -7,7 +7,7 @@
 //! sends every request of the target through that proxy; `proxy = "none"` never uses one. Only
 //! `http://` proxies are spoken (TLS to the proxy itself and SOCKS are not).
 
-use crate::config::{check_proxy_url, ProxyUrlError, NO_PROXY};
+use crate::config::ProxySetting;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
@@ -27,19 +27,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Proxies(Option<Arc<Matcher>>);
 
 impl Proxies {
-    /// From a target's `proxy` setting, else from the environment read through `env` (the
-    /// process environment in the relay; a map in tests).
-    pub fn new(
-        setting: Option<&str>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ProxyUrlError> {
-        match setting.map(str::trim) {
-            Some(NO_PROXY) => Ok(Self(None)),
-            Some(url) => {
-                check_proxy_url(url)?;
-                Ok(Self(Some(Arc::new(Matcher::builder().all(url).build()))))
-            }
-            None => Ok(Self::from_env(env)),
+    /// From a target's `proxy` setting ([`crate::config::TargetConfig::proxy_setting`]), the
+    /// environment read through `env` when it leaves the choice to it (the process environment
+    /// in the relay; a map in tests).
+    pub fn new(setting: ProxySetting<'_>, env: impl Fn(&str) -> Option<String>) -> Self {
+        match setting {
+            ProxySetting::Direct => Self(None),
+            ProxySetting::Via(url) => Self(Some(Arc::new(Matcher::builder().all(url).build()))),
+            ProxySetting::FromEnvironment => Self::from_env(env),
         }
     }
 
@@ -214,14 +209,13 @@ mod tests {
     #[test]
     fn the_environment_is_followed_when_the_target_sets_nothing() {
         let p = Proxies::new(
-            None,
+            ProxySetting::FromEnvironment,
             env(&[
                 ("https_proxy", "http://u:p@proxy:3128"),
                 ("HTTP_PROXY", "http://plain:8080"),
                 ("NO_PROXY", "internal.example,10.0.0.0/8"),
             ]),
-        )
-        .unwrap();
+        );
         let tls = p.intercept(&uri("https://hooks.example.com/x")).unwrap();
         assert_eq!(tls.uri(), &uri("http://proxy:3128"));
         assert_eq!(tls.basic_auth().unwrap(), "Basic dTpw");
@@ -242,7 +236,10 @@ mod tests {
 
     #[test]
     fn without_proxy_variables_everything_goes_direct() {
-        let p = Proxies::new(None, env(&[("NO_PROXY", "x"), ("HTTP_PROXY", " ")])).unwrap();
+        let p = Proxies::new(
+            ProxySetting::FromEnvironment,
+            env(&[("NO_PROXY", "x"), ("HTTP_PROXY", " ")]),
+        );
         assert!(p.intercept(&uri("http://a.example/")).is_none());
         assert!(p.intercept(&uri("https://a.example/")).is_none());
     }
@@ -250,7 +247,7 @@ mod tests {
     #[test]
     fn a_configured_proxy_overrides_the_environment_and_none_turns_it_off() {
         let e = env(&[("HTTPS_PROXY", "http://env-proxy:1")]);
-        let p = Proxies::new(Some("http://user:pw@configured:3128"), &e).unwrap();
+        let p = Proxies::new(ProxySetting::Via("http://user:pw@configured:3128"), &e);
         for dst in ["http://a.example/", "https://a.example/"] {
             assert_eq!(
                 p.intercept(&uri(dst)).unwrap().uri(),
@@ -261,7 +258,7 @@ mod tests {
             p.authorization(&uri("http://a.example/")).unwrap(),
             "Basic dXNlcjpwdw=="
         );
-        let off = Proxies::new(Some("none"), &e).unwrap();
+        let off = Proxies::new(ProxySetting::Direct, &e);
         assert!(off.intercept(&uri("https://a.example/")).is_none());
     }
 }
