@@ -19,10 +19,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("catalog", &["envelope", "json"]),
     ("normalize", &["catalog", "envelope", "config", "json"]),
     ("route", &["envelope", "config"]),
+    // A target's program reshapes what the target sends: after route, before deliver.
+    ("transform", &["envelope", "config"]),
     // deliver hands each final outcome to report's result producer.
     (
         "deliver",
-        &["ack", "envelope", "config", "metrics", "json", "report"],
+        &[
+            "ack",
+            "envelope",
+            "config",
+            "metrics",
+            "json",
+            "transform",
+            "report",
+        ],
     ),
     (
         "report",
@@ -41,6 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalog",
             "normalize",
             "route",
+            "transform",
             "deliver",
             "report",
             "server",

@@ -43,6 +43,7 @@ pub mod route;
 pub mod server;
 pub mod source;
 pub mod topics;
+pub mod transform;
 
 #[cfg(test)]
 mod import_direction;

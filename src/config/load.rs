@@ -27,7 +27,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// value — a broken section or list element is replaced by a stand-in — so the semantic checks
 /// of `validate()` still run on everything else.
 ///
-/// Relative `[[catalogs]]` paths stay as they are written ([`load`] resolves them against the
+/// Relative `[[catalogs]]` and `targets[].transform_file` paths stay as they are written ([`load`] resolves them against the
 /// config file's directory).
 pub fn load_str(
     text: &str,
@@ -36,7 +36,7 @@ pub fn load_str(
     load_in(text, env, None)
 }
 
-/// [`load_str`], with relative `[[catalogs]]` paths resolved against `dir` when given.
+/// [`load_str`], with relative `[[catalogs]]` and `transform_file` paths resolved against `dir` when given.
 fn load_in(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -50,6 +50,13 @@ fn load_in(
         for c in &mut config.catalogs {
             if c.path.is_relative() && !c.path.as_os_str().is_empty() {
                 c.path = dir.join(&c.path);
+            }
+        }
+        for t in &mut config.targets {
+            if let Some(file) = t.transform_file.as_mut() {
+                if file.is_relative() && !file.as_os_str().is_empty() {
+                    *file = dir.join(&*file);
+                }
             }
         }
     }

@@ -144,6 +144,22 @@ pub struct TargetConfig {
     /// an equal share of what the other targets' settings leave of the in-flight bound.
     #[serde(default)]
     pub max_queued_events: Option<usize>,
+    /// A VRL program that reshapes what this target sends, for partners that want their own
+    /// payload shape, headers or path, or must not get some fields (`docs/transforms.md`).
+    /// It receives the body the target would send as `.` and sends what `.` holds at its end.
+    #[serde(default)]
+    pub transform: Option<String>,
+    /// The same program in a file (a relative path is relative to the config file's
+    /// directory), for programs too long to read inline.
+    #[serde(default)]
+    pub transform_file: Option<std::path::PathBuf>,
+    /// Values the program reads as `%vars.NAME` (`${VAR}` expanded like any config string), so
+    /// a program in a file can put an API key into a partner's body without holding it.
+    #[serde(default)]
+    pub transform_vars: BTreeMap<String, String>,
+    /// Tests of what this target sends for given source messages (`event-relay test`, `check`).
+    #[serde(default)]
+    pub tests: Vec<super::transform::TargetTest>,
 }
 
 /// Exponential backoff with full jitter.

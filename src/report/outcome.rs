@@ -105,6 +105,10 @@ pub enum Failure {
     /// not its to make): it moved on without a request.
     #[error("circuit open (target {target} kept failing) when the parked delivery came due")]
     CircuitStillOpen { target: String },
+    /// The target's transform failed on the event (`transform failed: ...`, the reason from
+    /// the `transform` stage): final, nothing sent, never retried.
+    #[error("{0}")]
+    Transform(String),
     /// A parked delivery came due for a target the config no longer has.
     #[error("target {target} is no longer configured; the delivery is kept in the failed topic")]
     TargetRemoved { target: String },
@@ -126,6 +130,7 @@ impl Failure {
             Failure::BodyTooLarge { .. }
                 | Failure::InvalidHeaderValue { .. }
                 | Failure::TargetRemoved { .. }
+                | Failure::Transform(..)
         )
     }
 }

@@ -1,0 +1,163 @@
+//! Compiling a target's program: VRL's compiler with the relay's function set, its read-only
+//! context paths and its metadata rules, every diagnostic rendered with line and column.
+
+use super::request::{check_header_name, METADATA_KEYS};
+use super::Transform;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::LazyLock;
+use vrl::compiler::state::ExternalEnv;
+use vrl::compiler::{CompileConfig, Function};
+use vrl::path::{OwnedSegment, OwnedTargetPath, PathPrefix};
+use vrl::value::kind::Collection;
+use vrl::value::{Kind, Value};
+
+/// VRL's standard library as this build has it: no env, system or network functions (the
+/// crate's features leave them out, so calling one is "call to undefined function").
+static FUNCTIONS: LazyLock<Vec<Box<dyn Function>>> = LazyLock::new(vrl::stdlib::all);
+
+/// The metadata the program may only read.
+const READ_ONLY: [&str; 6] = ["source", "topic", "partition", "offset", "target", "vars"];
+
+/// What a program is compiled for, besides its text.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec<'a> {
+    /// The target's name (`%target`).
+    pub target: &'a str,
+    /// A PostHog target (its output must stay a PostHog event; no `%path`).
+    pub posthog: bool,
+    /// `transform_vars` (`%vars`).
+    pub vars: &'a BTreeMap<String, String>,
+    /// `batch_max_bytes`.
+    pub max_bytes: usize,
+}
+
+/// Why a program does not compile: every diagnostic, each rendered on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", diagnostics.join("\n"))]
+pub struct CompileError {
+    /// One rendered diagnostic per problem (`error[E103]: ...` with `┌─ file:LINE:COL`, the
+    /// source excerpt and what to do), or a metadata rule the program breaks.
+    pub diagnostics: Vec<String>,
+}
+
+/// Compiles `text` (read from `file`, when it came from one) for a target.
+pub fn compile(text: &str, file: Option<&Path>, spec: &Spec) -> Result<Transform, CompileError> {
+    let external = ExternalEnv::new_with_kind(Kind::any_object(), metadata_kind(spec.vars));
+    let mut config = CompileConfig::default();
+    for key in READ_ONLY {
+        config.set_read_only_path(OwnedTargetPath::metadata(vrl::owned_value_path!(key)), true);
+    }
+    let compiled = vrl::compiler::compile_with_external(text, &FUNCTIONS, &external, config)
+        .map_err(|diagnostics| CompileError {
+            diagnostics: diagnostics
+                .into_iter()
+                .filter(|d| d.severity.is_error())
+                .map(|d| render(text, file, d))
+                .collect(),
+        })?;
+    let program = compiled.program;
+    let broken: Vec<String> = program
+        .info()
+        .target_assignments
+        .iter()
+        .filter_map(|path| metadata_rule(path, spec.posthog))
+        .collect();
+    if !broken.is_empty() {
+        return Err(CompileError {
+            diagnostics: broken,
+        });
+    }
+    Ok(Transform {
+        program,
+        source: text.to_string(),
+        target: spec.target.to_string(),
+        vars: Value::Object(
+            spec.vars
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Value::from(v.as_str())))
+                .collect(),
+        ),
+        posthog: spec.posthog,
+        max_bytes: spec.max_bytes,
+    })
+}
+
+/// The metadata's types as the program sees them: the context typed (so `upcase(%source)`
+/// needs no error handling), `%vars` with exactly its configured keys, anything else unknown.
+fn metadata_kind(vars: &BTreeMap<String, String>) -> Kind {
+    let vars: BTreeMap<_, _> = vars
+        .keys()
+        .map(|k| (k.as_str().into(), Kind::bytes()))
+        .collect();
+    let fields: BTreeMap<_, _> = [
+        ("source", Kind::bytes()),
+        ("topic", Kind::bytes()),
+        ("partition", Kind::integer()),
+        ("offset", Kind::integer()),
+        ("target", Kind::bytes()),
+        ("vars", Kind::object(Collection::from(vars))),
+        ("headers", Kind::object(Collection::from_unknown(Kind::any()))),
+    ]
+    .into_iter()
+    .map(|(k, kind)| (k.into(), kind))
+    .collect();
+    Kind::object(Collection::from(fields).with_unknown(Kind::any()))
+}
+
+/// One diagnostic as text: VRL's own rendering (codespan: code, message, `┌─ :LINE:COL`, the
+/// excerpt, labels, notes), the file named where the program came from one.
+fn render(text: &str, file: Option<&Path>, d: vrl::diagnostic::Diagnostic) -> String {
+    let rendered = vrl::diagnostic::Formatter::new(text, vec![d]).to_string();
+    let rendered = match file {
+        Some(f) => rendered.replace("┌─ :", &format!("┌─ {}:", f.display())),
+        None => rendered,
+    };
+    rendered.trim_end().to_string()
+}
+
+/// Why assigning `path` breaks the metadata rules, if it does: a program may set
+/// `%headers` (a header the relay does not set itself), `%path` (not on PostHog targets) and
+/// `%skip`; the context paths are read-only (the compiler reports those itself).
+fn metadata_rule(path: &OwnedTargetPath, posthog: bool) -> Option<String> {
+    if path.prefix != PathPrefix::Metadata {
+        return None;
+    }
+    let segments = &path.path.segments;
+    let first = match segments.first() {
+        None => return Some(rule_text("%", "assigns the whole metadata object")),
+        Some(OwnedSegment::Field(f)) => f.as_str(),
+        Some(OwnedSegment::Index(_)) => return Some(rule_text("%[..]", "is not a metadata key")),
+    };
+    if READ_ONLY.contains(&first) {
+        return None; // E315 from the compiler
+    }
+    match (first, &segments[1..]) {
+        ("headers", []) => None,
+        ("headers", [OwnedSegment::Field(name)]) => check_header_name(name.as_str())
+            .err()
+            .map(|why| format!("assigns %headers.{name}: {why}")),
+        ("headers", _) => Some(rule_text(
+            &format!("%{}", path.path),
+            "is not a header (a header is %headers.NAME = \"text\")",
+        )),
+        ("path", []) if posthog => Some(
+            "assigns %path: PostHog targets always send to {url}/batch/; %path is for webhook \
+             targets"
+                .to_string(),
+        ),
+        ("path" | "skip", []) => None,
+        _ => Some(rule_text(
+            &format!("%{}", path.path),
+            "is not a metadata key a transform may set",
+        )),
+    }
+}
+
+fn rule_text(path: &str, why: &str) -> String {
+    format!(
+        "assigns {path}: {why}; a transform may set {} (and reads {})",
+        METADATA_KEYS,
+        READ_ONLY.map(|k| format!("%{k}")).join(", ")
+    )
+}
