@@ -113,7 +113,7 @@ fn render(text: &str, file: Option<&Path>, d: vrl::diagnostic::Diagnostic) -> St
         Some(f) => rendered.replace("┌─ :", &format!("┌─ {}:", f.display())),
         None => rendered,
     };
-    rendered.trim_end().to_string()
+    rendered.trim().to_string()
 }
 
 /// Why assigning `path` breaks the metadata rules, if it does: a program may set
