@@ -3,6 +3,11 @@
 //! code path that found it. Only `event_relay` and crates the main package depends on too
 //! (`serde_json`, `url`, `uuid`, `chrono`) are used.
 //!
+//! Under libFuzzer a panic aborts the process from the panic hook, before any `catch_unwind`
+//! (the relay's own, around VRL's runtime, included) can catch it; the replay in
+//! `tests/it/fuzz_regressions.rs` has no such hook, so where the relay catches a panic itself the
+//! harness turns the caught panic back into one (see [`transform`]).
+//!
 //! A harness returns normally for every input; a panic (or an allocation above libFuzzer's
 //! `-malloc_limit_mb`) is a finding.
 #![allow(dead_code)]
@@ -14,6 +19,9 @@ use event_relay::envelope::{Envelope, Origin};
 use event_relay::normalize::{NormalizeError, Normalizer, SourceSettings};
 use event_relay::report::{result_event, Failure, Outcome, TargetRef};
 use event_relay::route::Router;
+use event_relay::transform::{self, Outcome as Shaped, Spec, Transform, TransformFailure};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -343,5 +351,248 @@ pub fn config_or_catalog(data: &[u8]) {
     match data.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => catalog(data),
         _ => config(data),
+    }
+}
+
+/// Where a transform input's program ends and its message begins: the first line that is
+/// exactly `---`. Without one the whole input is the program, run on [`SAMPLE_MESSAGE`].
+pub const TRANSFORM_SEPARATOR: &[u8] = b"\n---\n";
+
+/// The message a program without one runs on (a Komo sign-up, with an email and traits).
+pub const SAMPLE_MESSAGE: &[u8] = br#"{"email": "joe@bloggs.com", "event": "SignUpSuccess", "favourite_team": "Lions", "first_name": "Joe", "id": "6657fdf0-4303-511d-a94b-8586edb43ba1", "last_name": "Bloggs", "optin": "true", "postcode": "2000", "site_id": "6e7a3b14-d40a-53df-8e33-7ebcee5c2373", "site_name": "My site", "timestamp": "2024-05-01T12:06:00.000Z", "user_profile_id": "001d66b4-f30f-5f15-a81f-1be3ad2848cf", "user_session_id": "becf7691-16e6-5ab3-8122-d4f21719fc67"}"#;
+
+/// Events of one message a program runs on (a batch may hold many; two show the runtime is
+/// reused between events).
+const TRANSFORM_EVENTS: usize = 2;
+
+/// `batch_max_bytes` of the small-limit specs.
+pub const TRANSFORM_SMALL_LIMIT: usize = 4096;
+
+/// The URL a transform's `%path` is appended to; its host, query and base path must stay.
+const TRANSFORM_URL: &str = "https://hooks.example/base/?k=1";
+
+/// The sample envelope (from [`SAMPLE_MESSAGE`]) and `transform_vars`.
+struct TransformFixture {
+    sample: Envelope,
+    vars: BTreeMap<String, String>,
+}
+
+fn transform_fixture() -> &'static TransformFixture {
+    static F: OnceLock<TransformFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let out = fixture()
+            .normalizer
+            .normalize(SAMPLE_MESSAGE, &SourceSettings::standalone(SourceFormat::Auto), origin())
+            .expect("the sample message normalizes");
+        TransformFixture {
+            sample: out.events.into_iter().next().expect("one event").0,
+            vars: BTreeMap::from([
+                ("api_key".to_string(), "k-1".to_string()),
+                ("region".to_string(), "eu".to_string()),
+            ]),
+        }
+    })
+}
+
+fn origin() -> Origin {
+    Origin {
+        topic: "fuzz".into(),
+        partition: 3,
+        offset: 7,
+        key: Some("k".into()),
+    }
+}
+
+/// A target's program text and a message, split at [`TRANSFORM_SEPARATOR`].
+pub fn split_transform_input(data: &[u8]) -> (&[u8], &[u8]) {
+    match data
+        .windows(TRANSFORM_SEPARATOR.len())
+        .position(|w| w == TRANSFORM_SEPARATOR)
+    {
+        Some(at) => (&data[..at], &data[at + TRANSFORM_SEPARATOR.len()..]),
+        None => (data, SAMPLE_MESSAGE),
+    }
+}
+
+/// Which body a compiled program is run on, as the target kind would send it.
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    /// A webhook target: the envelope JSON (`body = "envelope"`) and the original message
+    /// (`body = "original"`).
+    Webhook,
+    /// A PostHog target: the PostHog event object.
+    Posthog,
+}
+
+/// A program (the text before [`TRANSFORM_SEPARATOR`]) compiled as a webhook target's (a large
+/// and a small `batch_max_bytes`) and as a PostHog target's, each compiled program run on the
+/// message's events (normalized with the built-in catalogs) exactly as the target would send
+/// them, or on the raw message with a sample envelope when it does not normalize. Every
+/// outcome is checked: a body is JSON within the limit (and a PostHog event for PostHog
+/// targets), headers and `%path` keep to their rules, a failure names its reason.
+///
+/// A panic inside VRL that `Transform::run` caught (`TransformFailure::Panicked`) is a finding
+/// too: under libFuzzer the panic hook aborts before the catch; in the replay the harness
+/// panics on it.
+pub fn transform(data: &[u8]) {
+    let tf = transform_fixture();
+    let (program, message) = split_transform_input(data);
+    let Ok(program) = std::str::from_utf8(program) else {
+        // Programs are read from TOML or a file as UTF-8.
+        return;
+    };
+    let specs = [
+        (Body::Webhook, "crm", DEFAULT_LIMIT, None),
+        (
+            Body::Webhook,
+            "crm",
+            TRANSFORM_SMALL_LIMIT,
+            Some(Path::new("transforms/crm.vrl")),
+        ),
+        (Body::Posthog, "posthog", TRANSFORM_SMALL_LIMIT, None),
+    ];
+    let mut compiled = Vec::new();
+    let mut webhook_ok = false;
+    for (body, target, max_bytes, file) in specs {
+        let spec = Spec {
+            target,
+            posthog: body == Body::Posthog,
+            vars: &tf.vars,
+            max_bytes,
+        };
+        match transform::compile(program, file, &spec) {
+            Ok(t) => {
+                webhook_ok |= body == Body::Webhook;
+                compiled.push((t, body, max_bytes));
+            }
+            Err(e) => {
+                assert!(!e.diagnostics.is_empty(), "a compile error without diagnostics");
+                for d in &e.diagnostics {
+                    assert!(!d.trim().is_empty(), "an empty diagnostic");
+                }
+                let _ = e.to_string();
+                // PostHog targets differ from webhook targets only in refusing `%path`.
+                assert!(
+                    body != Body::Posthog
+                        || !webhook_ok
+                        || e.diagnostics.iter().all(|d| d.starts_with("assigns %path")),
+                    "a program compiles for a webhook target but not for a PostHog target: {e}"
+                );
+            }
+        }
+    }
+    if compiled.is_empty() {
+        return;
+    }
+
+    // The events the programs run on, with the bytes each target kind would send.
+    let mut events: Vec<(Envelope, Vec<Vec<u8>>, Vec<Vec<u8>>)> = Vec::new();
+    let settings = SourceSettings {
+        validation: ValidationMode::Lenient,
+        ..SourceSettings::standalone(SourceFormat::Auto)
+    };
+    if let Ok(out) = fixture().normalizer.normalize(message, &settings, origin()) {
+        for (env, raw) in out.events.into_iter().take(TRANSFORM_EVENTS) {
+            let mut envelope = Vec::new();
+            env.write_json(&mut envelope);
+            let mut event = Vec::new();
+            posthog::write_event(&mut event, &env, EventNames::Original);
+            events.push((env, vec![envelope, raw.to_vec()], vec![event]));
+        }
+    }
+    if events.is_empty() {
+        events.push((
+            tf.sample.clone(),
+            vec![message.to_vec()],
+            vec![message.to_vec()],
+        ));
+    }
+
+    for (t, body, max_bytes) in &compiled {
+        for (env, webhook, posthog) in &events {
+            let inputs = match body {
+                Body::Webhook => webhook,
+                Body::Posthog => posthog,
+            };
+            for input in inputs {
+                let outcome = t.run(input, env);
+                check_transform_outcome(&outcome, program, *body, *max_bytes);
+            }
+        }
+    }
+}
+
+/// What a run may return, for a program `program` compiled for `body`'s target kind.
+fn check_transform_outcome(outcome: &Shaped, program: &str, body: Body, max_bytes: usize) {
+    match outcome {
+        Shaped::Send { body: out, request } => {
+            assert!(
+                out.len() <= max_bytes,
+                "a body of {} bytes over batch_max_bytes {max_bytes}",
+                out.len()
+            );
+            let value: serde_json::Value =
+                serde_json::from_slice(out).expect("a transformed body is JSON");
+            if body == Body::Posthog {
+                for key in ["event", "distinct_id"] {
+                    assert!(
+                        value[key].as_str().is_some_and(|s| !s.is_empty()),
+                        "a PostHog body without {key}: {value}"
+                    );
+                }
+                assert!(
+                    value.get("properties").is_none_or(|p| p.is_object()),
+                    "a PostHog body whose properties are not an object"
+                );
+                if let Some(u) = value.get("uuid").filter(|u| !u.is_null()) {
+                    assert!(
+                        u.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+                        "a PostHog body with uuid {u}"
+                    );
+                }
+                assert!(request.path.is_none(), "a PostHog target got a %path");
+            }
+            for (name, text) in &request.headers {
+                assert!(
+                    !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+                    "header name {name:?}"
+                );
+                assert!(
+                    !transform::RESERVED_HEADERS.contains(&name.as_str()),
+                    "a transform set the reserved header {name}"
+                );
+                assert!(
+                    text.bytes().all(|b| (b >= 32 && b != 127) || b == b'\t'),
+                    "header value {text:?} is not a valid HTTP header value"
+                );
+            }
+            let mut url = url::Url::parse(TRANSFORM_URL).unwrap();
+            request.apply_path(&mut url);
+            let again = url::Url::parse(url.as_str()).expect("the URL with %path parses back");
+            for u in [&url, &again] {
+                assert_eq!(u.host_str(), Some("hooks.example"), "%path changed the host: {u}");
+                assert_eq!(u.query(), Some("k=1"), "%path changed the query: {u}");
+                assert_eq!(u.fragment(), None, "%path added a fragment: {u}");
+                assert!(u.path().starts_with("/base/"), "%path left the base path: {u}");
+            }
+            assert_eq!(url.path(), again.path(), "%path is read differently after a round trip");
+        }
+        Shaped::Skip => {}
+        Shaped::Fail(TransformFailure::Panicked(msg)) => {
+            panic!("VRL panicked (caught by Transform::run): {msg}")
+        }
+        Shaped::Fail(failure) => {
+            assert!(!failure.to_string().is_empty());
+            if let TransformFailure::Runtime { at: Some((line, col)), .. } = failure {
+                let lines = program.split('\n').count();
+                assert!(
+                    *line >= 1 && *line <= lines && *col >= 1,
+                    "a runtime error at {line}:{col} of a {lines}-line program"
+                );
+            }
+        }
     }
 }

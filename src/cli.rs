@@ -1,4 +1,5 @@
-//! The command line: `run`, `check`, `normalize`, `route`, `topics`, `redrive`, `catalog`.
+//! The command line: `run`, `check`, `test`, `normalize`, `route`, `transform`, `topics`,
+//! `redrive`, `catalog`.
 
 use crate::config::{self, Config, SourceFormat};
 use crate::envelope::Origin;
@@ -11,13 +12,19 @@ use std::process::ExitCode;
 
 mod catalog;
 mod catalog_check;
+mod dry_run;
+mod json_diff;
 mod redrive;
 mod route;
 mod summary;
+mod test;
 mod topics;
+mod transform;
 pub use catalog::{catalog, CatalogArg, CatalogCommand};
 pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
+pub use test::test;
+pub use transform::transform;
 pub use topics::topics;
 
 #[derive(Parser, Debug)]
@@ -73,10 +80,19 @@ pub enum Command {
         #[arg(long)]
         watch_config: bool,
     },
-    /// Validate a config file; prints every problem with its key path (exit 0 valid, 2 invalid).
+    /// Validate a config file; prints every problem with its key path, then runs the
+    /// targets' declared tests (exit 0 valid and every test passed, 1 a test failed, 2 invalid).
     #[command(after_help = env_help!())]
     Check {
         /// The TOML config file to check, with the environment's overrides applied.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the `[[targets.tests]]` declared in a config: each raw message normalized and put
+    /// through its target's transform and request building; a failure prints a JSON diff
+    /// (exit 0 all passed, 1 a test failed, 2 invalid config).
+    Test {
+        /// The TOML config file whose targets' tests run.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -105,6 +121,20 @@ pub enum Command {
         /// The TOML config file whose sources, routes and targets apply.
         #[arg(long, short)]
         config: PathBuf,
+        /// The source topic the events would arrive on (default: per line, the first source whose format fits the payload).
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Dry run of one target's transform: raw events on stdin → one JSON line per event with
+    /// the body it would send and the headers and path its program set, `skipped`, or the
+    /// error. Sends nothing.
+    Transform {
+        /// The TOML config file with the target.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The target whose transform runs.
+        #[arg(long)]
+        target: String,
         /// The source topic the events would arrive on (default: per line, the first source whose format fits the payload).
         #[arg(long)]
         topic: Option<String>,
@@ -154,16 +184,29 @@ impl From<FormatArg> for SourceFormat {
     }
 }
 
-/// `check`: 0 valid, 2 invalid.
+/// `check`: 0 valid (and every declared test passed), 1 a declared test failed, 2 invalid.
 pub fn check(path: &std::path::Path) -> ExitCode {
     match load_checked(path) {
         Ok(c) => {
+            let tests = match test::run(&c) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{}: {e:#}", path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            if !tests.failed.is_empty() {
+                tests.print();
+                eprintln!("{}: valid, but a declared test failed", path.display());
+                return ExitCode::from(1);
+            }
             println!(
-                "{}: OK ({} sources, {} targets, {} routes)",
+                "{}: OK ({} sources, {} targets, {} routes, {} tests passed)",
                 path.display(),
                 c.sources.len(),
                 c.targets.len(),
-                c.routes.len()
+                c.routes.len(),
+                tests.passed.len()
             );
             ExitCode::SUCCESS
         }
@@ -177,10 +220,12 @@ pub fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// The config file loaded and validated, and its `[[catalogs]]` files checked.
+/// The config file loaded and validated, its `[[catalogs]]` files checked and its programs
+/// compiled.
 fn load_checked(path: &std::path::Path) -> Result<Config, config::ConfigError> {
     let cfg = config::load(path)?;
-    let problems = crate::normalize::catalog_problems(&cfg);
+    let mut problems = crate::normalize::catalog_problems(&cfg);
+    problems.extend(crate::transform::problems(&cfg));
     if problems.is_empty() {
         Ok(cfg)
     } else {

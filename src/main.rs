@@ -39,6 +39,12 @@ fn main() -> ExitCode {
             top,
         } => cli::normalize(source, config, topic, summary.then_some(top)),
         Command::Route { config, topic } => cli::route(config, topic),
+        Command::Test { config } => cli::test(&config),
+        Command::Transform {
+            config,
+            target,
+            topic,
+        } => cli::transform(config, target, topic),
         Command::Topics {
             config,
             create,
@@ -56,14 +62,12 @@ fn main() -> ExitCode {
 fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
     let config = match event_relay::config::load(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: invalid config:", path.display());
-            for p in &e.problems {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return invalid(path, &e.problems),
     };
+    let programs = event_relay::transform::problems(&config);
+    if !programs.is_empty() {
+        return invalid(path, &programs);
+    }
     event_relay::init_logging(&config.log);
     if let Some(code) = refuse_without_retry_topics(&config, path) {
         return code;
@@ -95,6 +99,15 @@ fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit 2 for a config `run` cannot start with, every problem listed.
+fn invalid(path: &std::path::Path, problems: &[event_relay::config::Problem]) -> ExitCode {
+    eprintln!("{}: invalid config:", path.display());
+    for p in problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(2)
 }
 
 /// `run` does not start while a retry-tier or failed topic is missing (it never creates topics

@@ -45,6 +45,10 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// 1 for the hash of the running config file (one series at a time).
     pub config_info: IntGaugeVec,
+    /// Events a target's transform skipped (`%skip = true` or `abort`): no request, no result.
+    pub transform_skipped: IntCounterVec,
+    /// Events a target's transform failed on (each ends in one final WebhookError).
+    pub transform_errors: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -207,6 +211,18 @@ impl Metrics {
                 r.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
+            transform_skipped: counter(
+                &r,
+                "event_relay_transform_skipped_total",
+                "Events a target's transform skipped: no request and no result event.",
+                &["target"],
+            ),
+            transform_errors: counter(
+                &r,
+                "event_relay_transform_errors_total",
+                "Events a target's transform failed on (a final WebhookError each).",
+                &["target"],
+            ),
             parked: counter(
                 &r,
                 "event_relay_parked_total",
@@ -297,6 +313,8 @@ pub struct TargetMetrics {
     pub batch_size: Histogram,
     /// `delivery_attempts_total{result="ok",class="2xx"}`, the common case.
     ok_2xx: IntCounter,
+    pub transform_skipped: IntCounter,
+    pub transform_errors: IntCounter,
 }
 
 impl TargetMetrics {
@@ -310,6 +328,8 @@ impl TargetMetrics {
             ok_2xx: m
                 .delivery_attempts
                 .with_label_values(&[target, "ok", "2xx"]),
+            transform_skipped: m.transform_skipped.with_label_values(&[target]),
+            transform_errors: m.transform_errors.with_label_values(&[target]),
         }
     }
 

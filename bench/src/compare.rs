@@ -70,6 +70,10 @@ pub fn table(report: &Value) -> String {
             if let Some(e) = row.and_then(|r| r["error"].as_str()) {
                 t.push_str(&format!("| {name} | FAILED ({which}) | {e} | | |\n"));
             }
+            // A build without the scenario's config key (webhook-transform on an older build).
+            if let Some(why) = row.and_then(|r| r["skipped"].as_str()) {
+                t.push_str(&format!("| {name} | skipped ({which}) | {why} | | |\n"));
+            }
         }
         for f in r["figures"].as_array().into_iter().flatten() {
             let (x, y) = (num(&f["this"]), num(&f["other"]));

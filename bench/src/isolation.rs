@@ -86,6 +86,7 @@ impl Run {
             keep_retrying: false,
             max_in_flight_events: ctx.args.max_in_flight_events,
             http2: false,
+            transform: None,
         }
         .toml();
         cfg + &self.tiers_toml()
@@ -281,6 +282,7 @@ mod tests {
             keep_retrying: false,
             max_in_flight_events: None,
             http2: false,
+            transform: None,
         }
         .toml()
             + &run.tiers_toml();

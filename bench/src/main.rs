@@ -11,7 +11,8 @@
 //!
 //! This file holds the flags and the run's order (broker, pre-load, bare consumer, scenarios,
 //! report). `scenarios` says what each scenario configures and runs (`isolation`: the
-//! outage-isolation scenario's two runs), `measure` watches a running relay until its goal is
+//! outage-isolation scenario's two runs, `transform`: webhook-transform's program and its cost
+//! against webhook), `measure` watches a running relay until its goal is
 //! reached, `report` turns that into JSON rows and the table; `threads` groups the relay's CPU
 //! by thread and `compare` sets a second binary's rows (--compare) against this build's;
 //! `kafka`, `bare`, `relay`, `receiver`, `gen` and `machine` are the parts they drive.
@@ -28,6 +29,7 @@ mod relay;
 mod report;
 mod scenarios;
 mod threads;
+mod transform;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -43,6 +45,7 @@ const DLQ_TOPIC: &str = "bench.dlq";
 const ALL: &[&str] = &[
     "batch",
     "webhook",
+    transform::NAME,
     "webhook-h2",
     "fanout",
     "latency",
@@ -57,15 +60,17 @@ struct Args {
     /// outage-isolation).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// Comma-separated: batch,webhook,fanout,latency,outage,outage-isolation, and webhook-h2
-    /// (not run by default: the webhook scenario over HTTP/2 with prior knowledge, `http2 =
-    /// true`; a --compare binary runs it over HTTP/1.1, as old builds reject the key). The
-    /// bare consumer always runs; outage-isolation runs the relay twice: without and with the
-    /// outage.
+    /// Comma-separated: batch,webhook,webhook-transform,fanout,latency,outage,outage-isolation,
+    /// and webhook-h2 (not run by default: the webhook scenario over HTTP/2 with prior
+    /// knowledge, `http2 = true`; a --compare binary runs it over HTTP/1.1, as old builds
+    /// reject the key). webhook-transform is the webhook scenario with a VRL program on the
+    /// target, reported against webhook when both ran; a build without the `transform` key
+    /// (an older --compare binary) skips it. The bare consumer always runs; outage-isolation
+    /// runs the relay twice: without and with the outage.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "batch,webhook,fanout,latency,outage,outage-isolation"
+        default_value = "batch,webhook,webhook-transform,fanout,latency,outage,outage-isolation"
     )]
     scenarios: Vec<String>,
     /// Outage scenario: seconds the receiver answers 503 before answering 200 again.

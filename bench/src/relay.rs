@@ -44,6 +44,9 @@ pub struct RelayConfig<'a> {
     /// `http2 = true` on the webhook target `hook` (HTTP/2 with prior knowledge); without it
     /// the key is left out, so a build that does not know it still reads the config.
     pub http2: bool,
+    /// A VRL program as `transform` on the webhook target `hook` (webhook-transform); `None`
+    /// leaves the key out, so a build older than per-target transforms still reads the config.
+    pub transform: Option<&'a str>,
 }
 
 impl RelayConfig<'_> {
@@ -138,9 +141,10 @@ topic = "{}"
         ) {
             names.push("\"hook\"");
             let http2 = if self.http2 { "http2 = true\n" } else { "" };
+            let transform = self.transform.map_or(String::new(), transform_toml);
             let _ = writeln!(
                 s,
-                "[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nmax_in_flight = 256\n{http2}{retry}",
+                "[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nmax_in_flight = 256\n{http2}{transform}{retry}",
                 self.receiver
             );
         }
@@ -154,6 +158,32 @@ topic = "{}"
         }
         names
     }
+}
+
+/// `transform = '''...'''`: a literal string, so the program's quotes and backslashes reach VRL
+/// as written (TOML drops the newline right after the opening quotes).
+fn transform_toml(program: &str) -> String {
+    assert!(!program.contains("'''"), "a transform cannot hold ''' in a TOML literal string");
+    format!("transform = '''\n{}\n'''\n", program.trim_end())
+}
+
+/// Runs `bin check` on `config` written to `path`: `Ok(Err(output))` when the relay rejects
+/// it (its problems, stdout then stderr), `Err` when the check could not run at all.
+pub fn check(bin: &str, path: &Path, config: &str) -> anyhow::Result<Result<(), String>> {
+    std::fs::write(path, config).with_context(|| format!("writing {}", path.display()))?;
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .with_context(|| format!("running {bin} check"))?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    Ok(Err(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )))
 }
 
 /// A running relay; SIGTERM (then SIGKILL) on [`Relay::stop`] or drop.
@@ -206,18 +236,8 @@ impl Relay {
         metrics_port: u16,
     ) -> anyhow::Result<Self> {
         let cfg_path = dir.join(format!("{name}.toml"));
-        std::fs::write(&cfg_path, config)?;
-        let check = Command::new(bin)
-            .args(["check", "--config"])
-            .arg(&cfg_path)
-            .output()?;
-        if !check.status.success() {
-            bail!(
-                "generated config {} is invalid:\n{}{}",
-                cfg_path.display(),
-                String::from_utf8_lossy(&check.stdout),
-                String::from_utf8_lossy(&check.stderr)
-            );
+        if let Err(said) = check(bin, &cfg_path, config)? {
+            bail!("generated config {} is invalid:\n{said}", cfg_path.display());
         }
         let log = dir.join(format!("{name}.relay.log"));
         let child = Command::new(bin)

@@ -6,7 +6,7 @@ use crate::bare::Bare;
 use crate::measure::{percentile, Measured};
 use crate::receiver::Kind;
 use crate::relay::{self, metric_sum, Relay, Targets};
-use crate::{compare, machine, threads, Ctx, PARTITIONS};
+use crate::{compare, machine, threads, transform, Ctx, PARTITIONS};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -124,6 +124,9 @@ pub fn scenario_row(ctx: &Ctx, f: &Finished) -> anyhow::Result<Value> {
     }
     if name == "batch" || name == "fanout" {
         notes.push(format!("{} requests", fmt_num(requests as f64)));
+    }
+    if name == transform::NAME {
+        notes.push("VRL transform on the target (bench/src/transform.rs)".into());
     }
     match f.http2 {
         Some(true) => notes.push(format!(
@@ -280,8 +283,20 @@ pub struct Baseline {
     pub bare_latency: Value,
 }
 
-/// The JSON document of the whole run (with --compare, `compare` holds the other binary's rows).
-fn document(ctx: &Ctx, b: &Baseline, rows: Vec<Value>, other: Option<Vec<Value>>) -> Value {
+/// The JSON document of the whole run (with --compare, `compare` holds the other binary's rows);
+/// `transform_cost` (and `compare.transform_cost`) is webhook-transform against webhook when
+/// both ran.
+fn document(
+    ctx: &Ctx,
+    b: &Baseline,
+    mut rows: Vec<Value>,
+    mut other: Option<Vec<Value>>,
+) -> Value {
+    transform::annotate(&mut rows);
+    if let Some(o) = &mut other {
+        transform::annotate(o);
+    }
+    let cost = transform::cost(&rows);
     let (bare, bare_eps) = (&b.bare, ctx.bare_eps);
     let mut doc = json!({
         "date": b.date,
@@ -314,9 +329,12 @@ fn document(ctx: &Ctx, b: &Baseline, rows: Vec<Value>, other: Option<Vec<Value>>
             "kafka_options": ctx.kafka_options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         },
         "scenarios": rows,
+        "transform_cost": cost,
     });
     if let Some(o) = other {
+        let other_cost = transform::cost(&o);
         doc["compare"] = compare::section(ctx, &doc["scenarios"], o);
+        doc["compare"]["transform_cost"] = json!(other_cost);
     }
     doc
 }
@@ -341,6 +359,14 @@ pub fn write(
         machine::cpu_model()
     );
     println!("{}", table(&report));
+    for (which, cost) in [
+        ("this", &report["transform_cost"]),
+        ("other", &report["compare"]["transform_cost"]),
+    ] {
+        if !cost.is_null() {
+            println!("{}\n", transform::line(which, cost));
+        }
+    }
     if report["compare"].is_null() {
         let rows = report["scenarios"].as_array().map_or(&[][..], |v| &v[..]);
         println!("{}", threads::tables(rows, None));
@@ -395,6 +421,10 @@ fn table(report: &Value) -> String {
                 "| {name} | {} | – | – | – | – | FAILED: {e} |\n",
                 fmt_num(r["events"].as_f64().unwrap_or(0.0))
             ));
+            continue;
+        }
+        if let Some(why) = r["skipped"].as_str() {
+            t.push_str(&format!("| {name} | – | – | – | – | – | {why} |\n"));
             continue;
         }
         let ratio = r["ratio_to_bare"]

@@ -1,12 +1,14 @@
 //! The scenarios: what each one configures (targets, topics, consumer group, an outage, the
-//! steady latency stream) and how it runs a relay against the receiver until the goal is
-//! reached; also the bare consumer's latency on the same stream (the latency limit).
+//! steady latency stream, webhook-transform's program) and how it runs a relay against the
+//! receiver until the goal is reached; also the bare consumer's latency on the same stream (the
+//! latency limit).
 
 use crate::kafka::{self, CommitChecker};
 use crate::measure::{measure, Goal, Measured};
 use crate::receiver::Kind;
 use crate::relay::{Relay, RelayConfig, Targets};
 use crate::report::{self, latency_stats, Finished};
+use crate::transform;
 use crate::{bare, Ctx, ALL, DLQ_TOPIC, PARTITIONS, SOURCE_TOPIC};
 use anyhow::bail;
 use serde_json::Value;
@@ -60,6 +62,9 @@ struct Plan<'a> {
     /// webhook-h2 with this build: the webhook target has `http2 = true`. The other build
     /// (--compare, possibly older than the key) runs the plain webhook config instead.
     http2: bool,
+    /// webhook-transform: the VRL program on the webhook target (builds without the key skip
+    /// the scenario before a plan is made).
+    transform: Option<&'static str>,
 }
 
 impl<'a> Plan<'a> {
@@ -67,7 +72,9 @@ impl<'a> Plan<'a> {
     async fn new(ctx: &Ctx, name: &'a str, build: Build) -> anyhow::Result<Self> {
         let (targets, kinds): (Targets, &'static [Kind]) = match name {
             "batch" => (Targets::Posthog, &[Kind::Posthog]),
-            "webhook" | "webhook-h2" | "latency" | "outage" => (Targets::Webhook, &[Kind::Webhook]),
+            "webhook" | "webhook-h2" | transform::NAME | "latency" | "outage" => {
+                (Targets::Webhook, &[Kind::Webhook])
+            }
             "fanout" => (Targets::Both, &[Kind::Posthog, Kind::Webhook]),
             other => bail!("unknown scenario {other:?} (known: {})", ALL.join(",")),
         };
@@ -96,6 +103,7 @@ impl<'a> Plan<'a> {
             events,
             outage: (name == "outage").then(|| Duration::from_secs(ctx.args.outage_secs)),
             http2: name == "webhook-h2" && build == Build::This,
+            transform: (name == transform::NAME).then_some(transform::PROGRAM),
         })
     }
 }
@@ -104,6 +112,11 @@ impl<'a> Plan<'a> {
 pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Value> {
     if name == crate::isolation::NAME {
         return crate::isolation::scenario(ctx, build).await;
+    }
+    if name == transform::NAME {
+        if let Some(why) = transform::unsupported(ctx, build)? {
+            return Ok(transform::skipped_row(ctx, why));
+        }
     }
     let plan = Plan::new(ctx, name, build).await?;
     let hw = Arc::new(Mutex::new((!plan.latency).then(|| ctx.hw.clone())));
@@ -175,6 +188,7 @@ fn spawn_relay(ctx: &Ctx, plan: &Plan) -> anyhow::Result<Relay> {
         keep_retrying: plan.name == "outage",
         max_in_flight_events: ctx.args.max_in_flight_events,
         http2: plan.http2,
+        transform: plan.transform,
     }
     .toml();
     ctx.receiver.reset(plan.events);

@@ -131,7 +131,12 @@ impl TargetConfig {
 
 /// The structural checks of the transform keys of target `i` (part of `Config::validate`;
 /// the programs themselves are compiled by the `transform` stage).
-pub(super) fn check_transform_keys(i: usize, t: &TargetConfig, p: &mut Vec<Problem>) {
+pub(super) fn check_transform_keys(
+    i: usize,
+    t: &TargetConfig,
+    sources: &[super::SourceConfig],
+    p: &mut Vec<Problem>,
+) {
     let at = format!("targets[{i}]");
     if t.transform.is_some() && t.transform_file.is_some() {
         p.push(Problem::new(
@@ -167,6 +172,14 @@ pub(super) fn check_transform_keys(i: usize, t: &TargetConfig, p: &mut Vec<Probl
         }
         if test.input.trim().is_empty() {
             p.push(Problem::new(&format!("{at}.input"), "is empty"));
+        }
+        if let Some(topic) = &test.topic {
+            if !sources.iter().any(|s| &s.topic == topic) {
+                p.push(Problem::new(
+                    &format!("{at}.topic"),
+                    format!("{topic:?} is not the topic of a [[sources]] entry"),
+                ));
+            }
         }
     }
 }

@@ -114,7 +114,7 @@ impl Config {
                 p.push(Problem::new(&at("id"), "duplicate target id"));
             }
             check_target(t, &at, p);
-            super::transform::check_transform_keys(i, t, p);
+            super::transform::check_transform_keys(i, t, &self.sources, p);
         }
         names
     }

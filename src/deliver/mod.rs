@@ -19,6 +19,7 @@ mod rate;
 pub mod retry;
 pub mod schedule;
 mod service;
+mod shape;
 pub mod signing;
 pub mod template;
 pub mod webhook;
@@ -32,6 +33,7 @@ use circuit::Circuit;
 use rate::RateLimiter;
 use schedule::Schedule;
 pub use service::{Preview, Service};
+pub use shape::{dry_run, shape, DryRun, Shaped, Shaping};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,9 @@ pub struct Delivery {
     pub ticket: Arc<Ticket>,
     /// Where it is on its way across retry tiers (default for one straight from the source).
     pub journey: Journey,
+    /// What the target's transform made of it: set when the target takes it up (again after
+    /// each retry tier, so a reloaded program applies); `None` until then or without one.
+    pub shaped: Option<Shaped>,
 }
 
 /// Why a target could not be set up (at start-up, or for `event-relay route`).
@@ -78,6 +83,9 @@ pub enum BuildError {
         target: String,
         source: crate::config::ProxyUrlError,
     },
+    /// Programs that do not compile, each problem with its key path.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Transform(Vec<crate::config::Problem>),
 }
 
 /// Everything one target needs at run time.
@@ -85,6 +93,8 @@ pub struct TargetRuntime {
     pub info: Arc<TargetRef>,
     pub kind: TargetKind,
     service: Service,
+    /// The target's compiled program, if it has one.
+    transform: Option<Arc<crate::transform::Transform>>,
     config: TargetConfig,
     /// Retry phases, tiers and budget.
     schedule: Schedule,
@@ -168,7 +178,9 @@ impl Targets {
         let mut queues = Vec::new();
         let mut handles = Vec::new();
         let configs = &config.targets;
-        for (cfg, budget) in configs.iter().zip(config.target_budgets()) {
+        let transforms = crate::transform::compile_all(config).map_err(BuildError::Transform)?;
+        for ((cfg, budget), transform) in configs.iter().zip(config.target_budgets()).zip(transforms)
+        {
             let service = Service::new(cfg)?;
             let rt = Arc::new(TargetRuntime {
                 info: Arc::new(TargetRef {
@@ -177,6 +189,7 @@ impl Targets {
                 }),
                 kind: cfg.kind,
                 service,
+                transform,
                 config: cfg.clone(),
                 schedule: Schedule::new(config, cfg, budget),
                 queued: AtomicUsize::new(0),
@@ -307,11 +320,16 @@ async fn run_batch(
 ) {
     let held = batch.len();
     let phase = rt.schedule.phase(&batch[0].journey);
-    let outcomes = attempt::deliver(rt.clone(), batch, phase, 0).await;
+    let batch = shape::shape_batch(&rt, batch);
+    let mut outcomes = Vec::with_capacity(batch.len());
+    // Deliveries whose transforms set different headers or paths go out as separate requests.
+    for group in shape::by_request(batch) {
+        outcomes.extend(attempt::deliver(rt.clone(), group, phase, 0).await);
+    }
     drop(slot);
     rt.release(held);
-    if outcomes.is_empty() {
-        return; // abandoned by an abort: nothing to report
+    // Empty when abandoned by an abort (nothing to report), or all skipped or failed.
+    if !outcomes.is_empty() {
+        park::settle(&rt, outcomes);
     }
-    park::settle(&rt, outcomes);
 }

@@ -82,6 +82,20 @@ pub(super) fn park_untried(rt: Arc<TargetRuntime>, d: Delivery, tier: Tier) {
     tokio::spawn(park(rt, d, tier, journey, why));
 }
 
+/// A delivery that failed for good before any request (its transform failed on the event):
+/// its final outcome, reported as any other (never retried, never parked).
+pub(super) fn fail_untried(rt: &Arc<TargetRuntime>, d: Delivery, error: Failure) {
+    let outcome = Outcome::Failed {
+        error,
+        attempts: d.journey.attempts,
+        duration: std::time::Duration::ZERO,
+    };
+    let journey = d.journey.clone();
+    let mut buf = Vec::with_capacity(1024);
+    let stamp = crate::envelope::now_rfc3339();
+    finish(rt, d, (outcome, "final"), journey, &mut buf, &stamp);
+}
+
 /// Writes `d` to `tier` (due after the tier's delay) and finishes its ticket once Kafka
 /// acknowledged it; left unfinished only when the relay aborts.
 async fn park(

@@ -8,10 +8,12 @@
 
 use super::client::{HeaderMap, HeaderValue, HttpClient, Method, Uri};
 use super::retry::AttemptError;
+use super::shape::Shaped;
 use super::{BuildError, Delivery, Preview};
 use crate::config::{EventNames, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
 use crate::report::{BodyLimit, Failure};
+use crate::transform::Request;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 use std::io::Write;
@@ -198,32 +200,48 @@ impl PosthogService {
             if i > 0 {
                 buf.push(b',');
             }
-            write_event(&mut buf, &d.env, self.names);
+            match &d.shaped {
+                Some(s) => buf.extend_from_slice(&s.body),
+                None => write_event(&mut buf, &d.env, self.names),
+            }
         }
         buf.extend_from_slice(b"]}");
         buf
     }
 
-    /// The request headers (the API key travels in the body, not here).
-    fn headers(&self) -> HeaderMap {
+    /// The request headers (the API key travels in the body, not here), with those a
+    /// transform set.
+    fn headers(&self, request: Option<&Request>) -> Result<HeaderMap, Failure> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        super::shape::insert_headers(&mut headers, request)?;
         if self.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        headers
+        Ok(headers)
+    }
+
+    /// The event as it goes into the body's `batch` array, without a transform (what a
+    /// transform receives).
+    pub(super) fn event_body(&self, env: &Envelope) -> Vec<u8> {
+        let mut body = Vec::with_capacity(1024);
+        write_event(&mut body, env, self.names);
+        body
     }
 
     /// What a request for `env` would be: the endpoint, headers and the event as it goes into
-    /// the body's `batch` array. Sends nothing.
-    pub fn preview(&self, env: &Envelope) -> Preview {
-        let mut body = Vec::new();
-        write_event(&mut body, env, self.names);
-        Preview {
+    /// the body's `batch` array, `shaped` by its transform. Sends nothing.
+    pub fn preview(&self, env: &Envelope, shaped: Option<&Shaped>) -> Result<Preview, Failure> {
+        let body = match shaped {
+            Some(s) => s.body.clone(),
+            None => self.event_body(env),
+        };
+        let headers = self.headers(shaped.map(|s| &s.request))?;
+        Ok(Preview {
             url: super::service::redacted_url(self.endpoint.to_string()),
-            headers: super::service::redacted(&self.headers()),
+            headers: super::service::redacted(&headers),
             body,
-        }
+        })
     }
 
     pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
@@ -236,9 +254,13 @@ impl PosthogService {
             }));
         }
         let body = if self.gzip { gzip(&body) } else { body };
+        // A batch shares one request: its deliveries' transforms set the same (`by_request`).
+        let headers = self
+            .headers(batch[0].shaped.as_ref().map(|s| &s.request))
+            .map_err(AttemptError::Final)?;
         // PostHog's status table is the common classifier's (see `retry::classify_status`).
         self.client
-            .exchange(Method::POST, self.uri.clone(), self.headers(), body)
+            .exchange(Method::POST, self.uri.clone(), headers, body)
             .await
     }
 }

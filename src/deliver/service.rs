@@ -5,6 +5,7 @@
 
 use super::client::{HeaderMap, HttpClient};
 use super::retry::AttemptError;
+use super::shape::Shaped;
 use super::{posthog, webhook, BuildError, Delivery};
 use crate::config::{TargetConfig, TargetKind};
 use crate::envelope::Envelope;
@@ -34,12 +35,30 @@ impl Service {
     }
 
     /// Dry run: the request this target would make for `env` (`raw`: the bytes it came from),
-    /// built by the same code as [`Service::send`]. Sends nothing. Fails only where sending
-    /// would (a header template rendering to an invalid value).
-    pub fn preview(&self, env: &Envelope, raw: &[u8]) -> Result<Preview, Failure> {
+    /// `shaped` by its transform, built by the same code as [`Service::send`]. Sends nothing.
+    /// Fails only where sending would (a header rendering to an invalid value).
+    pub fn preview(
+        &self,
+        env: &Envelope,
+        raw: &[u8],
+        shaped: Option<&Shaped>,
+    ) -> Result<Preview, Failure> {
         match self {
-            Service::Webhook(s) => s.preview(env, raw),
-            Service::Posthog(s) => Ok(s.preview(env)),
+            Service::Webhook(s) => s.preview(env, raw, shaped),
+            Service::Posthog(s) => s.preview(env, shaped),
+        }
+    }
+
+    /// The JSON this target sends for `env` alone without a transform (on batching targets,
+    /// its element of the body's array): what a transform receives as `.`.
+    pub fn event_body(&self, env: &Envelope, raw: &[u8]) -> Vec<u8> {
+        match self {
+            Service::Webhook(s) => {
+                let mut body = Vec::with_capacity(raw.len() * 2 + 512);
+                s.write_one(&mut body, env, raw);
+                body
+            }
+            Service::Posthog(s) => s.event_body(env),
         }
     }
 }

@@ -5,11 +5,13 @@ use super::client::{HeaderMap, HeaderName, HeaderValue, HttpClient, Method, Uri}
 use super::retry::AttemptError;
 use super::signing::Signer;
 use super::template::Template;
+use super::shape::Shaped;
 use super::{BuildError, Delivery, Preview};
 use crate::config::{BodyFormat, EventNames, HttpMethod, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
 use crate::report::TransportKind;
 use crate::report::{BodyLimit, Failure};
+use crate::transform::Request;
 use http::header::CONTENT_TYPE;
 
 /// The Standard Webhooks headers.
@@ -78,12 +80,20 @@ impl WebhookService {
         })
     }
 
-    /// Appends one event's body.
-    fn write_one(&self, buf: &mut Vec<u8>, env: &Envelope, raw: &[u8]) {
+    /// Appends one event's own body (what a transform receives).
+    pub(super) fn write_one(&self, buf: &mut Vec<u8>, env: &Envelope, raw: &[u8]) {
         match self.body {
             BodyFormat::Envelope => env.write_json(buf),
             BodyFormat::Original => buf.extend_from_slice(raw),
             BodyFormat::Posthog => super::posthog::write_event(buf, env, EventNames::Original),
+        }
+    }
+
+    /// Appends a delivery's body: its transform's output, else the event's own.
+    fn write_delivery(&self, buf: &mut Vec<u8>, d: &Delivery) {
+        match &d.shaped {
+            Some(s) => buf.extend_from_slice(&s.body),
+            None => self.write_one(buf, &d.env, &d.raw),
         }
     }
 
@@ -93,7 +103,7 @@ impl WebhookService {
         let estimate: usize = batch.iter().map(|d| d.size * 2 + 512).sum();
         let mut out = Vec::with_capacity(estimate);
         if batch.len() == 1 && !self.array {
-            self.write_one(&mut out, &batch[0].env, &batch[0].raw);
+            self.write_delivery(&mut out, &batch[0]);
             return out;
         }
         out.push(b'[');
@@ -101,7 +111,7 @@ impl WebhookService {
             if i > 0 {
                 out.push(b',');
             }
-            self.write_one(&mut out, &d.env, &d.raw);
+            self.write_delivery(&mut out, d);
         }
         out.push(b']');
         out
@@ -117,20 +127,41 @@ impl WebhookService {
         uuid::Uuid::new_v5(&RELAY_NAMESPACE, joined.join(",").as_bytes()).to_string()
     }
 
-    /// The request URL for a batch whose first event is `first`.
-    fn url(&self, first: &Envelope) -> String {
-        match &self.static_url {
+    /// The request URL for a batch whose first event is `first`, with the path its transform
+    /// appended.
+    fn url(&self, first: &Envelope, request: Option<&Request>) -> String {
+        let url = match &self.static_url {
             Some((url, _)) => url.to_string(),
             None => self.url.render(first, true),
+        };
+        match request.filter(|r| r.path.is_some()) {
+            Some(r) => match url::Url::parse(&url) {
+                Ok(mut parsed) => {
+                    r.apply_path(&mut parsed);
+                    parsed.into()
+                }
+                Err(_) => url, // refused when sent (`request_uri`)
+            },
+            None => url,
+        }
+    }
+
+    /// The request URI: the static one parsed at start when nothing changes it.
+    fn uri(&self, first: &Envelope, request: Option<&Request>) -> Result<Uri, AttemptError> {
+        match (&self.static_url, request.and_then(|r| r.path.as_ref())) {
+            (Some((_, uri)), None) => Ok(uri.clone()),
+            _ => request_uri(&self.url(first, request)),
         }
     }
 
     /// The request headers: `Content-Type`, then the configured ones rendered from the batch's
     /// first event (they replace the defaults: a configured Content-Type is sent once), then
-    /// the signing headers, set last so configuration cannot override them.
+    /// those its transform set, then the signing headers, set last so neither configuration
+    /// nor a transform can override them.
     fn headers(
         &self,
         first: &Envelope,
+        request: Option<&Request>,
         message_id: impl FnOnce() -> String,
         body: &[u8],
     ) -> Result<HeaderMap, Failure> {
@@ -144,6 +175,7 @@ impl WebhookService {
         for (name, template) in &self.headers {
             headers.insert(name.clone(), value(name, &template.render(first, false))?);
         }
+        super::shape::insert_headers(&mut headers, request)?;
         if let Some(signer) = &self.signer {
             let id = message_id();
             let ts = chrono::Utc::now().timestamp();
@@ -161,13 +193,26 @@ impl WebhookService {
     }
 
     /// What a request for `env` alone would be: URL, headers (secrets redacted) and the event's
-    /// body (on batching targets, one element of the body's array). Sends nothing.
-    pub fn preview(&self, env: &Envelope, raw: &[u8]) -> Result<Preview, Failure> {
-        let mut body = Vec::new();
-        self.write_one(&mut body, env, raw);
-        let headers = self.headers(env, || env.id.clone(), &body)?;
+    /// body (on batching targets, one element of the body's array), `shaped` by its transform.
+    /// Sends nothing.
+    pub fn preview(
+        &self,
+        env: &Envelope,
+        raw: &[u8],
+        shaped: Option<&Shaped>,
+    ) -> Result<Preview, Failure> {
+        let body = match shaped {
+            Some(s) => s.body.clone(),
+            None => {
+                let mut body = Vec::new();
+                self.write_one(&mut body, env, raw);
+                body
+            }
+        };
+        let request = shaped.map(|s| &s.request);
+        let headers = self.headers(env, request, || env.id.clone(), &body)?;
         Ok(Preview {
-            url: super::service::redacted_url(self.url(env)),
+            url: super::service::redacted_url(self.url(env, request)),
             headers: super::service::redacted(&headers),
             body,
         })
@@ -184,13 +229,12 @@ impl WebhookService {
                 limit: BodyLimit::BatchMaxBytes,
             }));
         }
+        // A batch shares one request: its deliveries' transforms set the same (`by_request`).
+        let request = batch[0].shaped.as_ref().map(|s| &s.request);
         let headers = self
-            .headers(first, || Self::message_id(batch), &body)
+            .headers(first, request, || Self::message_id(batch), &body)
             .map_err(AttemptError::Final)?;
-        let uri = match &self.static_url {
-            Some((_, uri)) => uri.clone(),
-            None => request_uri(&self.url(first))?,
-        };
+        let uri = self.uri(first, request)?;
         self.client
             .exchange(self.method.clone(), uri, headers, body)
             .await

@@ -397,6 +397,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: Permits) {
                             size: raw.len(),
                             ticket: ticket.clone(),
                             journey: Default::default(),
+                            shaped: None,
                         },
                     );
                 }

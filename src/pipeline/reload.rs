@@ -163,9 +163,10 @@ impl Reloader {
     /// new target workers).
     pub fn reload(&self, new: Config, hash: &str) -> Result<ReloadReport, ReloadError> {
         let mut state = self.state();
-        // Exactly what `check` runs: the config, then its catalog files.
+        // Exactly what `check` runs: the config, then its catalog files and programs.
         let mut problems = new.validate().err().map(|e| e.problems).unwrap_or_default();
         problems.extend(crate::normalize::catalog_problems(&new));
+        problems.extend(crate::transform::problems(&new));
         if !problems.is_empty() {
             let e = crate::config::ConfigError { problems };
             return Err(self.refused(ReloadError::Invalid(e)));

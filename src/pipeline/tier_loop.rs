@@ -251,6 +251,7 @@ impl<'a> TierLoop<'a> {
                 size,
                 ticket,
                 journey,
+                shaped: None,
             },
         );
     }

@@ -79,6 +79,12 @@ pub fn compile_all(config: &Config) -> Result<Vec<Option<Arc<Transform>>>, Vec<P
     }
 }
 
+/// The problems of every target's program (empty when all compile): what `check`, start-up
+/// and a reload refuse.
+pub fn problems(config: &Config) -> Vec<Problem> {
+    compile_all(config).err().unwrap_or_default()
+}
+
 /// One target's program read and compiled; problems as (key, message).
 fn compile_target(cfg: &TargetConfig) -> Result<Option<Transform>, Vec<(&'static str, String)>> {
     let text = match cfg.program_text() {
