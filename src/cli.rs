@@ -24,8 +24,8 @@ pub use catalog::{catalog, CatalogArg, CatalogCommand};
 pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
 pub use test::test;
-pub use transform::transform;
 pub use topics::topics;
+pub use transform::transform;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -222,9 +222,15 @@ pub fn check(path: &std::path::Path) -> ExitCode {
 
 /// The config file loaded and validated, its `[[catalogs]]` files checked and its programs
 /// compiled.
+/// Every problem at once: a program is compiled even when another key has a problem.
 fn load_checked(path: &std::path::Path) -> Result<Config, config::ConfigError> {
-    let cfg = config::load(path)?;
-    let mut problems = crate::normalize::catalog_problems(&cfg);
+    let (cfg, mut problems) = config::load_partial(path);
+    let Some(cfg) = cfg else {
+        return Err(config::ConfigError { problems });
+    };
+    if problems.is_empty() {
+        problems.extend(crate::normalize::catalog_problems(&cfg));
+    }
     problems.extend(crate::transform::problems(&cfg));
     if problems.is_empty() {
         Ok(cfg)

@@ -15,6 +15,9 @@ pub(super) struct DryRun<'a> {
     services: Vec<crate::deliver::Service>,
     /// The targets' compiled transforms (index = target index).
     transforms: Vec<Option<std::sync::Arc<crate::transform::Transform>>>,
+    /// Values of `transform_vars` whose names say they are credentials (`api_key`,
+    /// `write_key`, `token`, ...): a program may put them in a body, a dry run never shows them.
+    secrets: Vec<String>,
     /// With --topic, that source's settings; without, every source's.
     sources: Vec<(String, SourceSettings)>,
     /// Lenient, format-detecting settings that only tell a line's shape (Komo or acemate).
@@ -30,8 +33,8 @@ impl<'a> DryRun<'a> {
             .iter()
             .map(crate::deliver::Service::new)
             .collect::<Result<_, _>>()?;
-        let transforms = crate::transform::compile_all(cfg)
-            .map_err(crate::deliver::BuildError::Transform)?;
+        let transforms =
+            crate::transform::compile_all(cfg).map_err(crate::deliver::BuildError::Transform)?;
         let sources: Vec<_> = match topic {
             Some(t) => pick_settings(cfg, Some(t), None).into_iter().collect(),
             None => cfg
@@ -61,6 +64,7 @@ impl<'a> DryRun<'a> {
             router,
             services,
             transforms,
+            secrets: secret_vars(cfg),
             sources,
             detect,
             normalizer,
@@ -117,6 +121,14 @@ impl<'a> DryRun<'a> {
         self.normalizer.normalize(line, settings, origin(topic))
     }
 
+    /// `text` as a dry run prints it: credential values of `transform_vars` shown as
+    /// `<redacted>`, like credential headers.
+    pub(super) fn redact(&self, text: String) -> String {
+        self.secrets
+            .iter()
+            .fold(text, |t, secret| t.replace(secret.as_str(), "<redacted>"))
+    }
+
     /// The index of the target named `name`.
     pub(super) fn target_index(&self, name: &str) -> Option<usize> {
         self.cfg.targets.iter().position(|t| t.name == name)
@@ -130,7 +142,12 @@ impl<'a> DryRun<'a> {
 
     /// What target `i` would be sent for `env`, from the target's own request building and
     /// its transform.
-    pub(super) fn target(&self, i: usize, env: &crate::envelope::Envelope, raw: &[u8]) -> serde_json::Value {
+    pub(super) fn target(
+        &self,
+        i: usize,
+        env: &crate::envelope::Envelope,
+        raw: &[u8],
+    ) -> serde_json::Value {
         use crate::deliver::DryRun as Shown;
         let t = &self.cfg.targets[i];
         let (preview, request) = match self.shown(i, env, raw) {
@@ -171,11 +188,21 @@ impl<'a> DryRun<'a> {
     }
 }
 
+/// The values of the config's credential-named `transform_vars`.
+fn secret_vars(cfg: &Config) -> Vec<String> {
+    cfg.targets
+        .iter()
+        .flat_map(|t| &t.transform_vars)
+        .filter(|(name, value)| crate::deliver::is_secret_name(name) && !value.is_empty())
+        .map(|(_, value)| value.clone())
+        .collect()
+}
 
 /// A body as the dry runs show it: JSON, or text when it is not (an `original` body of other
 /// bytes).
 pub(super) fn body_json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into())
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into())
 }
 
 #[cfg(test)]

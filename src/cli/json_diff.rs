@@ -46,7 +46,8 @@ fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
 /// `.name`, or `["odd key"]` for keys that are not plain identifiers.
 fn key(k: &str) -> String {
     let plain = !k.is_empty()
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
         && !k.starts_with(|c: char| c.is_ascii_digit());
     if plain {
         format!(".{k}")
@@ -62,7 +63,8 @@ mod tests {
 
     #[test]
     fn each_difference_is_one_line_with_its_path() {
-        let expected = json!({"event_type": "sign_up", "time": 1, "props": {"a": [1, 2]}, "x y": 1});
+        let expected =
+            json!({"event_type": "sign_up", "time": 1, "props": {"a": [1, 2]}, "x y": 1});
         let actual = json!({"event_type": "SignUp", "time": 1.0, "props": {"a": [1]}, "extra": true, "x y": 1});
         assert_eq!(
             diff(&expected, &actual),

@@ -56,11 +56,7 @@ fn line(dry: &DryRun, n: usize, line: &[u8]) -> bool {
             .iter()
             .map(|&i| &dry.router.routes[i].name)
             .collect();
-        let targets: Vec<_> = d
-            .targets
-            .iter()
-            .map(|&i| dry.target(i, env, raw))
-            .collect();
+        let targets: Vec<_> = d.targets.iter().map(|&i| dry.target(i, env, raw)).collect();
         let line = serde_json::json!({
             "line": n,
             "event": env.event,
@@ -71,7 +67,7 @@ fn line(dry: &DryRun, n: usize, line: &[u8]) -> bool {
             "unrouted": d.routes.is_empty() && d.targets.is_empty(),
             "targets": targets,
         });
-        println!("{line}");
+        println!("{}", dry.redact(line.to_string()));
     }
     res.rejected.is_empty()
 }

@@ -75,7 +75,7 @@ pub(super) fn run(cfg: &Config) -> anyhow::Result<Report> {
             let key = (target.name.clone(), test.name.clone());
             match one(&dry, i, test) {
                 Ok(()) => report.passed.push(key),
-                Err(why) => report.failed.push((key.0, key.1, why)),
+                Err(why) => report.failed.push((key.0, key.1, dry.redact(why))),
             }
         }
     }
@@ -89,9 +89,17 @@ fn one(dry: &DryRun, target: usize, test: &TargetTest) -> Result<(), String> {
         .map_err(|p| format!("invalid test: {}", p.message))?;
     let normalized = dry
         .normalize(1, test.input.as_bytes(), test.topic.as_deref())
-        .map_err(|e| format!("the input is not relayed: {e} ({}: a dead letter)", e.reason()))?;
+        .map_err(|e| {
+            format!(
+                "the input is not relayed: {e} ({}: a dead letter)",
+                e.reason()
+            )
+        })?;
     if let Some(r) = normalized.rejected.first() {
-        return Err(format!("the input's batch event {} is not relayed: {}", r.index, r.error));
+        return Err(format!(
+            "the input's batch event {} is not relayed: {}",
+            r.index, r.error
+        ));
     }
     let [(env, raw)] = &normalized.events[..] else {
         return Err(format!(
@@ -118,7 +126,11 @@ fn one(dry: &DryRun, target: usize, test: &TargetTest) -> Result<(), String> {
         (Expectation::Error(want), Shown::Failed(got)) => Err(format!(
             "expected an error containing {want:?}\ngot the error: {got}"
         )),
-        (want, got) => Err(format!("expected {}\ngot {}", expected_text(&want), got_text(&got))),
+        (want, got) => Err(format!(
+            "expected {}\ngot {}",
+            expected_text(&want),
+            got_text(&got)
+        )),
     }
 }
 

@@ -25,7 +25,10 @@ pub fn transform(config: PathBuf, target: String, topic: Option<String>) -> Exit
     };
     let Some(index) = dry.target_index(&target) else {
         let names: Vec<_> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
-        eprintln!("no target named {target:?} (the config has: {})", names.join(", "));
+        eprintln!(
+            "no target named {target:?} (the config has: {})",
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     let mut failed = false;
@@ -51,8 +54,15 @@ fn line(dry: &DryRun, target: usize, n: usize, text: &[u8]) -> bool {
     };
     let mut ok = normalized.rejected.is_empty();
     for r in &normalized.rejected {
-        let error = format!("not relayed: {} ({}: a dead letter)", r.error, r.error.reason());
-        println!("{}", json!({"line": n, "batch_index": r.index, "error": error}));
+        let error = format!(
+            "not relayed: {} ({}: a dead letter)",
+            r.error,
+            r.error.reason()
+        );
+        println!(
+            "{}",
+            json!({"line": n, "batch_index": r.index, "error": error})
+        );
     }
     for (env, raw) in &normalized.events {
         let shown = match dry.shown(target, env, raw) {
@@ -78,7 +88,7 @@ fn line(dry: &DryRun, target: usize, n: usize, text: &[u8]) -> bool {
         if let (Some(out), Some(shown)) = (out.as_object_mut(), shown.as_object()) {
             out.extend(shown.clone());
         }
-        println!("{out}");
+        println!("{}", dry.redact(out.to_string()));
     }
     ok
 }

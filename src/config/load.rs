@@ -10,14 +10,28 @@ use std::path::Path;
 
 /// Loads a config file with environment overrides and `${VAR}` expansion, then validates it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::single(
-            "",
-            format!("cannot read config file {}: {e}", path.display()),
-        )
-    })?;
+    match load_partial(path) {
+        (Some(config), problems) if problems.is_empty() => Ok(config),
+        (_, problems) => Err(ConfigError { problems }),
+    }
+}
+
+/// [`load`], keeping what loaded even when there are problems (broken parts replaced by
+/// stand-ins), so checks that need the config (its programs, its catalog files) can still
+/// run and `check` reports every problem at once.
+pub fn load_partial(path: &Path) -> (Option<Config>, Vec<super::Problem>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!("cannot read config file {}: {e}", path.display());
+            return (None, ConfigError::single("", message).problems);
+        }
+    };
     let dir = path.parent().unwrap_or(Path::new(""));
-    load_in(&text, std::env::vars(), Some(dir))
+    match load_salvaged(&text, std::env::vars(), Some(dir)) {
+        Ok((config, problems)) => (config, problems),
+        Err(e) => (None, e.problems),
+    }
 }
 
 /// Loads config text with the given environment (tests pass their own).
@@ -42,6 +56,18 @@ fn load_in(
     env: impl IntoIterator<Item = (String, String)>,
     dir: Option<&Path>,
 ) -> Result<Config, ConfigError> {
+    match load_salvaged(text, env, dir)? {
+        (Some(config), problems) if problems.is_empty() => Ok(config),
+        (_, problems) => Err(ConfigError { problems }),
+    }
+}
+
+/// What loaded (if anything) and every problem found; `Err` when the text is not TOML.
+fn load_salvaged(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    dir: Option<&Path>,
+) -> Result<(Option<Config>, Vec<super::Problem>), ConfigError> {
     let env: BTreeMap<String, String> = env.into_iter().collect();
     let (tree, problems) = expand::layered_tree(text, &env)?;
     let mut salvage = Salvage::new(problems);
@@ -63,11 +89,7 @@ fn load_in(
     if let Some(Err(e)) = config.as_ref().map(Config::validate) {
         salvage.add_semantic(e.problems);
     }
-    let problems = salvage.into_problems();
-    match config {
-        Some(config) if problems.is_empty() => Ok(config),
-        _ => Err(ConfigError { problems }),
-    }
+    Ok((config, salvage.into_problems()))
 }
 
 /// A stand-in for a required section or a list element that cannot be deserialized: valid,

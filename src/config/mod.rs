@@ -22,7 +22,7 @@ mod validate_targets;
 mod validate_tiers;
 
 pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProblem};
-pub use load::{load, load_str};
+pub use load::{load, load_partial, load_str};
 pub use problem::{ConfigError, Problem};
 pub use routes::{Condition, Operator, OperatorCount, Pattern, RouteConfig};
 pub use secret::{decode_signing_secret, SecretError};

@@ -32,7 +32,7 @@ use crate::report::{Journey, Reporter, TargetRef};
 use circuit::Circuit;
 use rate::RateLimiter;
 use schedule::Schedule;
-pub use service::{Preview, Service};
+pub use service::{is_secret_name, Preview, Service};
 pub use shape::{dry_run, shape, DryRun, Shaped, Shaping};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -179,7 +179,8 @@ impl Targets {
         let mut handles = Vec::new();
         let configs = &config.targets;
         let transforms = crate::transform::compile_all(config).map_err(BuildError::Transform)?;
-        for ((cfg, budget), transform) in configs.iter().zip(config.target_budgets()).zip(transforms)
+        for ((cfg, budget), transform) in
+            configs.iter().zip(config.target_budgets()).zip(transforms)
         {
             let service = Service::new(cfg)?;
             let rt = Arc::new(TargetRuntime {

@@ -76,9 +76,9 @@ pub struct Preview {
     pub body: Vec<u8>,
 }
 
-/// Whether a header carries a credential (`Authorization`, an API key or token, a signature):
-/// a dry run shows it as `<redacted>`.
-fn is_secret_header(name: &str) -> bool {
+/// Whether a header (or a transform variable) carries a credential (`Authorization`, an API
+/// key or token, a signature): a dry run shows it as `<redacted>`.
+pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     name == "cookie"
         || ["auth", "key", "token", "secret", "signature", "password"]
@@ -103,7 +103,7 @@ pub(super) fn redacted(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            let text = if is_secret_header(name.as_str()) {
+            let text = if is_secret_name(name.as_str()) {
                 "<redacted>".to_string()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()

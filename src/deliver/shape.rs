@@ -6,8 +6,8 @@
 use super::{Delivery, Preview, Service, TargetRuntime};
 use crate::envelope::Envelope;
 use crate::report::Failure;
-use std::sync::Arc;
 use crate::transform::{Outcome, Request, Transform, TransformFailure};
+use std::sync::Arc;
 
 /// What a transform made of one delivery: the body to send in place of the event's own, and
 /// the request changes that go with it.
@@ -131,7 +131,10 @@ pub(super) fn shape_batch(rt: &Arc<TargetRuntime>, batch: Vec<Delivery>) -> Vec<
 /// order of first appearance; one group when the target has no transform.
 pub(super) fn by_request(batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
     fn key(d: &Delivery) -> Option<&Request> {
-        d.shaped.as_ref().map(|s| &s.request).filter(|r| !r.is_empty())
+        d.shaped
+            .as_ref()
+            .map(|s| &s.request)
+            .filter(|r| !r.is_empty())
     }
     let mut groups: Vec<Vec<Delivery>> = Vec::new();
     for d in batch {

@@ -3,9 +3,9 @@
 
 use super::client::{HeaderMap, HeaderName, HeaderValue, HttpClient, Method, Uri};
 use super::retry::AttemptError;
+use super::shape::Shaped;
 use super::signing::Signer;
 use super::template::Template;
-use super::shape::Shaped;
 use super::{BuildError, Delivery, Preview};
 use crate::config::{BodyFormat, EventNames, HttpMethod, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};

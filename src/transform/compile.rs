@@ -57,11 +57,16 @@ pub fn compile(text: &str, file: Option<&Path>, spec: &Spec) -> Result<Transform
                 .collect(),
         })?;
     let program = compiled.program;
-    let broken: Vec<String> = program
-        .info()
+    let info = program.info();
+    let broken: Vec<String> = info
         .target_assignments
         .iter()
         .filter_map(|path| metadata_rule(path, spec.posthog))
+        .chain(
+            info.target_queries
+                .iter()
+                .filter_map(|p| unknown_var(p, spec.vars)),
+        )
         .collect();
     if !broken.is_empty() {
         return Err(CompileError {
@@ -97,7 +102,10 @@ fn metadata_kind(vars: &BTreeMap<String, String>) -> Kind {
         ("offset", Kind::integer()),
         ("target", Kind::bytes()),
         ("vars", Kind::object(Collection::from(vars))),
-        ("headers", Kind::object(Collection::from_unknown(Kind::any()))),
+        (
+            "headers",
+            Kind::object(Collection::from_unknown(Kind::any())),
+        ),
     ]
     .into_iter()
     .map(|(k, kind)| (k.into(), kind))
@@ -151,6 +159,29 @@ fn metadata_rule(path: &OwnedTargetPath, posthog: bool) -> Option<String> {
             &format!("%{}", path.path),
             "is not a metadata key a transform may set",
         )),
+    }
+}
+
+/// A read of `%vars.NAME` that `transform_vars` does not set (a typo would read null).
+fn unknown_var(path: &OwnedTargetPath, vars: &BTreeMap<String, String>) -> Option<String> {
+    if path.prefix != PathPrefix::Metadata {
+        return None;
+    }
+    match &path.path.segments[..] {
+        [OwnedSegment::Field(root), OwnedSegment::Field(name), ..]
+            if root.as_str() == "vars" && !vars.contains_key(name.as_str()) =>
+        {
+            let known: Vec<&str> = vars.keys().map(String::as_str).collect();
+            Some(format!(
+                "reads %vars.{name}, which transform_vars does not set (it sets: {})",
+                if known.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -94,10 +94,5 @@ fn compile_target(cfg: &TargetConfig) -> Result<Option<Transform>, Vec<(&'static
     };
     compile(&text.text, text.file.as_deref(), &Transform::spec(cfg))
         .map(Some)
-        .map_err(|e| {
-            e.diagnostics
-                .into_iter()
-                .map(|d| (text.key, d))
-                .collect()
-        })
+        .map_err(|e| e.diagnostics.into_iter().map(|d| (text.key, d)).collect())
 }

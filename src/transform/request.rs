@@ -187,18 +187,36 @@ mod tests {
         assert_eq!(r.path.as_deref(), Some("users/a%20b%3Fc%23d"));
         let mut url = url::Url::parse("https://h.example/api/?k=1").unwrap();
         r.apply_path(&mut url);
-        assert_eq!(url.as_str(), "https://h.example/api/users/a%20b%3Fc%23d?k=1");
+        assert_eq!(
+            url.as_str(),
+            "https://h.example/api/users/a%20b%3Fc%23d?k=1"
+        );
     }
 
     #[test]
     fn reserved_headers_bad_values_and_climbing_paths_are_refused() {
         for (m, part) in [
-            (serde_json::json!({"headers": {"Webhook-Signature": "x"}}), "webhook-signature"),
-            (serde_json::json!({"headers": {"authorization": "x"}}), "authorization"),
-            (serde_json::json!({"headers": {"x": {"a": 1}}}), "%headers.x is an object"),
-            (serde_json::json!({"headers": {"x": "a\nb"}}), "not a valid HTTP header value"),
+            (
+                serde_json::json!({"headers": {"Webhook-Signature": "x"}}),
+                "webhook-signature",
+            ),
+            (
+                serde_json::json!({"headers": {"authorization": "x"}}),
+                "authorization",
+            ),
+            (
+                serde_json::json!({"headers": {"x": {"a": 1}}}),
+                "%headers.x is an object",
+            ),
+            (
+                serde_json::json!({"headers": {"x": "a\nb"}}),
+                "not a valid HTTP header value",
+            ),
             (serde_json::json!({"headers": "x"}), "%headers is text"),
-            (serde_json::json!({"path": "a/../../admin"}), "\"..\" segment"),
+            (
+                serde_json::json!({"path": "a/../../admin"}),
+                "\"..\" segment",
+            ),
             (serde_json::json!({"path": 3}), "%path is an integer"),
         ] {
             let err = from_metadata(&meta(m)).unwrap_err();

@@ -73,7 +73,10 @@ impl Transform {
             Ok(v) => v,
             Err(e) => return Outcome::Fail(TransformFailure::InputNotJson(e.to_string())),
         };
-        let uuid = self.posthog.then(|| request::field(&value, "uuid").cloned()).flatten();
+        let uuid = self
+            .posthog
+            .then(|| request::field(&value, "uuid").cloned())
+            .flatten();
         let mut target = TargetValue {
             value,
             metadata: self.context(env),
@@ -86,7 +89,9 @@ impl Transform {
             Err(Terminate::Interrupted) => {
                 return Outcome::Fail(TransformFailure::StepBudget(budget))
             }
-            Err(Terminate::Abort(e) | Terminate::Error(e)) => return Outcome::Fail(self.runtime(e)),
+            Err(Terminate::Abort(e) | Terminate::Error(e)) => {
+                return Outcome::Fail(self.runtime(e))
+            }
         }
         match self.finish(target, uuid) {
             Ok(Some(send)) => send,
@@ -256,13 +261,45 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// VRL's function errors carry byte offsets (`... for "f" at (12:30): ...`); the line and
-/// column say the same to a person.
+/// VRL's function errors carry byte offsets (`... for "f" at (12:30): ...`, nested calls
+/// once per call); the line and column say the same to a person.
 fn strip_offsets(message: &str) -> String {
-    match (message.find(" at ("), message.find("): ")) {
-        (Some(a), Some(b)) if a < b && message[a + 5..b].split(':').all(|n| n.parse::<usize>().is_ok()) => {
-            format!("{}{}", &message[..a], &message[b + 1..])
+    let mut out = message.to_string();
+    while let Some(cut) = offsets_at(&out) {
+        out.replace_range(cut, "");
+    }
+    out
+}
+
+/// The byte range of the first ` at (N:M)` in `text`.
+fn offsets_at(text: &str) -> Option<std::ops::Range<usize>> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(" at (") {
+        let start = from + i;
+        let inner = &text[start + 5..];
+        if let Some(end) = inner.find(')') {
+            let mut parts = inner[..end].split(':');
+            let numbers = parts.clone().count() == 2
+                && parts.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if numbers {
+                return Some(start..start + 5 + end + 1);
+            }
         }
-        _ => message.to_string(),
+        from = start + 5;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn byte_offsets_are_taken_out_of_nested_messages() {
+        assert_eq!(
+            super::strip_offsets(
+                r#"function call error for "parse_int" at (1:9): function call error for "string" at (95:120): expected string, got null"#
+            ),
+            r#"function call error for "parse_int": function call error for "string": expected string, got null"#
+        );
+        assert_eq!(super::strip_offsets("look at (this)"), "look at (this)");
     }
 }

@@ -42,7 +42,11 @@ fn a_compile_error_is_reported_with_its_code_line_column_and_file() {
     let errs = errors(".a = 1\n.b = upcase(.x)", false);
     assert!(errs[0].starts_with("error[E103]"), "{}", errs[0]);
     assert!(errs[0].contains("┌─ :2:6"), "{}", errs[0]);
-    assert!(errs[0].contains("upcase!(.x)"), "says what to do: {}", errs[0]);
+    assert!(
+        errs[0].contains("upcase!(.x)"),
+        "says what to do: {}",
+        errs[0]
+    );
     let vars = BTreeMap::new();
     let file = std::path::Path::new("transforms/crm.vrl");
     let err = compile(".b = upcase(.x)", Some(file), &spec(&vars, false)).unwrap_err();
@@ -63,13 +67,20 @@ fn env_system_and_network_functions_do_not_exist() {
     ] {
         let errs = errors(&format!(".x = {call}"), false);
         assert!(
-            errs.iter().any(|e| e.contains("call to undefined function")),
+            errs.iter()
+                .any(|e| e.contains("call to undefined function")),
             "{call}: {errs:#?}"
         );
     }
     // Hashing stays (Meta's and Google's conversion APIs want SHA-256 of an email).
-    let t = compiled(r#".h = sha2(downcase(strip_whitespace(string!(.email))), variant: "SHA-256")"#, false);
-    let (b, _) = body(run(&t, serde_json::json!({"email": " John_Smith@gmail.com "})));
+    let t = compiled(
+        r#".h = sha2(downcase(strip_whitespace(string!(.email))), variant: "SHA-256")"#,
+        false,
+    );
+    let (b, _) = body(run(
+        &t,
+        serde_json::json!({"email": " John_Smith@gmail.com "}),
+    ));
     assert_eq!(
         b["h"].as_str().unwrap()[..8],
         *"62a14e44",
@@ -84,9 +95,17 @@ fn metadata_rules_are_checked_when_compiling() {
     let errs = errors("%url = \"http://evil\"", false);
     assert!(errs[0].contains("assigns %url"), "{errs:#?}");
     let errs = errors("%headers.\"Webhook-Signature\" = \"x\"", false);
-    assert!(errs[0].contains("the relay sets webhook-signature"), "{errs:#?}");
+    assert!(
+        errs[0].contains("the relay sets webhook-signature"),
+        "{errs:#?}"
+    );
     let errs = errors("%path = \"x\"", true);
     assert!(errs[0].contains("PostHog targets"), "{errs:#?}");
+    let errs = errors(".k = %vars.api_kye", false);
+    assert!(
+        errs[0].contains("reads %vars.api_kye, which transform_vars does not set"),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -107,7 +126,12 @@ fn the_body_headers_and_path_come_from_the_program() {
     assert_eq!(b["key"], "k-1");
     assert_eq!(
         b["from"],
-        format!("{}/{}/{}", env.source.as_str(), env.origin.topic, env.origin.offset)
+        format!(
+            "{}/{}/{}",
+            env.source.as_str(),
+            env.origin.topic,
+            env.origin.offset
+        )
     );
     assert!(b.get("event").is_none());
     assert_eq!(r.headers, vec![("x-partner".into(), "crm".into())]);
@@ -118,7 +142,10 @@ fn the_body_headers_and_path_come_from_the_program() {
 fn skip_and_abort_skip_the_event() {
     let t = compiled("if .n == 1 { %skip = true }", false);
     assert_eq!(run(&t, serde_json::json!({"n": 1})), Outcome::Skip);
-    assert!(matches!(run(&t, serde_json::json!({"n": 2})), Outcome::Send { .. }));
+    assert!(matches!(
+        run(&t, serde_json::json!({"n": 2})),
+        Outcome::Send { .. }
+    ));
     let t = compiled("if .n == 1 { abort }", false);
     assert_eq!(run(&t, serde_json::json!({"n": 1})), Outcome::Skip);
 }
@@ -130,7 +157,10 @@ fn a_runtime_error_names_line_and_column_and_reason() {
         panic!("must fail");
     };
     let text = f.to_string();
-    assert!(text.starts_with("transform failed: line 2, column 6: "), "{text}");
+    assert!(
+        text.starts_with("transform failed: line 2, column 6: "),
+        "{text}"
+    );
     assert!(text.contains("parse_json"), "{text}");
     assert!(!text.contains(" at ("), "byte offsets left in: {text}");
 }
@@ -173,7 +203,10 @@ fn a_posthog_output_must_stay_a_posthog_event() {
 #[test]
 fn an_output_over_batch_max_bytes_fails() {
     let t = compiled(".copy = .big", false);
-    assert!(matches!(run(&t, serde_json::json!({"big": "x".repeat(400)})), Outcome::Send { .. }));
+    assert!(matches!(
+        run(&t, serde_json::json!({"big": "x".repeat(400)})),
+        Outcome::Send { .. }
+    ));
     assert!(matches!(
         run(&t, serde_json::json!({"big": "x".repeat(600)})),
         Outcome::Fail(TransformFailure::TooLarge { limit: 1000, .. })

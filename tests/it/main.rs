@@ -31,4 +31,6 @@ pub mod tiers;
 mod tiers_failures;
 mod tls;
 mod topics;
+mod transform_cli;
+mod transforms;
 mod webhook;
