@@ -46,12 +46,12 @@ pub const DEFAULT_MAX_ELAPSED_TIERED: Duration = Duration::from_secs(24 * 3600);
 /// The short name of a delay in topic names and metric labels: `1m`, `90s`, `2h`, `1500ms`.
 pub fn delay_label(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 || ms == 0 {
+    if !ms.is_multiple_of(1000) || ms == 0 {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
     for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s % n == 0 {
+        if s.is_multiple_of(n) {
             return format!("{}{unit}", s / n);
         }
     }
