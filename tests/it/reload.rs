@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Reads the results topic until every id has a result for each of `targets`.
-async fn results_for(env: &TestEnv, ids: &[String], targets: &[&str]) -> Vec<Record> {
+pub async fn results_for(env: &TestEnv, ids: &[String], targets: &[&str]) -> Vec<Record> {
     let want: HashSet<(&str, &str)> = ids
         .iter()
         .flat_map(|id| targets.iter().map(move |t| (id.as_str(), *t)))
@@ -47,14 +47,14 @@ async fn results_for(env: &TestEnv, ids: &[String], targets: &[&str]) -> Vec<Rec
 }
 
 /// Writes `cfg` over the relay's config file; returns the new file's hash.
-fn rewrite(file: &ConfigFile, cfg: &Config) -> String {
+pub fn rewrite(file: &ConfigFile, cfg: &Config) -> String {
     let text = to_toml(cfg);
     std::fs::write(&file.path, &text).unwrap();
     config_hash(text.as_bytes())
 }
 
 /// Waits until the relay logged `needle` `n` times.
-async fn logged(relay: &LoggedRelay, needle: &str, n: usize) -> bool {
+pub async fn logged(relay: &LoggedRelay, needle: &str, n: usize) -> bool {
     eventually(Duration::from_secs(30), || async {
         relay.log_count(needle) >= n
     })
