@@ -11,6 +11,8 @@
 //! - [`normalize`] (with [`catalog`]): raw bytes → [`envelope::Envelope`]s or a dead-letter
 //!   reason. Pure: no I/O.
 //! - [`route`]: which targets an envelope goes to. Pure.
+//! - [`transform`]: a target's VRL program, compiled once per config, reshaping what the
+//!   target sends for an event (body, headers, path, or a skip). Pure.
 //! - [`deliver`]: the targets (webhook, PostHog): batching, signing, retries, circuit breaker,
 //!   rate limit.
 //! - [`report`]: WebhookSuccess / WebhookError result events and dead letters on Kafka.
