@@ -19,6 +19,18 @@ pub const ENVELOPE_VERSION: u32 = 1;
 pub const RELAY_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6c1f_4a9e_2b7d_4f0e_9d35_8a7e_61c2_d0b4);
 
+/// The top-level keys every Komo webhook body has, which become envelope fields (not
+/// properties or traits); result events leave user attributes of these names out.
+pub const KOMO_COMMON_KEYS: [&str; 7] = [
+    "id",
+    "event",
+    "timestamp",
+    "site_id",
+    "site_name",
+    "user_session_id",
+    "user_profile_id",
+];
+
 /// Which upstream shape an event came from.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]

@@ -34,10 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "report",
         ],
     ),
-    (
-        "report",
-        &["ack", "envelope", "config", "metrics", "json", "normalize"],
-    ),
+    ("report", &["ack", "envelope", "config", "metrics", "json"]),
     ("server", &["health", "metrics"]),
     (
         "pipeline",

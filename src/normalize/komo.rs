@@ -12,15 +12,7 @@ use crate::catalog::{check_props, Catalog, EventSchema, PropPath};
 use crate::envelope::{Envelope, Origin, Site, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 
-pub const COMMON: [&str; 7] = [
-    "id",
-    "event",
-    "timestamp",
-    "site_id",
-    "site_name",
-    "user_session_id",
-    "user_profile_id",
-];
+use crate::envelope::KOMO_COMMON_KEYS as COMMON;
 
 /// Keys that identify a person; for events not in the catalog they still go to `user.traits`.
 const IDENTITY_KEYS: [&str; 6] = ["email", "first_name", "last_name", "name", "phone", "optin"];

@@ -13,8 +13,8 @@ mod limits;
 mod shape;
 pub mod summary;
 
+pub use crate::envelope::KOMO_COMMON_KEYS;
 pub use catalogs::catalog_problems;
-pub use komo::COMMON as KOMO_COMMON_KEYS;
 
 use crate::catalog::{Catalog, CatalogError, Catalogs, EventSchema};
 use crate::config::{SourceConfig, SourceFormat, UnknownEvents, ValidationMode};

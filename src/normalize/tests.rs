@@ -278,7 +278,7 @@ fn sign_up_success_needs_its_data_capture_fields() {
         .expect("a SignUpSuccess fixture");
     line.as_object_mut()
         .unwrap()
-        .retain(|k, _| super::komo::COMMON.contains(&k.as_str()));
+        .retain(|k, _| crate::envelope::KOMO_COMMON_KEYS.contains(&k.as_str()));
     let raw = line.to_string();
     let err = normalizer()
         .normalize(

@@ -60,7 +60,7 @@ pub fn result_event(
 }
 
 /// Keys of a result event that the relay sets besides the Komo site-event keys
-/// ([`crate::normalize::KOMO_COMMON_KEYS`]); user attributes with any of these names are left out.
+/// ([`crate::envelope::KOMO_COMMON_KEYS`]); user attributes with any of these names are left out.
 const RELAY_RESULT_KEYS: [&str; 12] = [
     "integration_id",
     "webhook_trigger",
@@ -77,7 +77,7 @@ const RELAY_RESULT_KEYS: [&str; 12] = [
 ];
 
 fn is_result_key(k: &str) -> bool {
-    crate::normalize::KOMO_COMMON_KEYS.contains(&k) || RELAY_RESULT_KEYS.contains(&k)
+    crate::envelope::KOMO_COMMON_KEYS.contains(&k) || RELAY_RESULT_KEYS.contains(&k)
 }
 
 /// Writes the result event JSON for one outcome straight into `buf`; returns its kind.
