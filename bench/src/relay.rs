@@ -163,7 +163,10 @@ topic = "{}"
 /// `transform = '''...'''`: a literal string, so the program's quotes and backslashes reach VRL
 /// as written (TOML drops the newline right after the opening quotes).
 fn transform_toml(program: &str) -> String {
-    assert!(!program.contains("'''"), "a transform cannot hold ''' in a TOML literal string");
+    assert!(
+        !program.contains("'''"),
+        "a transform cannot hold ''' in a TOML literal string"
+    );
     format!("transform = '''\n{}\n'''\n", program.trim_end())
 }
 
@@ -237,7 +240,10 @@ impl Relay {
     ) -> anyhow::Result<Self> {
         let cfg_path = dir.join(format!("{name}.toml"));
         if let Err(said) = check(bin, &cfg_path, config)? {
-            bail!("generated config {} is invalid:\n{said}", cfg_path.display());
+            bail!(
+                "generated config {} is invalid:\n{said}",
+                cfg_path.display()
+            );
         }
         let log = dir.join(format!("{name}.relay.log"));
         let child = Command::new(bin)

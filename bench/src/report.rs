@@ -286,12 +286,7 @@ pub struct Baseline {
 /// The JSON document of the whole run (with --compare, `compare` holds the other binary's rows);
 /// `transform_cost` (and `compare.transform_cost`) is webhook-transform against webhook when
 /// both ran.
-fn document(
-    ctx: &Ctx,
-    b: &Baseline,
-    mut rows: Vec<Value>,
-    mut other: Option<Vec<Value>>,
-) -> Value {
+fn document(ctx: &Ctx, b: &Baseline, mut rows: Vec<Value>, mut other: Option<Vec<Value>>) -> Value {
     transform::annotate(&mut rows);
     if let Some(o) = &mut other {
         transform::annotate(o);

@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(c["cpu_per_event_ratio"], 1.1);
         assert_eq!(c["met"], true);
         annotate(&mut rows);
-        assert_eq!(rows[1]["notes"], "0.90× webhook's events/s, 1.10× its CPU per event");
+        assert_eq!(
+            rows[1]["notes"],
+            "0.90× webhook's events/s, 1.10× its CPU per event"
+        );
         assert!(line("this", &c).contains("events/s 0.90 (target ≥ 0.8: met)"));
 
         let slow = [row(BASE, 10_000.0, 4.0), row(NAME, 7_000.0, 4.0)];
@@ -194,7 +197,11 @@ mod tests {
             eprintln!("no relay binary built: skipped");
             return;
         };
-        let cfg = probe_config("127.0.0.1:9092", "127.0.0.1:8080".parse().unwrap(), Some(PROGRAM));
+        let cfg = probe_config(
+            "127.0.0.1:9092",
+            "127.0.0.1:8080".parse().unwrap(),
+            Some(PROGRAM),
+        );
         let path = std::env::temp_dir().join(format!("transform-{}.toml", std::process::id()));
         if let Err(said) = relay::check(&bin, &path, &cfg).unwrap() {
             let _ = std::fs::remove_file(&path);
@@ -202,7 +209,10 @@ mod tests {
             eprintln!("{bin} predates `transform`: skipped");
             return;
         }
-        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/valid_events.jsonl");
+        let fixtures = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/valid_events.jsonl"
+        );
         let t = Templates::load(fixtures).unwrap();
         let mut input = Vec::new();
         for i in 0..300 {
@@ -217,17 +227,27 @@ mod tests {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(&input).unwrap();
+        // Fed from a thread: the output fills its pipe long before the input is all written.
+        let mut stdin = child.stdin.take().unwrap();
+        let feeding = std::thread::spawn(move || stdin.write_all(&input));
         let out = child.wait_with_output().unwrap();
+        feeding.join().unwrap().unwrap();
         let _ = std::fs::remove_file(&path);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut moved = 0;
         for line in text.lines() {
             let shown: Value = serde_json::from_str(line).unwrap();
             let b = &shown["targets"][0]["body"];
             assert!(b["id"].is_string(), "{line}");
-            assert!(b["event_type"].is_string() && b.get("event").is_none(), "{line}");
+            assert!(
+                b["event_type"].is_string() && b.get("event").is_none(),
+                "{line}"
+            );
             assert_eq!(b["properties"]["relay"], "event-relay", "{line}");
             assert!(b["properties"].get("$session_id").is_none(), "{line}");
             assert!(b["properties"].get("organizationId").is_none(), "{line}");
