@@ -19,7 +19,7 @@ use event_relay::envelope::{Envelope, Origin};
 use event_relay::normalize::{NormalizeError, Normalizer, SourceSettings};
 use event_relay::report::{result_event, Failure, Outcome, TargetRef};
 use event_relay::route::Router;
-use event_relay::transform::{self, Outcome as Shaped, Spec, Transform, TransformFailure};
+use event_relay::transform::{self, Outcome as Shaped, Spec, TransformFailure};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -382,7 +382,11 @@ fn transform_fixture() -> &'static TransformFixture {
     F.get_or_init(|| {
         let out = fixture()
             .normalizer
-            .normalize(SAMPLE_MESSAGE, &SourceSettings::standalone(SourceFormat::Auto), origin())
+            .normalize(
+                SAMPLE_MESSAGE,
+                &SourceSettings::standalone(SourceFormat::Auto),
+                origin(),
+            )
             .expect("the sample message normalizes");
         TransformFixture {
             sample: out.events.into_iter().next().expect("one event").0,
@@ -401,6 +405,14 @@ fn origin() -> Origin {
         offset: 7,
         key: Some("k".into()),
     }
+}
+
+/// `EVENT_RELAY_FUZZ_DEBUG=1`: the transform harness prints each compile error and outcome to
+/// stderr, to see what a seed exercises (the fuzz binary runs each file argument once:
+/// `EVENT_RELAY_FUZZ_DEBUG=1 fuzz/target/*/release/transform fuzz/seeds/transform/*`).
+fn debug() -> bool {
+    static DEBUG: OnceLock<bool> = OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("EVENT_RELAY_FUZZ_DEBUG").is_some())
 }
 
 /// A target's program text and a message, split at [`TRANSFORM_SEPARATOR`].
@@ -422,6 +434,15 @@ enum Body {
     Webhook,
     /// A PostHog target: the PostHog event object.
     Posthog,
+}
+
+impl Body {
+    fn name(self) -> &'static str {
+        match self {
+            Body::Webhook => "webhook",
+            Body::Posthog => "posthog",
+        }
+    }
 }
 
 /// A program (the text before [`TRANSFORM_SEPARATOR`]) compiled as a webhook target's (a large
@@ -466,7 +487,13 @@ pub fn transform(data: &[u8]) {
                 compiled.push((t, body, max_bytes));
             }
             Err(e) => {
-                assert!(!e.diagnostics.is_empty(), "a compile error without diagnostics");
+                if debug() {
+                    eprintln!("compile ({target}, {max_bytes} bytes): {e}");
+                }
+                assert!(
+                    !e.diagnostics.is_empty(),
+                    "a compile error without diagnostics"
+                );
                 for d in &e.diagnostics {
                     assert!(!d.trim().is_empty(), "an empty diagnostic");
                 }
@@ -516,6 +543,16 @@ pub fn transform(data: &[u8]) {
             };
             for input in inputs {
                 let outcome = t.run(input, env);
+                if debug() {
+                    let shown = match &outcome {
+                        Shaped::Send { body, request } => format!(
+                            "send {request:?} {}",
+                            String::from_utf8_lossy(&body[..body.len().min(300)])
+                        ),
+                        other => format!("{other:?}"),
+                    };
+                    eprintln!("run ({}, {max_bytes} bytes): {shown}", body.name());
+                }
                 check_transform_outcome(&outcome, program, *body, *max_bytes);
             }
         }
@@ -573,12 +610,23 @@ fn check_transform_outcome(outcome: &Shaped, program: &str, body: Body, max_byte
             request.apply_path(&mut url);
             let again = url::Url::parse(url.as_str()).expect("the URL with %path parses back");
             for u in [&url, &again] {
-                assert_eq!(u.host_str(), Some("hooks.example"), "%path changed the host: {u}");
+                assert_eq!(
+                    u.host_str(),
+                    Some("hooks.example"),
+                    "%path changed the host: {u}"
+                );
                 assert_eq!(u.query(), Some("k=1"), "%path changed the query: {u}");
                 assert_eq!(u.fragment(), None, "%path added a fragment: {u}");
-                assert!(u.path().starts_with("/base/"), "%path left the base path: {u}");
+                assert!(
+                    u.path().starts_with("/base/"),
+                    "%path left the base path: {u}"
+                );
             }
-            assert_eq!(url.path(), again.path(), "%path is read differently after a round trip");
+            assert_eq!(
+                url.path(),
+                again.path(),
+                "%path is read differently after a round trip"
+            );
         }
         Shaped::Skip => {}
         Shaped::Fail(TransformFailure::Panicked(msg)) => {
@@ -586,7 +634,11 @@ fn check_transform_outcome(outcome: &Shaped, program: &str, body: Body, max_byte
         }
         Shaped::Fail(failure) => {
             assert!(!failure.to_string().is_empty());
-            if let TransformFailure::Runtime { at: Some((line, col)), .. } = failure {
+            if let TransformFailure::Runtime {
+                at: Some((line, col)),
+                ..
+            } = failure
+            {
                 let lines = program.split('\n').count();
                 assert!(
                     *line >= 1 && *line <= lines && *col >= 1,

@@ -324,7 +324,7 @@ async fn run_batch(
     let batch = shape::shape_batch(&rt, batch);
     let mut outcomes = Vec::with_capacity(batch.len());
     // Deliveries whose transforms set different headers or paths go out as separate requests.
-    for group in shape::by_request(batch) {
+    for group in shape::by_request(&rt, batch) {
         outcomes.extend(attempt::deliver(rt.clone(), group, phase, 0).await);
     }
     drop(slot);

@@ -128,8 +128,14 @@ pub(super) fn shape_batch(rt: &Arc<TargetRuntime>, batch: Vec<Delivery>) -> Vec<
 }
 
 /// A batch split into runs whose deliveries share their request changes (headers, path), in
-/// order of first appearance; one group when the target has no transform.
-pub(super) fn by_request(batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+/// order of first appearance; the batch as it is when the target has no transform.
+pub(super) fn by_request(rt: &TargetRuntime, batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    if batch.is_empty() {
+        return Vec::new(); // every delivery skipped or failed
+    }
+    if rt.transform.is_none() || batch.len() < 2 {
+        return vec![batch];
+    }
     fn key(d: &Delivery) -> Option<&Request> {
         d.shaped
             .as_ref()
