@@ -322,9 +322,13 @@ async fn run_batch(
     let held = batch.len();
     let phase = rt.schedule.phase(&batch[0].journey);
     let batch = shape::shape_batch(&rt, batch);
-    let mut outcomes = Vec::with_capacity(batch.len());
     // Deliveries whose transforms set different headers or paths go out as separate requests.
-    for group in shape::by_request(&rt, batch) {
+    let mut groups = shape::by_request(&rt, batch).into_iter();
+    let mut outcomes = match groups.next() {
+        Some(group) => attempt::deliver(rt.clone(), group, phase, 0).await,
+        None => Vec::new(),
+    };
+    for group in groups {
         outcomes.extend(attempt::deliver(rt.clone(), group, phase, 0).await);
     }
     drop(slot);
