@@ -351,7 +351,7 @@ mod tests {
             "[kafka]\nbrokers = \"b:9092\"\n[[sources]]\ntopic = \"t\"\nformat = \"komo\"\n\
             [results]\ntopic = \"r\"\n[dead_letter]\ntopic = \"d\"\n[[targets]]\nname = \"w\"\n\
             kind = \"webhook\"\nurl = \"https://h.example/\"\n";
-        let defaults = config::load_str(minimal, Vec::new()).expect("valid config");
+        let defaults = crate::config::load_str(minimal, Vec::new()).expect("valid config");
         let mut cli = Cli::command();
         let help = cli
             .find_subcommand_mut("run")

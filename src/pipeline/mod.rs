@@ -243,9 +243,16 @@ impl Relay {
 pub fn runtime(p: &crate::config::PipelineConfig) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(p.effective_worker_threads())
+        .thread_stack_size(TRANSFORM_STACK)
         .enable_all()
         .build()
 }
+
+/// The stack of the runtime's threads, where targets run their transforms: a value a program
+/// nests in a loop can be up to `transform::STEP_LIMIT` levels deep, and copying, dropping or
+/// writing it recurses once per level. Address space only: a thread's stack pages are
+/// committed as they are touched, so the resident memory is what a run actually uses.
+pub const TRANSFORM_STACK: usize = 128 * 1024 * 1024;
 
 /// Runs the relay until `shutdown` is cancelled, then drains and stops: stop consuming, let
 /// in-flight deliveries finish within `pipeline.drain_timeout`, flush the producer, commit,

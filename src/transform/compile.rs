@@ -13,8 +13,32 @@ use vrl::value::kind::Collection;
 use vrl::value::{Kind, Value};
 
 /// VRL's standard library as this build has it: no env, system or network functions (the
-/// crate's features leave them out, so calling one is "call to undefined function").
-static FUNCTIONS: LazyLock<Vec<Box<dyn Function>>> = LazyLock::new(vrl::stdlib::all);
+/// crate's features leave them out, so calling one is "call to undefined function"), and
+/// without [`LEFT_OUT`].
+static FUNCTIONS: LazyLock<Vec<Box<dyn Function>>> = LazyLock::new(|| {
+    vrl::stdlib::all()
+        .into_iter()
+        .filter(|f| !LEFT_OUT.contains(&f.identifier()))
+        .collect()
+});
+
+/// Functions whose result's nesting depth, or allocation, follows the event's data, not the
+/// program: an event could make them build a value deep enough to overflow the stack (found by
+/// the fuzz target: thousands of levels of `<a>`, `{"a"=>`, or dotted keys), or ask for
+/// gigabytes (`decode_lz4`'s size prefix). Calling one is "call to undefined function".
+pub const LEFT_OUT: [&str; 5] = [
+    "parse_xml",
+    "parse_ruby_hash",
+    "unflatten",
+    "set",
+    "decode_lz4",
+];
+
+/// The deepest nesting of brackets, and the longest path, a program may have: VRL's type
+/// checker compares whole types on each function call, and its time grows steeply with their
+/// depth (the fuzz target: a 64-level literal before one call took 10 s to compile, four
+/// calls over a minute). 32 levels compile in milliseconds; real programs use a handful.
+pub const MAX_NESTING: usize = 32;
 
 /// The metadata the program may only read.
 const READ_ONLY: [&str; 6] = ["source", "topic", "partition", "offset", "target", "vars"];
@@ -43,6 +67,11 @@ pub struct CompileError {
 
 /// Compiles `text` (read from `file`, when it came from one) for a target.
 pub fn compile(text: &str, file: Option<&Path>, spec: &Spec) -> Result<Transform, CompileError> {
+    if let Some(problem) = too_deep(text) {
+        return Err(CompileError {
+            diagnostics: vec![problem],
+        });
+    }
     let external = ExternalEnv::new_with_kind(Kind::any_object(), metadata_kind(spec.vars));
     let mut config = CompileConfig::default();
     for key in READ_ONLY {
@@ -86,6 +115,46 @@ pub fn compile(text: &str, file: Option<&Path>, spec: &Spec) -> Result<Transform
         posthog: spec.posthog,
         max_bytes: spec.max_bytes,
     })
+}
+
+/// Why `text` nests deeper than [`MAX_NESTING`] (brackets, or segments of one path), with the
+/// line and column where it does; string literals and comments are skipped.
+fn too_deep(text: &str) -> Option<String> {
+    let (mut depth, mut segments) = (0usize, 0usize);
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' | '\'' => skip_string(&mut chars, c),
+            '#' => while chars.next_if(|(_, c)| *c != '\n').is_some() {},
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '.' => segments += 1,
+            c if c.is_alphanumeric() || c == '_' || c == '%' => {}
+            _ => segments = 0,
+        }
+        if depth > MAX_NESTING || segments > MAX_NESTING {
+            let (line, column) = super::run::line_col(text, at);
+            return Some(format!(
+                "the program nests more than {MAX_NESTING} levels deep (brackets or path \
+                 segments) at line {line}, column {column}; VRL's type checking of such \
+                 programs can take minutes: flatten it"
+            ));
+        }
+    }
+    None
+}
+
+/// Moves `chars` past a string literal opened by `quote` (escapes honoured).
+fn skip_string(chars: &mut std::iter::Peekable<std::str::CharIndices>, quote: char) {
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            c if c == quote => return,
+            _ => {}
+        }
+    }
 }
 
 /// The metadata's types as the program sees them: the context typed (so `upcase(%source)`

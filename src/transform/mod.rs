@@ -22,8 +22,9 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{compile, CompileError, Spec};
+pub use compile::{compile, CompileError, Spec, LEFT_OUT, MAX_NESTING};
 pub use request::{Request, RESERVED_HEADERS};
+pub use run::STEP_LIMIT;
 pub use run::{Outcome, TransformFailure};
 
 use crate::config::{Config, Problem, TargetConfig, TargetKind};

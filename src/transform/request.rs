@@ -86,6 +86,8 @@ pub(super) fn from_metadata(metadata: &Value) -> Result<Request, String> {
         }
         Some(other) => return Err(format!("%headers is {}, not an object", kind(other))),
     }
+    // In name order once lower-cased (VRL orders the keys as written: `X-B` before `x-a`).
+    request.headers.sort();
     request.path = match field(metadata, "path") {
         None | Some(Value::Null) => None,
         Some(v @ (Value::Bytes(_) | Value::String(_))) => {
@@ -173,16 +175,18 @@ mod tests {
     #[test]
     fn headers_and_path_are_read_and_checked() {
         let r = from_metadata(&meta(serde_json::json!({
-            "headers": {"X-Partner": "acme", "X-Count": 3},
+            "headers": {"X-Partner": "acme", "x-api": "v2", "X-Count": 3},
             "path": "/users/a b?c#d"
         })))
         .unwrap();
         assert_eq!(
             r.headers,
             vec![
+                ("x-api".to_string(), "v2".to_string()),
                 ("x-count".to_string(), "3".to_string()),
                 ("x-partner".to_string(), "acme".to_string())
-            ]
+            ],
+            "in name order once lower-cased"
         );
         assert_eq!(r.path.as_deref(), Some("users/a%20b%3Fc%23d"));
         let mut url = url::Url::parse("https://h.example/api/?k=1").unwrap();

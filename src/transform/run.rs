@@ -13,11 +13,24 @@ use vrl::diagnostic::DiagnosticMessage;
 use vrl::value::{Secrets, Value};
 
 /// Steps (VRL's checkpoints: one per expression evaluated, closures' iterations included) a
-/// program may take per event: a fixed allowance plus 16 per input byte. VRL has no
-/// open-ended loops, so every program ends; what the budget stops is a program whose work
-/// grows faster than its input (iterations nested over `range`s of up to 100,000 elements).
+/// program may take per event: a fixed allowance plus 16 per input byte, at most
+/// [`STEP_LIMIT`]. VRL has no open-ended loops, so every program ends; what the budget stops
+/// is a program whose work grows faster than its input (iterations nested over `range`s of up
+/// to 100,000 elements).
 const STEP_BASE: usize = 100_000;
 const STEPS_PER_BYTE: usize = 16;
+/// The budget's ceiling, whatever the event's size. A value a program nests in a loop gains
+/// at most one level per step, so this also bounds how deep a value can get, and so the stack
+/// its copy, drop or serialization needs: the relay's runtime threads have
+/// `pipeline::TRANSFORM_STACK` for that (a level takes well under 100 bytes of it).
+pub const STEP_LIMIT: usize = 1_000_000;
+
+/// Wall-clock time a program may take on one event, whatever its steps: a step can be
+/// expensive (copying a value the program nested deeply), so steps alone do not bound time.
+/// The same order as Hookdeck's one second per transformation; a realistic program takes
+/// microseconds. Checked every [`CLOCK_EVERY`] steps.
+pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOCK_EVERY: usize = 1024;
 
 /// Timestamps without an offset are read as UTC, whatever the host's zone.
 static UTC: std::sync::LazyLock<TimeZone> =
@@ -55,6 +68,9 @@ pub enum TransformFailure {
     /// The program took more steps than its budget.
     #[error("transform failed: stopped after {0} steps (the budget for this event's size)")]
     StepBudget(usize),
+    /// The program ran longer than [`TIME_LIMIT`].
+    #[error("transform failed: stopped after running for {TIME_LIMIT:?}")]
+    TimeBudget,
     /// The program panicked inside VRL (caught: the relay goes on).
     #[error("transform failed: the program panicked: {0}")]
     Panicked(String),
@@ -82,10 +98,16 @@ impl Transform {
             metadata: self.context(env),
             secrets: Secrets::new(),
         };
-        let budget = STEP_BASE.saturating_add(input.len().saturating_mul(STEPS_PER_BYTE));
-        match self.resolve(&mut target, budget) {
+        let budget = STEP_BASE
+            .saturating_add(input.len().saturating_mul(STEPS_PER_BYTE))
+            .min(STEP_LIMIT);
+        let (resolved, timed_out) = self.resolve(&mut target, budget);
+        match resolved {
             Ok(()) => {}
             Err(Terminate::Abort(ExpressionError::Abort { .. })) => return Outcome::Skip,
+            Err(Terminate::Interrupted) if timed_out => {
+                return Outcome::Fail(TransformFailure::TimeBudget)
+            }
             Err(Terminate::Interrupted) => {
                 return Outcome::Fail(TransformFailure::StepBudget(budget))
             }
@@ -115,12 +137,18 @@ impl Transform {
         Value::Object(fields.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 
-    /// Resolves the program with this thread's runtime, under the step budget; a panic
-    /// inside VRL becomes an error instead of unwinding into the relay.
-    fn resolve(&self, target: &mut TargetValue, budget: usize) -> Result<(), Terminate> {
-        let mut steps = 0usize;
+    /// Resolves the program with this thread's runtime, under the step budget and
+    /// [`TIME_LIMIT`] (the flag says the time ran out); a panic inside VRL becomes an error
+    /// instead of unwinding into the relay.
+    fn resolve(&self, target: &mut TargetValue, budget: usize) -> (Result<(), Terminate>, bool) {
+        let (mut steps, mut timed_out) = (0usize, false);
+        let started = std::time::Instant::now();
         let mut control = || {
             steps += 1;
+            if steps % CLOCK_EVERY == 0 && started.elapsed() > TIME_LIMIT {
+                timed_out = true;
+                return ControlFlow::Break(());
+            }
             if steps > budget {
                 ControlFlow::Break(())
             } else {
@@ -137,7 +165,7 @@ impl Transform {
                 r
             })
         }));
-        match resolved {
+        let result = match resolved {
             Ok(r) => r.map(drop),
             Err(panic) => {
                 let text = panic
@@ -149,7 +177,8 @@ impl Transform {
                     "{PANIC_MARK}{text}"
                 ))))
             }
-        }
+        };
+        (result, timed_out)
     }
 
     /// A runtime error with the line and column of its primary label.

@@ -219,3 +219,34 @@ fn line_and_column_count_characters() {
     assert_eq!(run::line_col("ab\ncé\nx", 3), (2, 1));
     assert_eq!(run::line_col("ab\ncé\nx", 7), (3, 1));
 }
+
+#[test]
+fn functions_whose_depth_follows_the_data_are_left_out() {
+    for f in LEFT_OUT {
+        let errs = errors(&format!(".x = {f}!(.y)"), false);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("call to undefined function")),
+            "{f}: {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_program_nesting_deeper_than_the_limit_is_refused_before_vrl_compiles_it() {
+    let deep = format!(
+        ".a = {}1{}",
+        "[".repeat(MAX_NESTING + 1),
+        "]".repeat(MAX_NESTING + 1)
+    );
+    let errs = errors(&deep, false);
+    assert!(errs[0].contains("nests more than 32 levels"), "{errs:#?}");
+    assert!(errs[0].contains("line 1, column 38"), "{errs:#?}");
+    let path = format!(".{} = 1", vec!["k"; MAX_NESTING + 1].join("."));
+    assert!(errors(&path, false)[0].contains("nests more than"));
+    // Brackets inside strings and comments do not count.
+    let quoted = format!("# {}\n.a = \"{}\"", "[".repeat(40), "{".repeat(40));
+    compiled(&quoted, false);
+    let fine = format!(".a = {}1{}", "[".repeat(8), "]".repeat(8));
+    compiled(&fine, false);
+}

@@ -120,3 +120,32 @@ fn config_seeds_run_through_the_harness() {
     ));
     replay("config seed", &all, harness::config_or_catalog);
 }
+
+#[test]
+fn transform_regressions_do_not_panic() {
+    let dir = root().join("fuzz/regressions/transform");
+    replay(
+        "transform regression",
+        &dir_inputs(&dir),
+        harness::transform,
+    );
+}
+
+#[test]
+fn transform_seeds_and_fixtures_run_through_the_harness() {
+    let mut all = dir_inputs(&root().join("fuzz/seeds/transform"));
+    assert!(all.len() >= 12, "transform seeds found");
+    let file = "tests/fixtures/valid_events.jsonl";
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        // As scripts/fuzz seeds the corpus: the identity program, a `---` line, the event.
+        let mut data = b".\n---\n".to_vec();
+        data.extend_from_slice(line.as_bytes());
+        all.push((format!("{file}:{}", i + 1), data));
+    }
+    replay("transform seed", &all, harness::transform);
+}
