@@ -31,6 +31,8 @@ const COUNTERS: &[&str] = &[
     "event_relay_parked_total",
     "event_relay_redriven_total",
     "event_relay_config_reloads_total",
+    "event_relay_transform_skipped_total",
+    "event_relay_transform_errors_total",
 ];
 const GAUGES: &[&str] = &[
     "event_relay_in_flight_events",
