@@ -49,6 +49,11 @@ impl Service {
         }
     }
 
+    /// Whether the target sends the envelope itself (a webhook with `body = "envelope"`).
+    pub fn sends_envelope(&self) -> bool {
+        matches!(self, Service::Webhook(s) if s.sends_envelope())
+    }
+
     /// The JSON this target sends for `env` alone without a transform (on batching targets,
     /// its element of the body's array): what a transform receives as `.`.
     pub fn event_body(&self, env: &Envelope, raw: &[u8]) -> Vec<u8> {

@@ -41,8 +41,13 @@ pub fn shape(
     let Some(transform) = transform else {
         return Shaping::Plain;
     };
-    let input = service.event_body(env, raw);
-    match transform.run(&input, env) {
+    // An envelope body is built as a value directly (no JSON written to be parsed again).
+    let outcome = if service.sends_envelope() {
+        transform.run_value(crate::transform::input::envelope(env), env)
+    } else {
+        transform.run(&service.event_body(env, raw), env)
+    };
+    match outcome {
         Outcome::Send { body, request } => Shaping::Shaped(Shaped { body, request }),
         Outcome::Skip => Shaping::Skip,
         Outcome::Fail(f) => Shaping::Fail(f),

@@ -80,6 +80,11 @@ impl WebhookService {
         })
     }
 
+    /// Whether the body is the envelope (`body = "envelope"`).
+    pub(super) fn sends_envelope(&self) -> bool {
+        self.body == BodyFormat::Envelope
+    }
+
     /// Appends one event's own body (what a transform receives).
     pub(super) fn write_one(&self, buf: &mut Vec<u8>, env: &Envelope, raw: &[u8]) {
         match self.body {

@@ -17,6 +17,7 @@
 //! (the crate is built without those features), crypto kept.
 
 mod compile;
+pub mod input;
 mod request;
 mod run;
 #[cfg(test)]

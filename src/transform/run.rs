@@ -13,16 +13,12 @@ use vrl::diagnostic::DiagnosticMessage;
 use vrl::value::{Secrets, Value};
 
 /// Steps (VRL's checkpoints: one per expression evaluated, closures' iterations included) a
-/// program may take per event: a fixed allowance plus 16 per input byte, at most
-/// [`STEP_LIMIT`]. VRL has no open-ended loops, so every program ends; what the budget stops
-/// is a program whose work grows faster than its input (iterations nested over `range`s of up
-/// to 100,000 elements).
-const STEP_BASE: usize = 100_000;
-const STEPS_PER_BYTE: usize = 16;
-/// The budget's ceiling, whatever the event's size. A value a program nests in a loop gains
-/// at most one level per step, so this also bounds how deep a value can get, and so the stack
-/// its copy, drop or serialization needs: the relay's runtime threads have
-/// `pipeline::TRANSFORM_STACK` for that (a level takes well under 100 bytes of it).
+/// program may take on one event. VRL has no open-ended loops, so every program ends; what
+/// the budget stops is a program whose work explodes (iterations nested over `range`s of up
+/// to 100,000 elements): a realistic program takes tens of steps, plus a few per element it
+/// iterates over. A value a program nests in a loop gains at most one level per step, so this
+/// also bounds how deep a value can get, and so the stack its copy, drop or serialization
+/// needs: the relay's runtime threads have `pipeline::TRANSFORM_STACK` for that.
 pub const STEP_LIMIT: usize = 1_000_000;
 
 /// Wall-clock time a program may take on one event, whatever its steps: a step can be
@@ -66,7 +62,7 @@ pub enum TransformFailure {
         message: String,
     },
     /// The program took more steps than its budget.
-    #[error("transform failed: stopped after {0} steps (the budget for this event's size)")]
+    #[error("transform failed: stopped after {0} steps (the budget per event)")]
     StepBudget(usize),
     /// The program ran longer than [`TIME_LIMIT`].
     #[error("transform failed: stopped after running for {TIME_LIMIT:?}")]
@@ -85,10 +81,15 @@ pub enum TransformFailure {
 impl Transform {
     /// Runs the program on `input` (the JSON the target would send for `env`).
     pub fn run(&self, input: &[u8], env: &Envelope) -> Outcome {
-        let value: Value = match serde_json::from_slice(input) {
-            Ok(v) => v,
-            Err(e) => return Outcome::Fail(TransformFailure::InputNotJson(e.to_string())),
-        };
+        match serde_json::from_slice(input) {
+            Ok(value) => self.run_value(value, env),
+            Err(e) => Outcome::Fail(TransformFailure::InputNotJson(e.to_string())),
+        }
+    }
+
+    /// Runs the program on `value` (what [`Transform::run`] parses from the JSON; for an
+    /// envelope body, [`super::input::envelope`] builds it directly).
+    pub fn run_value(&self, value: Value, env: &Envelope) -> Outcome {
         let uuid = self
             .posthog
             .then(|| request::field(&value, "uuid").cloned())
@@ -98,9 +99,7 @@ impl Transform {
             metadata: self.context(env),
             secrets: Secrets::new(),
         };
-        let budget = STEP_BASE
-            .saturating_add(input.len().saturating_mul(STEPS_PER_BYTE))
-            .min(STEP_LIMIT);
+        let budget = STEP_LIMIT;
         let (resolved, timed_out) = self.resolve(&mut target, budget);
         match resolved {
             Ok(()) => {}
@@ -126,7 +125,10 @@ impl Transform {
     /// and an empty `%headers`.
     fn context(&self, env: &Envelope) -> Value {
         let fields: [(&str, Value); 7] = [
-            ("source", env.source.as_str().into()),
+            (
+                "source",
+                Value::Bytes(bytes::Bytes::from_static(env.source.as_str().as_bytes())),
+            ),
             ("topic", env.origin.topic.as_str().into()),
             ("partition", i64::from(env.origin.partition).into()),
             ("offset", env.origin.offset.into()),
