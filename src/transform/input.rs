@@ -102,7 +102,12 @@ mod tests {
     fn the_envelope_value_is_its_json_parsed() {
         let normalizer = Normalizer::builtin().unwrap();
         let settings = SourceSettings::standalone(crate::config::SourceFormat::Auto);
-        let text = include_str!("../../tests/fixtures/valid_events.jsonl");
+        // Read at run time: the image's build (deploy/Dockerfile) has no tests/ to embed.
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/valid_events.jsonl"
+        );
+        let text = std::fs::read_to_string(file).unwrap();
         let mut checked = 0;
         for (n, line) in text.lines().enumerate() {
             let origin = crate::envelope::Origin {
