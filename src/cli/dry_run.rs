@@ -159,19 +159,13 @@ impl<'a> DryRun<'a> {
                 return serde_json::json!({"target": t.name, "kind": t.kind, "error": e})
             }
         };
+        let set = request.as_ref().map(|r| transform_headers(&preview, r));
         let headers: serde_json::Map<_, _> = preview
             .headers
             .into_iter()
             .map(|(k, v)| (k, v.into()))
             .collect();
         let body = body_json(&preview.body);
-        // The headers the transform set, as sent (credentials redacted like the rest).
-        let set: Option<serde_json::Map<_, _>> = request.as_ref().map(|r| {
-            r.headers
-                .iter()
-                .map(|(k, _)| (k.clone(), headers.get(k).cloned().unwrap_or_default()))
-                .collect()
-        });
         let mut shown = serde_json::json!({
             "target": t.name,
             "kind": t.kind,
@@ -195,6 +189,25 @@ fn secret_vars(cfg: &Config) -> Vec<String> {
         .flat_map(|t| &t.transform_vars)
         .filter(|(name, value)| crate::deliver::is_secret_name(name) && !value.is_empty())
         .map(|(_, value)| value.clone())
+        .collect()
+}
+
+/// The headers a transform set, as the request sends them (credentials redacted like the
+/// rest of the preview's headers).
+pub(super) fn transform_headers(
+    preview: &crate::deliver::Preview,
+    request: &crate::transform::Request,
+) -> serde_json::Map<String, serde_json::Value> {
+    request
+        .headers
+        .iter()
+        .map(|(name, _)| {
+            let sent = preview.headers.iter().find(|(h, _)| h == name);
+            (
+                name.clone(),
+                sent.map_or(serde_json::Value::Null, |(_, v)| v.as_str().into()),
+            )
+        })
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! per event: the body it would send and the headers and path its program set, a skip, or the
 //! error. The same path as `route` and the running relay (`deliver::dry_run`).
 
-use super::dry_run::{body_json, DryRun};
+use super::dry_run::{body_json, transform_headers, DryRun};
 use super::{load_or_exit, stdin_lines};
 use crate::deliver::DryRun as Shown;
 use serde_json::json;
@@ -68,14 +68,7 @@ fn line(dry: &DryRun, target: usize, n: usize, text: &[u8]) -> bool {
         let shown = match dry.shown(target, env, raw) {
             Shown::Request(p, request) => {
                 let request = request.unwrap_or_default();
-                let headers: serde_json::Map<_, _> = request
-                    .headers
-                    .iter()
-                    .map(|(k, _)| {
-                        let shown = p.headers.iter().find(|(h, _)| h == k).map(|(_, v)| v);
-                        (k.clone(), json!(shown))
-                    })
-                    .collect();
+                let headers = transform_headers(&p, &request);
                 json!({"body": body_json(&p.body), "headers": headers, "path": request.path})
             }
             Shown::Skipped => json!({"skipped": true}),
