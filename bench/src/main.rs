@@ -95,6 +95,13 @@ struct Args {
     /// Kafka does, so the default keeps the broker's wait out of the relay's latency.
     #[arg(long, default_value_t = 10)]
     latency_fetch_wait_ms: u64,
+    /// Runs the scenario list this many times in turn (webhook, webhook-transform, webhook,
+    /// webhook-transform, ...), each round with its own consumer groups and results topics on
+    /// the same pre-loaded topic: a ratio between two scenarios is then read from each round's
+    /// pair, run minutes apart, and reported as the median over the rounds, so one noisy
+    /// minute of a shared machine does not decide it. Not with --compare.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// The relay's release binary.
     #[arg(long, default_value = "target/release/event-relay")]
     relay: String,
@@ -227,6 +234,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Fails on an unknown scenario or a missing relay binary before anything starts.
 fn check(args: &Args) -> anyhow::Result<()> {
+    if args.rounds == 0 || (args.rounds > 1 && args.compare.is_some()) {
+        bail!("--rounds must be at least 1, and 1 with --compare");
+    }
     for s in &args.scenarios {
         if !ALL.contains(&s.as_str()) {
             bail!("unknown scenario {s:?} (known: {})", ALL.join(","));
@@ -304,25 +314,33 @@ async fn bare_latency(ctx: &Ctx) -> Value {
 async fn run_scenarios(ctx: &Ctx) -> (Vec<Value>, Option<Vec<Value>>) {
     let mut rows = Vec::new();
     let mut other = ctx.args.compare.as_ref().map(|_| Vec::new());
-    for name in &ctx.args.scenarios {
-        rows.push(run_scenario(ctx, name, Build::This).await);
-        if let Some(other) = &mut other {
-            other.push(run_scenario(ctx, name, Build::Other).await);
+    for round in 1..=ctx.args.rounds {
+        for name in &ctx.args.scenarios {
+            rows.push(run_scenario(ctx, name, Build::This, round).await);
+            if let Some(other) = &mut other {
+                other.push(run_scenario(ctx, name, Build::Other, round).await);
+            }
         }
     }
     (rows, other)
 }
 
-async fn run_scenario(ctx: &Ctx, name: &str, build: Build) -> Value {
+async fn run_scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> Value {
     let which = match build {
         Build::This => String::new(),
         Build::Other => format!(" with the other relay {}", build.binary(ctx)),
     };
-    eprintln!("bench: scenario {name}{which}");
-    let row = match scenarios::scenario(ctx, name, build).await {
+    eprintln!(
+        "bench: scenario {name}{which}, round {round} of {}",
+        ctx.args.rounds
+    );
+    let mut row = match scenarios::scenario(ctx, name, build, round).await {
         Ok(r) => r,
         Err(e) => json!({"scenario": name, "events": ctx.args.events, "error": format!("{e:#}")}),
     };
+    if ctx.args.rounds > 1 {
+        row["round"] = json!(round);
+    }
     eprintln!("bench: {name}: {row}");
     row
 }

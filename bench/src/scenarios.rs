@@ -69,7 +69,7 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// The plan of scenario `name`; creates its results topic (and the latency stream's topic).
-    async fn new(ctx: &Ctx, name: &'a str, build: Build) -> anyhow::Result<Self> {
+    async fn new(ctx: &Ctx, name: &'a str, build: Build, round: usize) -> anyhow::Result<Self> {
         let (targets, kinds): (Targets, &'static [Kind]) = match name {
             "batch" => (Targets::Posthog, &[Kind::Posthog]),
             "webhook" | "webhook-h2" | transform::NAME | "latency" | "outage" => {
@@ -78,13 +78,19 @@ impl<'a> Plan<'a> {
             "fanout" => (Targets::Both, &[Kind::Posthog, Kind::Webhook]),
             other => bail!("unknown scenario {other:?} (known: {})", ALL.join(",")),
         };
-        let file_name = format!("{name}{}", build.suffix());
+        // Rounds after the first (--rounds) get their own topics and groups.
+        let again = if round > 1 {
+            format!(".r{round}")
+        } else {
+            String::new()
+        };
+        let file_name = format!("{name}{}{again}", build.suffix());
         let tag = format!("{file_name}-{}", std::process::id());
         let results_topic = format!("bench.results.{file_name}");
         kafka::create_topic(&ctx.bootstrap, &results_topic, PARTITIONS).await?;
         let latency = name == "latency";
         let (source_topic, events) = if latency {
-            let t = format!("bench.latency{}", build.suffix());
+            let t = format!("bench.latency{}{again}", build.suffix());
             kafka::create_topic(&ctx.bootstrap, &t, PARTITIONS).await?;
             (t, ctx.args.latency_rate * ctx.args.latency_secs)
         } else {
@@ -109,8 +115,11 @@ impl<'a> Plan<'a> {
 }
 
 /// Runs one scenario with the relay binary of `build` and returns its JSON row.
-pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Value> {
+pub async fn scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> anyhow::Result<Value> {
     if name == crate::isolation::NAME {
+        if round > 1 {
+            anyhow::bail!("{name} runs in the first round only (its topics are the round's)");
+        }
         return crate::isolation::scenario(ctx, build).await;
     }
     if name == transform::NAME {
@@ -118,7 +127,7 @@ pub async fn scenario(ctx: &Ctx, name: &str, build: Build) -> anyhow::Result<Val
             return Ok(transform::skipped_row(ctx, why));
         }
     }
-    let plan = Plan::new(ctx, name, build).await?;
+    let plan = Plan::new(ctx, name, build, round).await?;
     let hw = Arc::new(Mutex::new((!plan.latency).then(|| ctx.hw.clone())));
     let mut relay = spawn_relay(ctx, &plan)?;
     let checker = Arc::new(CommitChecker::new(

@@ -18,6 +18,7 @@
 
 mod compile;
 pub mod input;
+mod output;
 mod request;
 mod run;
 #[cfg(test)]

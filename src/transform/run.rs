@@ -223,8 +223,8 @@ impl Transform {
         if self.posthog {
             posthog_event(&mut value, uuid).map_err(invalid)?;
         }
-        let body = serde_json::to_vec(&value)
-            .map_err(|e| invalid(format!("the output cannot be written as JSON: {e}")))?;
+        let mut body = Vec::with_capacity(super::output::FIRST_CAPACITY);
+        super::output::write(&mut body, &value);
         if body.len() > self.max_bytes {
             return Err(TransformFailure::TooLarge {
                 bytes: body.len(),
