@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("normalize", &["catalog", "envelope", "config", "json"]),
     ("route", &["envelope", "config"]),
     // A target's program reshapes what the target sends: after route, before deliver.
-    ("transform", &["envelope", "config"]),
+    ("transform", &["envelope", "config", "json"]),
     // deliver hands each final outcome to report's result producer.
     (
         "deliver",

@@ -69,9 +69,6 @@ fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
         return invalid(path, &programs);
     }
     event_relay::init_logging(&config.log);
-    if let Some(code) = refuse_without_retry_topics(&config, path) {
-        return code;
-    }
     let runtime = match event_relay::pipeline::runtime(&config.pipeline) {
         Ok(r) => r,
         Err(e) => {
@@ -93,6 +90,11 @@ fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Topics the relay may not create: the operator's to fix, as a config problem is.
+        Err(e @ event_relay::pipeline::StartError::RetryTopics(_)) => {
+            eprintln!("event-relay: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "relay failed");
             eprintln!("event-relay: {e:#}");
@@ -108,29 +110,6 @@ fn invalid(path: &std::path::Path, problems: &[event_relay::config::Problem]) ->
         eprintln!("  {p}");
     }
     ExitCode::from(2)
-}
-
-/// `run` does not start while a retry-tier or failed topic is missing (it never creates topics
-/// itself); a broker it cannot reach yet is not a reason to refuse (the relay waits for it).
-fn refuse_without_retry_topics(
-    config: &event_relay::config::Config,
-    path: &std::path::Path,
-) -> Option<ExitCode> {
-    match event_relay::topics::missing_retry_topics(config) {
-        Ok(missing) if missing.is_empty() => None,
-        Ok(missing) => {
-            eprintln!(
-                "event-relay: missing retry_tiers topic(s) on the broker: {}; create them with `event-relay topics --config {} --create`",
-                missing.join(", "),
-                path.display()
-            );
-            Some(ExitCode::from(2))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot check the retry_tiers topics at start");
-            None
-        }
-    }
 }
 
 async fn wait_for_signal() {

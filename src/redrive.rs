@@ -70,7 +70,7 @@ pub struct Request {
 #[derive(Debug, thiserror::Error)]
 pub enum RedriveError {
     /// `--from failed` without a `[retry_tiers]` section: there is no failed topic.
-    #[error("--from failed needs a [retry_tiers] section (retry_tiers.failed_topic): this config has none")]
+    #[error("--from failed needs retry tiers, which this config turns off (retry_tiers.enabled = false): there is no failed topic")]
     NoRetryTiers,
     /// `--target` given with `--from dead-letter`.
     #[error("--target applies to --from failed")]
@@ -228,9 +228,8 @@ pub async fn redrive(config: &Config, request: &Request) -> Result<Summary, Redr
     let (topic, key) = match request.from {
         FromTopic::Failed => (
             config
-                .retry_tiers
-                .as_ref()
-                .map(|rt| rt.failed_topic.clone())
+                .tiering()
+                .map(|rt| rt.failed_topic)
                 .ok_or(RedriveError::NoRetryTiers)?,
             "retry_tiers.failed_topic",
         ),

@@ -1,71 +1,13 @@
 //! `event-relay topics`: the Kafka topics a config needs ([`needed`]), whether each exists on
 //! the broker and with how many partitions ([`Admin::inspect`]), and creating the missing ones
-//! ([`Admin::create`]). The relay itself never creates topics; this is the operator's tool for
-//! setting them up (and, once `run` checks its topics at start, for fixing what it names).
-//!
-//! The broker is reached with the producer settings of the relay (`kafka.brokers` and
-//! `kafka.options`, so TLS and SASL apply), and every request is bounded by a timeout.
+//! ([`Admin::create`]): the operator's tool for setting them up, with more rights than the
+//! relay may have (the relay creates its retry tier and failed topics itself at start, unless
+//! `retry_tiers.create_topics = false`).
 
-use crate::config::{Config, KafkaConfig};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::metadata::Metadata;
-use std::fmt;
-use std::time::{Duration, Instant};
-
-/// How long `event-relay topics` lets each broker request (metadata, creation) take.
-pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What a topic is for in the config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A `sources[].topic`: the relay consumes it.
-    Source,
-    /// `results.topic`: WebhookSuccess / WebhookError result events.
-    Results,
-    /// `dead_letter.topic`: messages that cannot be relayed.
-    DeadLetter,
-    /// A retry tier (`retry_tiers.topic_prefix` + a delay): parked deliveries, consumed back
-    /// by the relay's tier consumer.
-    RetryTier,
-    /// `retry_tiers.failed_topic`: deliveries that failed for good, for `redrive`.
-    Failed,
-}
-
-impl Role {
-    /// Partitions of a topic `--create` makes, given `--partitions n`: topics the relay consumes
-    /// get `n` (their partitions bound the relay's parallelism across replicas); the output
-    /// topics get one, which keeps their records in production order and is plenty for
-    /// their volume.
-    pub fn partitions(self, n: i32) -> i32 {
-        match self {
-            Role::Source | Role::RetryTier => n,
-            Role::Results | Role::DeadLetter | Role::Failed => 1,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Source => "source",
-            Role::Results => "results",
-            Role::DeadLetter => "dead-letter",
-            Role::RetryTier => "retry-tier",
-            Role::Failed => "failed",
-        })
-    }
-}
-
-/// A topic the config needs, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NeededTopic {
-    /// The topic's name.
-    pub name: String,
-    /// What the config uses it for.
-    pub role: Role,
-}
+use crate::config::Config;
+pub use crate::pipeline::admin::{
+    Admin, NeededTopic, Role, TopicState, TopicsError, BROKER_REPLICATION, BROKER_TIMEOUT,
+};
 
 /// Every topic `config` needs, in config order (sources, results, dead letters, retry tiers,
 /// failed), each name once (the first role wins when two keys name the same topic). Topics of new config
@@ -76,14 +18,15 @@ pub fn needed(config: &Config) -> Vec<NeededTopic> {
         (&config.results.topic, Role::Results),
         (&config.dead_letter.topic, Role::DeadLetter),
     ];
-    let tiers = config.retry_tiers.as_ref();
-    let tier_topics: Vec<String> = tiers
-        .map(|rt| rt.tiers().into_iter().map(|t| t.topic).collect())
-        .unwrap_or_default();
+    let tiering = config.tiering();
+    let tier_topics: Vec<String> = tiering
+        .iter()
+        .flat_map(|t| t.tiers.iter().map(|t| t.topic.clone()))
+        .collect();
     let retry = tier_topics
         .iter()
         .map(|t| (t, Role::RetryTier))
-        .chain(tiers.map(|rt| (&rt.failed_topic, Role::Failed)));
+        .chain(tiering.as_ref().map(|t| (&t.failed_topic, Role::Failed)));
     let mut out: Vec<NeededTopic> = Vec::new();
     for (name, role) in sources.chain(outputs).chain(retry) {
         if !out.iter().any(|t| &t.name == name) {
@@ -94,173 +37,6 @@ pub fn needed(config: &Config) -> Vec<NeededTopic> {
         }
     }
     out
-}
-
-/// The retry-tier and failed topics of `config` that the broker does not have (empty
-/// without `[retry_tiers]`). `run` refuses to start while any is missing: parking on a topic
-/// that does not exist would hold every failing delivery in memory instead.
-pub fn missing_retry_topics(config: &Config) -> Result<Vec<String>, TopicsError> {
-    let wanted: Vec<NeededTopic> = needed(config)
-        .into_iter()
-        .filter(|t| matches!(t.role, Role::RetryTier | Role::Failed))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let admin = Admin::new(&config.kafka, BROKER_TIMEOUT)?;
-    Ok(admin
-        .inspect(&wanted)?
-        .into_iter()
-        .filter(|s| !s.exists())
-        .map(|s| s.topic.name)
-        .collect())
-}
-
-/// A needed topic as the broker sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicState {
-    /// The topic and its role.
-    pub topic: NeededTopic,
-    /// Its partition count, `None` when the topic does not exist.
-    pub partitions: Option<usize>,
-}
-
-impl TopicState {
-    /// Whether the topic exists on the broker.
-    pub fn exists(&self) -> bool {
-        self.partitions.is_some()
-    }
-}
-
-/// Why the topics could not be inspected or created.
-#[derive(Debug, thiserror::Error)]
-pub enum TopicsError {
-    /// The Kafka client could not be created (e.g. an invalid property in `kafka.options`).
-    #[error("creating the Kafka admin client: {0}")]
-    Client(#[source] KafkaError),
-    /// No broker answered a metadata request in time.
-    #[error("cannot reach the Kafka brokers {brokers} (kafka.brokers) within {}s: {source}", timeout.as_secs())]
-    Unreachable {
-        brokers: String,
-        timeout: Duration,
-        #[source]
-        source: KafkaError,
-    },
-    /// The CreateTopics request as a whole failed.
-    #[error("creating topics: {0}")]
-    Create(#[source] KafkaError),
-    /// The broker refused to create some topics (each with the broker's reason).
-    #[error("the broker refused to create {}", refused_list(.0))]
-    Refused(Vec<(String, RDKafkaErrorCode)>),
-}
-
-fn refused_list(refused: &[(String, RDKafkaErrorCode)]) -> String {
-    let each: Vec<String> = refused.iter().map(|(t, c)| format!("{t} ({c})")).collect();
-    each.join(", ")
-}
-
-/// An admin connection to the config's brokers.
-pub struct Admin {
-    client: AdminClient<DefaultClientContext>,
-    brokers: String,
-    timeout: Duration,
-}
-
-impl Admin {
-    /// A client with the relay's producer settings for `kafka`; each request below waits at
-    /// most `timeout`. Creating it does not contact the broker yet.
-    pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, TopicsError> {
-        let client = crate::pipeline::producer_config(kafka)
-            .create()
-            .map_err(TopicsError::Client)?;
-        Ok(Self {
-            client,
-            brokers: kafka.brokers.clone(),
-            timeout,
-        })
-    }
-
-    fn metadata(&self) -> Result<Metadata, TopicsError> {
-        // All topics (not one by one): asking for a named topic may auto-create it.
-        self.client
-            .inner()
-            .fetch_metadata(None, self.timeout)
-            .map_err(|source| TopicsError::Unreachable {
-                brokers: self.brokers.clone(),
-                timeout: self.timeout,
-                source,
-            })
-    }
-
-    /// Whether each of `topics` exists, and its partition count.
-    pub fn inspect(&self, topics: &[NeededTopic]) -> Result<Vec<TopicState>, TopicsError> {
-        let metadata = self.metadata()?;
-        let partitions = |name: &str| {
-            metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == name)
-                .filter(|t| {
-                    let unknown = RDKafkaErrorCode::UnknownTopicOrPartition;
-                    t.error().map(RDKafkaErrorCode::from) != Some(unknown)
-                })
-                .map(|t| t.partitions().len())
-        };
-        Ok(topics
-            .iter()
-            .map(|t| TopicState {
-                topic: t.clone(),
-                partitions: partitions(&t.name),
-            })
-            .collect())
-    }
-
-    /// Creates `missing`, each with [`Role::partitions`] of `partitions` and the broker's
-    /// default replication factor. A topic that exists meanwhile counts as created. Returns
-    /// once the broker's metadata shows them all, or the timeout passed.
-    pub async fn create(
-        &self,
-        missing: &[NeededTopic],
-        partitions: i32,
-    ) -> Result<(), TopicsError> {
-        let new: Vec<NewTopic> = missing
-            .iter()
-            .map(|t| {
-                // -1: the broker's `default.replication.factor` (KIP-464).
-                let replication = TopicReplication::Fixed(-1);
-                NewTopic::new(&t.name, t.role.partitions(partitions), replication)
-            })
-            .collect();
-        let options = AdminOptions::new()
-            .request_timeout(Some(self.timeout))
-            .operation_timeout(Some(self.timeout));
-        let results = self
-            .client
-            .create_topics(&new, &options)
-            .await
-            .map_err(TopicsError::Create)?;
-        let refused: Vec<(String, RDKafkaErrorCode)> = results
-            .into_iter()
-            .filter_map(Result::err)
-            .filter(|(_, code)| *code != RDKafkaErrorCode::TopicAlreadyExists)
-            .collect();
-        if !refused.is_empty() {
-            return Err(TopicsError::Refused(refused));
-        }
-        self.await_visible(missing).await
-    }
-
-    /// Metadata can lag behind a creation: asks until every topic shows, at most `timeout`.
-    async fn await_visible(&self, topics: &[NeededTopic]) -> Result<(), TopicsError> {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let states = self.inspect(topics)?;
-            if states.iter().all(TopicState::exists) || Instant::now() >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// One aligned line per topic: `name  role  exists|missing  partitions` (`-` when missing).
@@ -317,6 +93,8 @@ mod tests {
         topic = "results"
         [dead_letter]
         topic = "dlq"
+        [retry_tiers]
+        enabled = false
     "#;
 
     #[test]
@@ -336,16 +114,35 @@ mod tests {
     }
 
     #[test]
+    fn without_a_section_the_default_tiers_are_needed_under_the_group_name() {
+        let text = CONFIG.replace("[retry_tiers]\n        enabled = false", "");
+        let got: Vec<String> = needed(&config(&text))
+            .into_iter()
+            .skip(4)
+            .map(|t| t.name)
+            .collect();
+        let want = [
+            "event-relay.retry.1m",
+            "event-relay.retry.5m",
+            "event-relay.retry.30m",
+            "event-relay.retry.2h",
+            "event-relay.retry.6h",
+            "event-relay.failed",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn retry_tiers_add_a_topic_per_delay_and_the_failed_topic() {
         let mut cfg = config(CONFIG);
         cfg.retry_tiers = Some(crate::config::RetryTiersConfig {
-            topic_prefix: "relay.retry".into(),
+            topic_prefix: Some("relay.retry".into()),
             delays: vec![
                 crate::config::ConfigDuration::from_secs(1),
                 crate::config::ConfigDuration::from_secs(120),
             ],
-            failed_topic: "relay.failed".into(),
-            group_id: None,
+            failed_topic: Some("relay.failed".into()),
+            ..Default::default()
         });
         let got: Vec<(String, Role)> = needed(&cfg)
             .into_iter()

@@ -71,7 +71,10 @@ async fn inspect_or_create(
         let plural = if n == 1 { "" } else { "s" };
         eprintln!("creating {} ({}, {n} partition{plural})", t.name, t.role);
     }
-    match admin.create(&missing, partitions).await {
+    match admin
+        .create(&missing, partitions, topics::BROKER_REPLICATION)
+        .await
+    {
         Err(e @ TopicsError::Unreachable { .. }) => return Err(e),
         // Refused topics stay missing: reported here, then in the table.
         Err(e) => eprintln!("event-relay topics: {e}"),

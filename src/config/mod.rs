@@ -29,7 +29,7 @@ pub use secret::{decode_signing_secret, SecretError};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };
-pub use tiers::{delay_label, RetryTiersConfig, Tier};
+pub use tiers::{delay_label, RetryTiersConfig, Tier, Tiering};
 pub use transform::{Expectation, ProgramSource, ProgramText, TargetTest};
 pub use validate::UnknownEnvelopeField;
 pub use validate_targets::{ProxySetting, ProxyUrlError, UrlError};
@@ -59,8 +59,9 @@ pub struct Config {
     /// Targets for events that no route matched (empty: such events are counted as unrouted).
     #[serde(default)]
     pub default_targets: Vec<String>,
-    /// Durable retry tiers on Kafka for deliveries whose target stays down; absent: retries
-    /// happen in memory only and a failing target holds its share of the in-flight bound.
+    /// Durable retry tiers on Kafka for deliveries whose target stays down, so it costs the
+    /// other targets nothing. On without the section (every default, topics named after
+    /// `kafka.group_id`); `enabled = false` keeps retries in memory only.
     #[serde(default)]
     pub retry_tiers: Option<RetryTiersConfig>,
     /// Bounds on in-flight work, commit cadence and shutdown.

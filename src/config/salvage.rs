@@ -43,6 +43,9 @@ pub(super) struct Salvage {
     shifts: Vec<(String, usize)>,
     /// Paths (in the tree) where a stand-in was put.
     stood_in: Vec<Vec<Seg>>,
+    /// The same paths as written: a stand-in keeps the element's `name` as written, so a
+    /// problem with that name (a duplicate) is still news.
+    stood_in_at: Vec<String>,
 }
 
 impl Salvage {
@@ -94,7 +97,7 @@ impl Salvage {
     pub(super) fn add_semantic(&mut self, problems: Vec<Problem>) {
         for mut p in problems {
             p.path = self.original(&p.path);
-            if !self.is_covered(&p.path) {
+            if !self.is_covered(&p.path) || self.is_kept_name(&p.path) {
                 self.problems.push(p);
             }
         }
@@ -148,6 +151,7 @@ impl Salvage {
         let path = self.original(&display(&at));
         match stand_in(&at, &raw) {
             Some(value) => {
+                self.stood_in_at.push(path.clone());
                 self.covered.push(path);
                 self.stood_in.push(at.clone());
                 put(tree, &at, value)
@@ -201,6 +205,19 @@ impl Salvage {
 
     fn is_covered(&self, path: &str) -> bool {
         self.covered.iter().any(|c| is_under(path, c))
+    }
+
+    /// Whether `path` is the `name` a stand-in kept as written (`targets[2].name` of a
+    /// stood-in `targets[2]`) and nothing reported covers the name itself.
+    fn is_kept_name(&self, path: &str) -> bool {
+        let Some(element) = path.strip_suffix(".name") else {
+            return false;
+        };
+        self.stood_in_at.iter().any(|s| s == element)
+            && self
+                .covered
+                .iter()
+                .all(|c| !is_under(path, c) || c == element)
     }
 }
 

@@ -93,6 +93,51 @@ fn problems(extra: &str) -> Vec<String> {
     }
 }
 
+/// A duplicate name is reported even when the same entry has another mistake (one that
+/// puts a stand-in in its place, as an unknown `kind` does), and each mistake once.
+#[test]
+fn a_duplicate_name_is_reported_beside_the_entrys_other_mistakes() {
+    let p = problems(
+        r#"
+[[targets]]
+name = "crm"
+kind = "webhook"
+url = "https://a.example.com/"
+[[targets]]
+name = "crm"
+kind = "webhok"
+url = "https://b.example.com/"
+[[targets]]
+name = "crm"
+kind = "webhook"
+url = "https://b.example.com/"
+retry = { max_attempts = "x" }
+[[routes]]
+name = "r"
+targets = ["crm"]
+[[routes]]
+name = "r"
+targets = ["crm"]
+events = 5
+"#,
+    );
+    for (path, what) in [
+        ("targets[1].kind", "unknown variant `webhok`"),
+        ("targets[1].name", "duplicate target name \"crm\""),
+        ("targets[2].retry.max_attempts", "expected a whole number"),
+        ("targets[2].name", "duplicate target name \"crm\""),
+        ("routes[1].events", "invalid type"),
+        ("routes[1].name", "duplicate route name \"r\""),
+    ] {
+        let found = p
+            .iter()
+            .filter(|x| x.starts_with(&format!("{path}: ")) && x.contains(what))
+            .count();
+        assert_eq!(found, 1, "{path}: {what} in {p:#?}");
+    }
+    assert_eq!(p.len(), 6, "{p:#?}");
+}
+
 #[test]
 fn reports_every_semantic_problem_with_its_path() {
     let p = problems(

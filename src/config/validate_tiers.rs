@@ -3,7 +3,7 @@
 //! `retry.max_elapsed`, and the per-target budgets against the in-flight bound.
 
 use super::problem::Problem;
-use super::{delay_label, Config, TargetConfig};
+use super::{delay_label, Config, RetryTiersConfig, TargetConfig, Tiering};
 use std::collections::HashSet;
 
 /// Characters Kafka allows in a topic name.
@@ -18,87 +18,90 @@ fn valid_topic(name: &str) -> bool {
 impl Config {
     pub(super) fn check_retry_tiers(&self, p: &mut Vec<Problem>) {
         self.check_budgets(p);
-        let Some(rt) = &self.retry_tiers else {
+        let Some(tiering) = self.tiering() else {
             for (i, t) in self.targets.iter().enumerate() {
                 if t.retry.tiers.is_some() {
                     p.push(Problem::new(
                         &format!("targets[{i}].retry.tiers"),
-                        "needs a [retry_tiers] section",
+                        "retry tiers are off (retry_tiers.enabled = false)",
                     ));
                 }
             }
             return;
         };
-        if rt.delays.is_empty() {
-            p.push(Problem::new(
-                "retry_tiers.delays",
-                "at least one delay is required",
-            ));
+        if let Some(rt) = &self.retry_tiers {
+            check_section(rt, p);
         }
-        let mut seen = HashSet::new();
-        for (j, d) in rt.delays.iter().enumerate() {
-            let at = format!("retry_tiers.delays[{j}]");
-            if d.get().is_zero() {
-                p.push(Problem::new(&at, "must be greater than 0"));
-            } else if !seen.insert(delay_label(d.get())) {
-                p.push(Problem::new(&at, format!("duplicate delay {d}")));
-            }
-        }
-        let probe = format!("{}.1m", rt.topic_prefix);
-        if rt.topic_prefix.trim().is_empty() || !valid_topic(&probe) {
-            p.push(Problem::new(
-                "retry_tiers.topic_prefix",
-                format!(
-                    "{:?} cannot start a Kafka topic name (letters, digits, '.', '_', '-')",
-                    rt.topic_prefix
-                ),
-            ));
-        }
-        self.check_failed_topic(p);
+        self.check_tier_topics(&tiering, p);
         for (i, t) in self.targets.iter().enumerate() {
-            self.check_target_schedule(i, t, p);
+            self.check_target_schedule(i, t, &tiering, p);
         }
     }
 
-    /// `failed_topic` is set, a valid name, and none of the other topics.
-    fn check_failed_topic(&self, p: &mut Vec<Problem>) {
-        let Some(rt) = &self.retry_tiers else { return };
-        let at = "retry_tiers.failed_topic";
-        let failed = rt.failed_topic.as_str();
-        if failed.trim().is_empty() {
-            p.push(Problem::new(at, "must not be empty"));
-            return;
-        }
-        if !valid_topic(failed) {
+    /// The tier and failed topic names are valid and none of the other topics. Names made
+    /// from `kafka.group_id` are reported there, with the keys that name them instead.
+    fn check_tier_topics(&self, tiering: &Tiering, p: &mut Vec<Problem>) {
+        let section = self.retry_tiers.as_ref();
+        let named = |set: bool, key: &'static str| if set { key } else { "kafka.group_id" };
+        let prefix_at = named(
+            section.is_some_and(|rt| rt.topic_prefix.is_some()) || tiering.explicit,
+            "retry_tiers.topic_prefix",
+        );
+        let failed_at = named(
+            section.is_some_and(|rt| rt.failed_topic.is_some()),
+            "retry_tiers.failed_topic",
+        );
+        if let Some(tier) = tiering.tiers.iter().find(|t| !valid_topic(&t.topic)) {
             p.push(Problem::new(
-                at,
-                format!("{failed:?} is not a valid Kafka topic name"),
+                prefix_at,
+                format!(
+                    "{:?} is not a valid Kafka topic name (letters, digits, '.', '_', '-'){}",
+                    tier.topic,
+                    hint(prefix_at, "retry_tiers.topic_prefix")
+                ),
             ));
         }
-        let tiers = rt.tiers();
+        let failed = tiering.failed_topic.as_str();
+        if failed.trim().is_empty() || !valid_topic(failed) {
+            p.push(Problem::new(
+                failed_at,
+                format!(
+                    "{failed:?} is not a valid Kafka topic name{}",
+                    hint(failed_at, "retry_tiers.failed_topic")
+                ),
+            ));
+        }
         let clash = self.sources.iter().any(|s| s.topic == failed)
             || self.results.topic == failed
             || self.dead_letter.topic == failed
-            || tiers.iter().any(|t| t.topic == failed);
+            || tiering.tiers.iter().any(|t| t.topic == failed);
         if clash {
             p.push(Problem::new(
-                at,
-                "must differ from the source, results, dead-letter and tier topics",
+                failed_at,
+                format!(
+                    "{failed:?} must differ from the source, results, dead-letter and tier topics"
+                ),
             ));
         }
-        for tier in &tiers {
+        for tier in &tiering.tiers {
             if self.sources.iter().any(|s| s.topic == tier.topic) {
                 p.push(Problem::new(
-                    "retry_tiers.topic_prefix",
+                    prefix_at,
                     format!("tier topic {:?} is also a source topic", tier.topic),
                 ));
             }
         }
     }
 
-    /// A target's `retry.tiers` name configured delays, and its schedule fits its journey limit.
-    fn check_target_schedule(&self, i: usize, t: &TargetConfig, p: &mut Vec<Problem>) {
-        let Some(rt) = &self.retry_tiers else { return };
+    /// A target's `retry.tiers` name configured delays, and (as written: an explicit list or
+    /// a `[retry_tiers]` section) its schedule fits its journey limits.
+    fn check_target_schedule(
+        &self,
+        i: usize,
+        t: &TargetConfig,
+        tiering: &Tiering,
+        p: &mut Vec<Problem>,
+    ) {
         let at = |k: &str| format!("targets[{i}].retry.{k}");
         if let Some(chosen) = &t.retry.tiers {
             if chosen.is_empty() {
@@ -108,8 +111,8 @@ impl Config {
                 ));
             }
             for (j, d) in chosen.iter().enumerate() {
-                if !rt.delays.contains(d) {
-                    let known: Vec<String> = rt.delays.iter().map(|d| d.to_string()).collect();
+                if !tiering.tiers.iter().any(|tier| tier.delay == d.get()) {
+                    let known: Vec<&str> = tiering.tiers.iter().map(|t| t.label.as_str()).collect();
                     p.push(Problem::new(
                         &at(&format!("tiers[{j}]")),
                         format!(
@@ -119,6 +122,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if !tiering.explicit && t.retry.tiers.is_none() {
+            return; // the default tiers that fit (Config::target_tiers)
         }
         if let Some(limit) = t.retry.max_elapsed {
             let schedule = self.schedule_length(t);
@@ -167,5 +173,42 @@ impl Config {
                 format!("the targets' budgets add up to {sum}, more than pipeline.max_in_flight_events = {total}: a target could be starved"),
             ));
         }
+    }
+}
+
+/// `[retry_tiers]` as written: delays, and the numbers of the topics the relay creates.
+fn check_section(rt: &RetryTiersConfig, p: &mut Vec<Problem>) {
+    if rt.delays.is_empty() {
+        p.push(Problem::new(
+            "retry_tiers.delays",
+            "at least one delay is required",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (j, d) in rt.delays.iter().enumerate() {
+        let at = format!("retry_tiers.delays[{j}]");
+        if d.get().is_zero() {
+            p.push(Problem::new(&at, "must be greater than 0"));
+        } else if !seen.insert(delay_label(d.get())) {
+            p.push(Problem::new(&at, format!("duplicate delay {d}")));
+        }
+    }
+    if rt.partitions.is_some_and(|n| n < 1) {
+        p.push(Problem::new("retry_tiers.partitions", "must be at least 1"));
+    }
+    if rt.replication_factor.is_some_and(|n| n < 1) {
+        p.push(Problem::new(
+            "retry_tiers.replication_factor",
+            "must be at least 1 (leave it out for the broker's default)",
+        ));
+    }
+}
+
+/// What to do about an invalid topic name made from `kafka.group_id`.
+fn hint(at: &str, key: &str) -> String {
+    if at == "kafka.group_id" {
+        format!(": the group id names it by default; set {key}")
+    } else {
+        String::new()
     }
 }

@@ -41,7 +41,7 @@ impl Schedule {
             max_attempts: t.retry.max_attempts,
             max_elapsed: config.max_elapsed(t),
             tiers: config.target_tiers(t),
-            failed_topic: config.retry_tiers.as_ref().map(|r| r.failed_topic.clone()),
+            failed_topic: config.tiering().map(|r| r.failed_topic),
             budget,
         }
     }
@@ -77,9 +77,10 @@ impl Schedule {
     }
 
     /// The tier a delivery that just failed (retryably) moves to: the next one after the tier
-    /// it came from whose delay is at least the server's `Retry-After`, if the journey's
-    /// attempts and time allow it (`attempts`: made so far, this phase included). `None`: it
-    /// failed for good.
+    /// it came from whose delay is at least the server's `Retry-After` (from the last tier:
+    /// the last tier again, so the journey goes on until its limits end it, as Spring Kafka's
+    /// retry topics do), if the journey's attempts and time allow it (`attempts`: made so far,
+    /// this phase included). `None`: it failed for good.
     pub fn next_tier(
         &self,
         journey: &Journey,
@@ -90,16 +91,17 @@ impl Schedule {
         if attempts >= self.max_attempts {
             return None;
         }
+        let last = self.tiers.len().checked_sub(1)?;
         let start = match &journey.tier {
             None => 0,
-            Some(label) => self.tiers.iter().position(|t| &t.label == label)? + 1,
+            Some(label) => (self.tiers.iter().position(|t| &t.label == label)? + 1).min(last),
         };
         let elapsed = journey
             .first_attempt_at
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default();
         let wanted = retry_after.unwrap_or_default();
-        self.tiers[start.min(self.tiers.len())..]
+        self.tiers[start..]
             .iter()
             .find(|t| t.delay >= wanted)
             .filter(|t| elapsed + t.delay <= self.max_elapsed)
@@ -161,8 +163,29 @@ mod tests {
                 .label,
             "60s"
         );
-        assert_eq!(s.next_tier(&from_tier("60s", now), 6, None, now), None);
+        assert_eq!(
+            s.next_tier(&from_tier("60s", now), 6, None, now)
+                .unwrap()
+                .label,
+            "60s",
+            "the last tier repeats"
+        );
         assert_eq!(s.next_tier(&fresh, 10, None, now), None, "attempts spent");
+        assert_eq!(
+            s.next_tier(&from_tier("60s", now), 10, None, now),
+            None,
+            "attempts spent on the last tier"
+        );
+        let near_the_end = now - Duration::from_secs(941);
+        assert_eq!(
+            s.next_tier(&from_tier("60s", near_the_end), 6, None, now),
+            None,
+            "another pass would end after max_elapsed"
+        );
+        let just_fits = now - Duration::from_secs(940);
+        assert!(s
+            .next_tier(&from_tier("60s", just_fits), 6, None, now)
+            .is_some());
     }
 
     #[test]

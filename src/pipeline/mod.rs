@@ -2,8 +2,10 @@
 //! relay's lifetime as three steps, [`Relay::start`], [`Relay::drain`] and [`Relay::stop`]
 //! ([`run`] does all three). Tests start the real relay in-process through the same calls.
 
+pub mod admin;
 mod bound;
 mod consume;
+mod ensure;
 mod handle;
 mod kafka;
 mod live;
@@ -51,6 +53,9 @@ pub enum StartError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Server(#[from] ServeError),
+    /// The retry tier topics are missing and cannot be created (`run` exits 2).
+    #[error(transparent)]
+    RetryTopics(#[from] ensure::RetryTopicsError),
 }
 
 /// The running targets' circuits as `/readyz` shows them.
@@ -100,6 +105,7 @@ impl Relay {
     /// [`Relay::consume`]; `shutdown` ends it.
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
         config.validate()?;
+        ensure::ensure(&config).await?;
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::new(
             config.server.liveness_deadline.get(),

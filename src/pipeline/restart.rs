@@ -69,20 +69,17 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
 
 /// The tier topics and the tier consumer's group.
 fn retry_tiers(old: &Config, new: &Config, differs: &mut impl FnMut(&'static str, bool)) {
-    match (&old.retry_tiers, &new.retry_tiers) {
+    match (old.tiering(), new.tiering()) {
         (None, None) => {}
         (Some(a), Some(b)) => {
-            let topics = |c: &crate::config::RetryTiersConfig| {
-                c.tiers().into_iter().map(|t| t.topic).collect::<Vec<_>>()
+            let topics = |t: &crate::config::Tiering| {
+                t.tiers.iter().map(|t| t.topic.clone()).collect::<Vec<_>>()
             };
-            differs("retry_tiers.delays", topics(a) != topics(b));
+            differs("retry_tiers.delays", topics(&a) != topics(&b));
             differs("retry_tiers.failed_topic", a.failed_topic != b.failed_topic);
-            differs(
-                "retry_tiers.group_id",
-                a.group_id(&old.kafka.group_id) != b.group_id(&new.kafka.group_id),
-            );
+            differs("retry_tiers.group_id", a.group_id != b.group_id);
         }
-        _ => differs("retry_tiers", true),
+        _ => differs("retry_tiers.enabled", true),
     }
 }
 
@@ -157,6 +154,10 @@ targets = ["crm"]
                 "sources[].topic",
                 "results.topic",
                 "dead_letter.topic",
+                // Named after the group without a [retry_tiers] section.
+                "retry_tiers.delays",
+                "retry_tiers.failed_topic",
+                "retry_tiers.group_id",
                 "pipeline.max_in_flight_events",
                 "server.listen",
                 "log.level",
@@ -167,17 +168,17 @@ targets = ["crm"]
     #[test]
     fn retry_tiers_topics_and_group() {
         let tiers = RetryTiersConfig {
-            topic_prefix: "r".into(),
+            topic_prefix: Some("r".into()),
             delays: vec![ConfigDuration::from_secs(60)],
-            failed_topic: "failed".into(),
-            group_id: None,
+            failed_topic: Some("failed".into()),
+            ..Default::default()
         };
         let mut old = base();
         old.retry_tiers = Some(tiers.clone());
         let mut new = old.clone();
         assert!(restart_needed(&old, &new).is_empty());
-        new.retry_tiers = None;
-        assert_eq!(restart_needed(&old, &new), vec!["retry_tiers"]);
+        new.retry_tiers.as_mut().unwrap().enabled = false;
+        assert_eq!(restart_needed(&old, &new), vec!["retry_tiers.enabled"]);
         let mut changed = tiers;
         changed.delays.push(ConfigDuration::from_secs(300));
         changed.group_id = Some("tiers".into());

@@ -41,7 +41,7 @@ impl TierSide {
         metrics: &Arc<Metrics>,
         health: &Arc<Health>,
     ) -> Result<Option<Self>, SourceError> {
-        let Some(rt) = &config.retry_tiers else {
+        let Some(rt) = config.tiering() else {
             return Ok(None);
         };
         let tracker = OffsetTracker::new();
@@ -52,12 +52,13 @@ impl TierSide {
             revoke_timeout: config.pipeline.revoke_timeout.get(),
         };
         let tiers: HashMap<String, Tier> = rt
-            .tiers()
-            .into_iter()
+            .tiers
+            .iter()
+            .cloned()
             .map(|t| (t.topic.clone(), t))
             .collect();
         let topics: Vec<&str> = tiers.keys().map(String::as_str).collect();
-        let group = rt.group_id(&config.kafka.group_id);
+        let group = rt.group_id.clone();
         let consumer = Arc::new(source::subscribe(&config.kafka, &group, &topics, context)?);
         let (committer, commit_stop) = super::start_commit_loop(
             "tier commit loop",
@@ -75,7 +76,7 @@ impl TierSide {
             permits: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             tiers,
-            failed_topic: rt.failed_topic.clone(),
+            failed_topic: rt.failed_topic,
             committer,
             commit_stop,
         }))

@@ -69,7 +69,7 @@ impl<'a> Planner<'a> {
     pub fn new(config: &'a Config, request: &'a Request) -> Result<Self, RedriveError> {
         let filter = &request.filter;
         match request.from {
-            FromTopic::Failed if config.retry_tiers.is_none() => {
+            FromTopic::Failed if config.tiering().is_none() => {
                 return Err(RedriveError::NoRetryTiers)
             }
             FromTopic::DeadLetter if filter.target.is_some() => {

@@ -326,7 +326,7 @@ fn invalid_requests_are_named() {
         RedriveError::TargetWithDeadLetter.to_string(),
         "--target applies to --from failed"
     );
-    cfg.retry_tiers = None;
+    cfg.retry_tiers.as_mut().unwrap().enabled = false;
     let err = Planner::new(&cfg, &request(FromTopic::Failed, Filter::default())).err();
     let err = err.expect("no tiers, no --from failed");
     assert!(err.to_string().contains("retry_tiers"), "{err}");

@@ -123,6 +123,10 @@ impl ConsumerContext for SourceContext {
                 }
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 self.health.set_joined(true);
+                // An assignment proves a broker answered: ready now, not at the first
+                // statistics callback (`statistics.interval.ms` later); statistics only ever
+                // turn this red again (no broker up), or back.
+                self.health.set_broker_reachable(true);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}

@@ -266,6 +266,31 @@ async fn readyz_turns_red_when_the_broker_goes_away() {
     relay.shutdown.cancel();
 }
 
+/// Ready once the group is joined: with statistics every hour, the first statistics callback
+/// (where reachability used to be learned) cannot come during the test, so only the
+/// assignment can make `/readyz` green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_green_once_the_group_is_joined_before_any_statistics() {
+    let rx = Receiver::start(vec![]).await;
+    let mut env = env("g-ready-join", 1, &rx.url).await;
+    let hour = "3600000".to_string();
+    env.config
+        .kafka
+        .options
+        .insert("statistics.interval.ms".into(), hour);
+    let relay = env.relay();
+    let ready = eventually(Duration::from_secs(60), || async {
+        relay.get("/readyz").await.0 == 200
+    })
+    .await;
+    let (_, body) = relay.get("/readyz").await;
+    assert!(ready, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["group_joined"], true, "{body}");
+    assert_eq!(v["broker_reachable"], true, "{body}");
+    relay.stop().await.unwrap();
+}
+
 /// Runs the real binary with debug logging and checks that nothing it wrote contains a secret
 /// or the payload's personal data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

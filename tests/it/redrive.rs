@@ -241,10 +241,10 @@ async fn a_message_dead_lettered_again_after_a_redrive_is_not_redriven_again() {
 async fn failed_env(env: &mut TestEnv) -> (ConfigFile, String, String) {
     let prefix = format!("retry-{}", uuid::Uuid::new_v4().simple());
     env.config.retry_tiers = Some(RetryTiersConfig {
-        topic_prefix: prefix.clone(),
+        topic_prefix: Some(prefix.clone()),
         delays: vec![secs(60), secs(300)],
-        failed_topic: format!("failed-{}", uuid::Uuid::new_v4().simple()),
-        group_id: None,
+        failed_topic: Some(format!("failed-{}", uuid::Uuid::new_v4().simple())),
+        ..Default::default()
     });
     for name in ["a", "b"] {
         let mut t = webhook(name, "http://127.0.0.1:9/");
@@ -305,13 +305,7 @@ fn rfc3339(t: SystemTime) -> String {
 async fn failed_deliveries_reenter_their_first_tier_with_a_fresh_budget() {
     let mut env = TestEnv::komo("g-redrive-failed", 1).await;
     let (file, tier_1m, tier_5m) = failed_env(&mut env).await;
-    let failed_topic = env
-        .config
-        .retry_tiers
-        .as_ref()
-        .unwrap()
-        .failed_topic
-        .clone();
+    let failed_topic = env.config.tiering().unwrap().failed_topic;
     let now = SystemTime::now();
     let hours_ago = |h: u64| now - Duration::from_secs(h * 3600);
     let raw = komo_event("as-sent", "CardViewed");
@@ -431,6 +425,10 @@ async fn an_unreachable_broker_is_exit_3_and_a_config_without_tiers_exit_2() {
     let brokers = format!("127.0.0.1:{}", free_port());
     let mut cfg = base_config(&brokers, "results", "dlq");
     cfg.sources.push(source("src", SourceFormat::Komo));
+    cfg.retry_tiers = Some(event_relay::config::RetryTiersConfig {
+        enabled: false,
+        ..Default::default()
+    });
     let file = ConfigFile::write(&cfg);
     let (code, stdout, stderr) = cli("redrive", &file.path, &["--from", "dead-letter"]).await;
     assert_eq!(code, Some(3), "{stdout}\n{stderr}");

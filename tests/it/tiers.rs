@@ -265,13 +265,14 @@ async fn sigkill_while_parking_and_consuming_tiers_loses_nothing() {
 async fn run_needs_the_tier_topics_and_topics_create_makes_them() {
     let mut env = TestEnv::komo("g-tier-topics", 1).await;
     env.config.retry_tiers = Some(event_relay::config::RetryTiersConfig {
-        topic_prefix: format!("missing-{}", uuid::Uuid::new_v4().simple()),
+        topic_prefix: Some(format!("missing-{}", uuid::Uuid::new_v4().simple())),
         delays: vec![secs(60)],
-        failed_topic: format!("failed-{}", uuid::Uuid::new_v4().simple()),
-        group_id: None,
+        failed_topic: Some(format!("failed-{}", uuid::Uuid::new_v4().simple())),
+        create_topics: false,
+        ..Default::default()
     });
-    let tiers = env.config.retry_tiers.clone().unwrap();
-    let tier = &tiers.tiers()[0].topic;
+    let tiers = env.config.tiering().unwrap();
+    let tier = &tiers.tiers[0].topic;
     let file = ConfigFile::write(&env.config);
     let (code, _, stderr) = crate::redrive::cli("run", &file.path, &[]).await;
     assert_eq!(code, Some(2), "{stderr}");
