@@ -4,6 +4,36 @@
 use crate::config::{self, Config};
 use std::process::ExitCode;
 
+/// What the retry tiers will be: their topics (created at start if missing, or not), or off;
+/// and the targets whose budget keeps only some of the default tiers.
+fn tiers_line(c: &Config) -> String {
+    let Some(t) = c.tiering() else {
+        return "retry tiers: off (retry_tiers.enabled = false): retries in memory only".into();
+    };
+    let topics: Vec<&str> = t.tiers.iter().map(|t| t.topic.as_str()).collect();
+    let mut line = format!(
+        "retry tiers: {}, failed topic {} ({})",
+        topics.join(", "),
+        t.failed_topic,
+        if t.create_topics {
+            "created at start if missing"
+        } else {
+            "must exist before run: event-relay topics --create"
+        }
+    );
+    for (target, kept) in c.shortened_schedules() {
+        line.push_str(&format!(
+            "\n  target {target:?}: its retry budget fits the tiers {} only",
+            if kept.is_empty() {
+                "none".to_string()
+            } else {
+                kept.join(", ")
+            }
+        ));
+    }
+    line
+}
+
 /// `check`: 0 valid (and every declared test passed), 1 a declared test failed, 2 invalid.
 pub fn check(path: &std::path::Path) -> ExitCode {
     match load_checked(path) {
@@ -28,6 +58,7 @@ pub fn check(path: &std::path::Path) -> ExitCode {
                 c.routes.len(),
                 tests.passed.len()
             );
+            println!("{}", tiers_line(&c));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -66,4 +97,39 @@ pub(super) fn load_or_exit(path: &std::path::Path) -> Result<Config, ExitCode> {
         }
         ExitCode::from(2)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tiers_line;
+
+    fn config(extra: &str) -> crate::config::Config {
+        let text = format!(
+            "[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\n[[sources]]\ntopic = \"s\"\n\
+             format = \"komo\"\n[results]\ntopic = \"r\"\n\
+             [dead_letter]\ntopic = \"d\"\n[[targets]]\nname = \"crm\"\nkind = \"webhook\"\n\
+             url = \"https://crm.example.com/\"\n{extra}"
+        );
+        crate::config::load_str(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_tiers_line_names_the_topics_a_short_budget_and_tiers_off() {
+        let on = tiers_line(&config(""));
+        assert!(
+            on.starts_with("retry tiers: g.retry.1m, g.retry.5m,"),
+            "{on}"
+        );
+        assert!(
+            on.contains("failed topic g.failed (created at start if missing)"),
+            "{on}"
+        );
+        let short = tiers_line(&config("retry = { max_elapsed = \"10m\" }"));
+        assert!(
+            short.ends_with("target \"crm\": its retry budget fits the tiers 1m, 5m only"),
+            "{short}"
+        );
+        let off = tiers_line(&config("[retry_tiers]\nenabled = false"));
+        assert!(off.starts_with("retry tiers: off"), "{off}");
+    }
 }

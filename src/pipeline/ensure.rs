@@ -11,10 +11,10 @@ use crate::config::{Config, Tiering};
 #[derive(Debug, thiserror::Error)]
 pub enum RetryTopicsError {
     /// Topics are missing and `retry_tiers.create_topics = false`.
-    #[error("missing retry tier topic(s) on the broker: {}; create them with `event-relay topics --create` (same config), let the relay create them (retry_tiers.create_topics = true), or {OFF}", .0.join(", "))]
+    #[error("missing retry tier topic(s) on the broker: {}; create them with `event-relay topics --config <this config> --create`, let the relay create them (retry_tiers.create_topics = true), or {OFF}", .0.join(", "))]
     Missing(Vec<String>),
     /// The broker refused to create some (ACLs, a creation policy), each with its reason.
-    #[error("the broker refused to create the retry tier topic(s) {}; create them with `event-relay topics --create` (same config) with the rights to, or {OFF}", refused(.0))]
+    #[error("the broker refused to create the retry tier topic(s) {}; create them with `event-relay topics --config <this config> --create` run with the rights to, or {OFF}", refused(.0))]
     Refused(Vec<(String, String)>),
     /// The creation request itself failed.
     #[error("creating the retry tier topics: {0}")]

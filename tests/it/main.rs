@@ -28,6 +28,7 @@ mod relay_core;
 pub mod reload;
 mod routing;
 pub mod tiers;
+mod tiers_default;
 mod tiers_failures;
 mod tls;
 mod topics;

@@ -130,8 +130,9 @@ async fn a_final_answer_in_a_tier_ends_the_journey() {
 
 /// A target still down, its circuit open, when its records come due: each record moves on to
 /// the next tier without a request (the circuit's cool-down outlasts the test, so not even a
-/// probe goes out), and after the last tier ends in one WebhookError. A long outage costs the
-/// target the requests that opened the circuit, not a retry storm.
+/// probe goes out), then round the last tier until its 6s budget ends it in one WebhookError
+/// (at least the two tiers: 300 ms + 1s + 2s fit 6s). A long outage costs the target the
+/// requests that opened the circuit, not a retry storm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_moves_due_records_on_without_requests() {
     let rx = Receiver::start(vec![]).await;
@@ -139,6 +140,7 @@ async fn an_open_circuit_moves_due_records_on_without_requests() {
     let mut x = parking("x", &rx.url);
     x.circuit.failure_threshold = 3;
     x.circuit.cool_down = secs(3600);
+    x.retry.max_elapsed = Some(secs(6));
     let env = tiered("g-tier-circuit", &[secs(1), secs(2)], x).await;
     let relay = env.relay();
     let n = 20;
@@ -153,11 +155,8 @@ async fn an_open_circuit_moves_due_records_on_without_requests() {
     let results = env.results_json(n).await;
     assert_eq!(results.len(), n);
     for r in &results {
-        assert_eq!(
-            (r["event"].as_str(), r["parked"].as_u64()),
-            (Some("WebhookError"), Some(2)),
-            "{r}"
-        );
+        assert_eq!(r["event"].as_str(), Some("WebhookError"), "{r}");
+        assert!(r["parked"].as_u64().unwrap() >= 2, "{r}");
         assert!(r["error"].as_str().unwrap().contains("circuit open"), "{r}");
     }
     assert_eq!(
