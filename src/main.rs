@@ -64,9 +64,10 @@ fn run(path: &std::path::Path, watch_config: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => return invalid(path, &e.problems),
     };
-    let programs = event_relay::transform::problems(&config);
-    if !programs.is_empty() {
-        return invalid(path, &programs);
+    let mut problems = event_relay::transform::problems(&config);
+    problems.extend(event_relay::pipeline::kafka_problems(&config));
+    if !problems.is_empty() {
+        return invalid(path, &problems);
     }
     event_relay::init_logging(&config.log);
     let runtime = match event_relay::pipeline::runtime(&config.pipeline) {

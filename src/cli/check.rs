@@ -71,8 +71,8 @@ pub fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// The config file loaded and validated, its `[[catalogs]]` files checked and its programs
-/// compiled.
+/// The config file loaded and validated, its `[[catalogs]]` files checked, its programs
+/// compiled and its `kafka.options` tried by librdkafka (without a broker).
 /// Every problem at once: a program is compiled even when another key has a problem.
 pub(super) fn load_checked(path: &std::path::Path) -> Result<Config, config::ConfigError> {
     let (cfg, mut problems) = config::load_partial(path);
@@ -83,6 +83,7 @@ pub(super) fn load_checked(path: &std::path::Path) -> Result<Config, config::Con
         problems.extend(crate::normalize::catalog_problems(&cfg));
     }
     problems.extend(crate::transform::problems(&cfg));
+    problems.extend(crate::pipeline::kafka_problems(&cfg));
     if problems.is_empty() {
         Ok(cfg)
     } else {

@@ -17,7 +17,7 @@ Exit status: 0 every topic exists (after --create), 1 some are missing, 2 invali
 
 /// `topics`: 0 all exist, 1 some missing, 2 invalid config, 3 brokers unreachable.
 pub fn topics(path: &Path, create: bool, partitions: i32) -> ExitCode {
-    let cfg = match config::load(path) {
+    let cfg = match super::check::load_checked(path) {
         Ok(c) => c,
         Err(e) => {
             // As `check` words it.

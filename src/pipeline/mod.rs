@@ -16,7 +16,7 @@ mod tiers;
 mod triggers;
 
 pub use handle::Stages;
-pub use kafka::producer_config;
+pub use kafka::{problems as kafka_problems, producer_config};
 pub use live::{Live, LiveCell};
 pub use reload::{config_hash, ReloadError, ReloadReport, Reloader};
 pub use restart::restart_needed;

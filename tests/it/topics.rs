@@ -143,3 +143,30 @@ fn an_invalid_config_is_exit_2_as_check_reports_it() {
     assert!(stderr.contains("results.topic"), "{stderr}");
     assert!(stderr.contains("1 problem(s)"), "{stderr}");
 }
+
+/// A misspelt librdkafka property is a config problem for `topics`, `check` and `run` alike
+/// (exit 2, named at its key path with librdkafka's reason), found without a broker: the
+/// brokers here are a closed port, and none of them says it cannot reach them.
+#[test]
+fn a_misspelt_kafka_option_is_exit_2_everywhere_without_a_broker() {
+    let (mut cfg, _) = config(&format!("127.0.0.1:{}", free_port()));
+    cfg.kafka
+        .options
+        .insert("sesion.timeout.ms".into(), "6000".into());
+    let file = ConfigFile::write(&cfg);
+    let named = "kafka.options.\"sesion.timeout.ms\": No such configuration property";
+    for command in ["topics", "check", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_event-relay"))
+            .args([command, "--config"])
+            .arg(&file.path)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains(named) || stderr.contains(named),
+            "{command}: {stdout}\n{stderr}"
+        );
+        assert!(!stderr.contains("cannot reach"), "{command}: {stderr}");
+    }
+}
