@@ -49,6 +49,9 @@ pub struct Metrics {
     pub transform_skipped: IntCounterVec,
     /// Events a target's transform failed on (each ends in one final WebhookError).
     pub transform_errors: IntCounterVec,
+    /// Credentials a target's `auth` obtained (`outcome`: ok | error): OAuth2 token requests,
+    /// bearer token files read after they changed (or found unusable).
+    pub auth_token_refreshes: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -222,6 +225,12 @@ impl Metrics {
                 "event_relay_transform_errors_total",
                 "Events a target's transform failed on (a final WebhookError each).",
                 &["target"],
+            ),
+            auth_token_refreshes: counter(
+                &r,
+                "event_relay_auth_token_refreshes_total",
+                "Credentials a target's auth obtained (outcome: ok | error): OAuth2 token requests, bearer token files read again.",
+                &["target", "outcome"],
             ),
             parked: counter(
                 &r,

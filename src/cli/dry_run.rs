@@ -16,7 +16,8 @@ pub(super) struct DryRun<'a> {
     /// The targets' compiled transforms (index = target index).
     transforms: Vec<Option<std::sync::Arc<crate::transform::Transform>>>,
     /// Values of `transform_vars` whose names say they are credentials (`api_key`,
-    /// `write_key`, `token`, ...): a program may put them in a body, a dry run never shows them.
+    /// `write_key`, `token`, ...): a program may put them in a body, a dry run never shows them;
+    /// and the OAuth2 client secrets.
     secrets: Vec<String>,
     /// With --topic, that source's settings; without, every source's.
     sources: Vec<(String, SourceSettings)>,
@@ -182,14 +183,23 @@ impl<'a> DryRun<'a> {
     }
 }
 
-/// The values of the config's credential-named `transform_vars`.
+/// The values of the config's credential-named `transform_vars`, and the OAuth2 client
+/// secrets of `auth` (a program cannot read them; kept out of the output should one be
+/// written into a header or a body by hand).
 fn secret_vars(cfg: &Config) -> Vec<String> {
-    cfg.targets
+    let vars = cfg
+        .targets
         .iter()
         .flat_map(|t| &t.transform_vars)
         .filter(|(name, value)| crate::deliver::is_secret_name(name) && !value.is_empty())
-        .map(|(_, value)| value.clone())
-        .collect()
+        .map(|(_, value)| value.clone());
+    let client_secrets = cfg.targets.iter().filter_map(|t| match &t.auth {
+        Some(config::AuthConfig::OAuth2(o)) if !o.client_secret.is_empty() => {
+            Some(o.client_secret.clone())
+        }
+        _ => None,
+    });
+    vars.chain(client_secrets).collect()
 }
 
 /// The headers a transform set, as the request sends them (credentials redacted like the

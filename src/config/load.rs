@@ -41,8 +41,8 @@ pub fn load_partial(path: &Path) -> (Option<Config>, Vec<super::Problem>) {
 /// value — a broken section or list element is replaced by a stand-in — so the semantic checks
 /// of `validate()` still run on everything else.
 ///
-/// Relative `[[catalogs]]` and `targets[].transform_file` paths stay as they are written ([`load`] resolves them against the
-/// config file's directory).
+/// Relative `[[catalogs]]`, `targets[].transform_file` and `targets[].auth.token_file` paths
+/// stay as they are written ([`load`] resolves them against the config file's directory).
 pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -50,7 +50,8 @@ pub fn load_str(
     load_in(text, env, None)
 }
 
-/// [`load_str`], with relative `[[catalogs]]` and `transform_file` paths resolved against `dir` when given.
+/// [`load_str`], with relative `[[catalogs]]`, `transform_file` and `token_file` paths
+/// resolved against `dir` when given.
 fn load_in(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -79,7 +80,11 @@ fn load_salvaged(
             }
         }
         for t in &mut config.targets {
-            if let Some(file) = t.transform_file.as_mut() {
+            let token_file = match t.auth.as_mut() {
+                Some(super::AuthConfig::Bearer(b)) => Some(&mut b.token_file),
+                _ => None,
+            };
+            for file in t.transform_file.iter_mut().chain(token_file) {
                 if file.is_relative() && !file.as_os_str().is_empty() {
                     *file = dir.join(&*file);
                 }

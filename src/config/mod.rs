@@ -6,6 +6,7 @@
 //! error with its key path. Deserialization goes on past each error (`salvage.rs`), and
 //! [`Config::validate`] then checks what loaded: `check` reports *every* problem at once.
 
+mod auth;
 mod duration;
 mod expand;
 mod lenient;
@@ -21,6 +22,7 @@ mod validate;
 mod validate_targets;
 mod validate_tiers;
 
+pub use auth::{read_token_file, AuthConfig, BearerAuth, OAuth2Auth, TokenFileError};
 pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProblem};
 pub use load::{load, load_partial, load_str};
 pub use problem::{ConfigError, Problem};

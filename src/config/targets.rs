@@ -73,6 +73,11 @@ pub struct TargetConfig {
     /// Extra request headers (values may use `${VAR}` and `{{field}}` templates).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How the relay authenticates to the endpoint (`kind = "bearer"`: a token from a file;
+    /// `kind = "oauth2"`: client credentials), for partners that want a token that changes
+    /// rather than a fixed header. It sets `Authorization`, so `headers` may not.
+    #[serde(default)]
+    pub auth: Option<super::auth::AuthConfig>,
     /// Retry schedule for retryable failures.
     #[serde(default)]
     pub retry: RetryConfig,

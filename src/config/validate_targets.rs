@@ -115,6 +115,7 @@ impl Config {
             }
             check_target(t, &at, p);
             super::transform::check_transform_keys(i, t, &self.sources, p);
+            super::auth::check_auth(i, t, p);
         }
         names
     }

@@ -54,6 +54,18 @@ impl HttpClient {
         if cfg.tls_insecure_skip_verify {
             tracing::warn!(target_name = %cfg.name, "TLS certificate verification is DISABLED for this target (tls_insecure_skip_verify = true)");
         }
+        Self::build(cfg, cfg.http2, cfg.max_in_flight)
+    }
+
+    /// The client of a target's OAuth2 token endpoint (`auth`, `deliver::auth`): the target's
+    /// proxy, TLS settings and timeout, but never HTTP/2 only (`http2 = true` is about the
+    /// target, not its authorization server) and one pooled connection (one token request at
+    /// a time).
+    pub fn for_token_endpoint(cfg: &TargetConfig) -> Result<Self, BuildError> {
+        Self::build(cfg, false, 1)
+    }
+
+    fn build(cfg: &TargetConfig, http2_only: bool, pool: usize) -> Result<Self, BuildError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -68,7 +80,7 @@ impl HttpClient {
             .with_tls_config(tls_config(cfg.tls_insecure_skip_verify))
             .https_or_http();
         // ALPN on https://: `h2` alone with `http2 = true`, else `h2` and `http/1.1`.
-        let https = if cfg.http2 {
+        let https = if http2_only {
             https.enable_http2().wrap_connector(http)
         } else {
             https.enable_http1().enable_http2().wrap_connector(http)
@@ -76,11 +88,11 @@ impl HttpClient {
         let mut builder = Client::builder(TokioExecutor::new());
         // `http2 = true`: one connection carries every request in flight (h2c on http://).
         builder
-            .pool_max_idle_per_host(cfg.max_in_flight)
+            .pool_max_idle_per_host(pool)
             .pool_idle_timeout(Duration::from_secs(90))
             // Idle connections past the timeout are closed by a timer, not only when found.
             .pool_timer(TokioTimer::new())
-            .http2_only(cfg.http2);
+            .http2_only(http2_only);
         Ok(Self {
             client: builder.build(https),
             proxies,
@@ -99,7 +111,7 @@ impl HttpClient {
         method: Method,
         uri: Uri,
         headers: HeaderMap,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
     ) -> Result<u16, AttemptError> {
         let answer = self.send(method, uri, headers, body).await?;
         if answer.status.is_success() {
@@ -110,12 +122,13 @@ impl HttpClient {
         Err(classify_response(answer).await)
     }
 
-    async fn send(
+    /// Sends one request and returns its answer, whatever its status, body unread.
+    pub(super) async fn send(
         &self,
         method: Method,
         uri: Uri,
         mut headers: HeaderMap,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
     ) -> Result<Answer, AttemptError> {
         headers
             .entry(USER_AGENT)
@@ -124,7 +137,7 @@ impl HttpClient {
         if let Some(auth) = self.proxies.authorization(&uri) {
             headers.insert(PROXY_AUTHORIZATION, auth);
         }
-        let mut req = http::Request::new(Full::new(Bytes::from(body)));
+        let mut req = http::Request::new(Full::new(body.into()));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;

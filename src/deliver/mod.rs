@@ -10,6 +10,7 @@
 //! [`Service::preview`] shows what a target would send, for `event-relay route`.
 
 mod attempt;
+mod auth;
 mod circuit;
 pub mod client;
 mod park;
@@ -182,7 +183,7 @@ impl Targets {
         for ((cfg, budget), transform) in
             configs.iter().zip(config.target_budgets()).zip(transforms)
         {
-            let service = Service::new(cfg)?;
+            let service = Service::build(cfg, Some(&metrics))?;
             let rt = Arc::new(TargetRuntime {
                 info: Arc::new(TargetRef {
                     name: cfg.name.clone(),

@@ -6,6 +6,7 @@
 //! table is the common one), and a 400 or 413 answer to a multi-event batch is split by the
 //! caller (`AttemptError::splits_batch`) so one bad event never costs the others their delivery.
 
+use super::auth::Auth;
 use super::client::{HeaderMap, HeaderValue, HttpClient, Method, Uri};
 use super::retry::AttemptError;
 use super::shape::Shaped;
@@ -146,6 +147,9 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 /// A PostHog `/batch/` endpoint.
 pub struct PosthogService {
     client: HttpClient,
+    /// Where the `Authorization` header comes from (`auth`: a self-hosted PostHog behind an
+    /// authenticating proxy), if the target has one.
+    auth: Option<Auth>,
     /// `{url}/batch/`, parsed once (config validation checked that it parses).
     endpoint: url::Url,
     /// The same, as the request URI.
@@ -158,7 +162,11 @@ pub struct PosthogService {
 }
 
 impl PosthogService {
-    pub fn new(cfg: &TargetConfig, client: HttpClient) -> Result<Self, BuildError> {
+    pub(super) fn new(
+        cfg: &TargetConfig,
+        client: HttpClient,
+        auth: Option<Auth>,
+    ) -> Result<Self, BuildError> {
         let endpoint = format!("{}/batch/", cfg.url.trim_end_matches('/'));
         let endpoint = url::Url::parse(&endpoint).map_err(|source| BuildError::Url {
             target: cfg.name.clone(),
@@ -175,6 +183,7 @@ impl PosthogService {
             })?;
         Ok(Self {
             client,
+            auth,
             endpoint,
             uri,
             api_key: cfg.api_key.clone().unwrap_or_default(),
@@ -236,7 +245,8 @@ impl PosthogService {
             Some(s) => s.body.clone(),
             None => self.event_body(env),
         };
-        let headers = self.headers(shaped.map(|s| &s.request))?;
+        let mut headers = self.headers(shaped.map(|s| &s.request))?;
+        super::auth::preview(&mut headers, self.auth.as_ref());
         Ok(Preview {
             url: super::service::redacted_url(self.endpoint.to_string()),
             headers: super::service::redacted(&headers),
@@ -259,9 +269,8 @@ impl PosthogService {
             .headers(batch[0].shaped.as_ref().map(|s| &s.request))
             .map_err(AttemptError::Final)?;
         // PostHog's status table is the common classifier's (see `retry::classify_status`).
-        self.client
-            .exchange(Method::POST, self.uri.clone(), headers, body)
-            .await
+        let (client, auth, uri) = (&self.client, self.auth.as_ref(), self.uri.clone());
+        super::auth::exchange(client, auth, Method::POST, uri, headers, body).await
     }
 }
 

@@ -9,6 +9,7 @@ use super::shape::Shaped;
 use super::{posthog, webhook, BuildError, Delivery};
 use crate::config::{TargetConfig, TargetKind};
 use crate::envelope::Envelope;
+use crate::metrics::Metrics;
 use crate::report::Failure;
 
 /// How a target talks HTTP.
@@ -18,12 +19,24 @@ pub enum Service {
 }
 
 impl Service {
-    /// The service of one target, with its own HTTP client.
+    /// The service of one target, with its own HTTP client, for a dry run (`route`, `test`,
+    /// `transform`: nothing counted in metrics).
     pub fn new(cfg: &TargetConfig) -> Result<Self, BuildError> {
+        Self::build(cfg, None)
+    }
+
+    /// The service of one target, with its own HTTP client; `metrics` count its credential
+    /// refreshes (`auth`).
+    pub(super) fn build(cfg: &TargetConfig, metrics: Option<&Metrics>) -> Result<Self, BuildError> {
         let client = HttpClient::new(cfg)?;
+        let auth = super::auth::Auth::new(cfg, metrics)?;
         Ok(match cfg.kind {
-            TargetKind::Webhook => Service::Webhook(webhook::WebhookService::new(cfg, client)?),
-            TargetKind::Posthog => Service::Posthog(posthog::PosthogService::new(cfg, client)?),
+            TargetKind::Webhook => {
+                Service::Webhook(webhook::WebhookService::new(cfg, client, auth)?)
+            }
+            TargetKind::Posthog => {
+                Service::Posthog(posthog::PosthogService::new(cfg, client, auth)?)
+            }
         })
     }
 

@@ -1,6 +1,7 @@
 //! The webhook target: one request per event (or a JSON array per batch) to any HTTP endpoint,
 //! with templated URL/headers and optional Standard Webhooks signing.
 
+use super::auth::Auth;
 use super::client::{HeaderMap, HeaderName, HeaderValue, HttpClient, Method, Uri};
 use super::retry::AttemptError;
 use super::shape::Shaped;
@@ -22,6 +23,8 @@ const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 /// A webhook endpoint.
 pub struct WebhookService {
     client: HttpClient,
+    /// Where the `Authorization` header comes from (`auth`), if the target has one.
+    auth: Option<Auth>,
     method: Method,
     url: Template,
     /// The URL parsed once, when it has no placeholders (most targets): parsing it again for
@@ -37,7 +40,11 @@ pub struct WebhookService {
 }
 
 impl WebhookService {
-    pub fn new(cfg: &TargetConfig, client: HttpClient) -> Result<Self, BuildError> {
+    pub(super) fn new(
+        cfg: &TargetConfig,
+        client: HttpClient,
+        auth: Option<Auth>,
+    ) -> Result<Self, BuildError> {
         let headers = cfg
             .headers
             .iter()
@@ -62,6 +69,7 @@ impl WebhookService {
         let signer = cfg.signing_secret.as_deref().map(Signer::new).transpose();
         Ok(Self {
             client,
+            auth,
             method: match cfg.method {
                 HttpMethod::Post => Method::POST,
                 HttpMethod::Put => Method::PUT,
@@ -162,7 +170,8 @@ impl WebhookService {
     /// The request headers: `Content-Type`, then the configured ones rendered from the batch's
     /// first event (they replace the defaults: a configured Content-Type is sent once), then
     /// those its transform set, then the signing headers, set last so neither configuration
-    /// nor a transform can override them.
+    /// nor a transform can override them. `Authorization` from `auth` is added when the
+    /// request is sent (`auth::exchange`).
     fn headers(
         &self,
         first: &Envelope,
@@ -215,7 +224,8 @@ impl WebhookService {
             }
         };
         let request = shaped.map(|s| &s.request);
-        let headers = self.headers(env, request, || env.id.clone(), &body)?;
+        let mut headers = self.headers(env, request, || env.id.clone(), &body)?;
+        super::auth::preview(&mut headers, self.auth.as_ref());
         Ok(Preview {
             url: super::service::redacted_url(self.url(env, request)),
             headers: super::service::redacted(&headers),
@@ -240,9 +250,8 @@ impl WebhookService {
             .headers(first, request, || Self::message_id(batch), &body)
             .map_err(AttemptError::Final)?;
         let uri = self.uri(first, request)?;
-        self.client
-            .exchange(self.method.clone(), uri, headers, body)
-            .await
+        let (client, auth) = (&self.client, self.auth.as_ref());
+        super::auth::exchange(client, auth, self.method.clone(), uri, headers, body).await
     }
 }
 

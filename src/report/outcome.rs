@@ -109,6 +109,16 @@ pub enum Failure {
     /// the `transform` stage): final, nothing sent, never retried.
     #[error("{0}")]
     Transform(String),
+    /// Not sent: the OAuth2 token endpoint of the target's `auth` failed or answered no
+    /// usable token. Retryable (the event is not to blame); names the endpoint, never the
+    /// client secret or a token.
+    #[error("oauth2 token request to {url} failed: {cause}")]
+    TokenRequest { url: String, cause: String },
+    /// Not sent: the target's bearer `token_file` has never held a usable token since the
+    /// relay started (a token read earlier is kept while the file is briefly missing).
+    /// Retryable; names the file, never its content.
+    #[error("auth.token_file: {0}")]
+    TokenFile(crate::config::TokenFileError),
     /// A parked delivery came due for a target the config no longer has.
     #[error("target {target} is no longer configured; the delivery is kept in the failed topic")]
     TargetRemoved { target: String },
@@ -131,6 +141,8 @@ impl Failure {
                 | Failure::InvalidHeaderValue { .. }
                 | Failure::TargetRemoved { .. }
                 | Failure::Transform(..)
+                | Failure::TokenRequest { .. }
+                | Failure::TokenFile(..)
         )
     }
 }

@@ -33,6 +33,7 @@ const COUNTERS: &[&str] = &[
     "event_relay_config_reloads_total",
     "event_relay_transform_skipped_total",
     "event_relay_transform_errors_total",
+    "event_relay_auth_token_refreshes_total",
 ];
 const GAUGES: &[&str] = &[
     "event_relay_in_flight_events",

@@ -5,6 +5,7 @@
 
 mod fixtures;
 
+mod auth;
 mod bound;
 mod catalog_cli;
 mod catalog_spec;
