@@ -12,10 +12,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("health", &[]),
     ("metrics", &[]),
     ("json", &[]),
+    ("outage", &[]),
     ("envelope", &["json"]),
     ("config", &["envelope"]),
     ("logging", &["config"]),
-    ("source", &["ack", "health", "metrics", "config"]),
+    ("source", &["ack", "health", "metrics", "config", "outage"]),
     ("catalog", &["envelope", "json"]),
     ("normalize", &["catalog", "envelope", "config", "json"]),
     ("route", &["envelope", "config"]),
@@ -34,7 +35,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "report",
         ],
     ),
-    ("report", &["ack", "envelope", "config", "metrics", "json"]),
+    (
+        "report",
+        &["ack", "envelope", "config", "metrics", "json", "outage"],
+    ),
     ("server", &["health", "metrics"]),
     (
         "pipeline",
@@ -52,15 +56,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "deliver",
             "report",
             "server",
+            "outage",
         ],
     ),
     // An edge like cli: the config's topics, reached with the relay's producer settings.
-    ("topics", &["config", "source", "pipeline"]),
+    ("topics", &["config", "source", "pipeline", "outage"]),
     // An edge like cli: failed deliveries and dead letters read back and re-entered, with the
     // relay's consumer and producer settings, its record formats and its event-name globs.
     (
         "redrive",
-        &["config", "source", "pipeline", "report", "route"],
+        &["config", "source", "pipeline", "report", "route", "outage"],
     ),
 ];
 

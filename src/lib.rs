@@ -22,7 +22,8 @@
 //!
 //! Neutral ground, importing no stage: [`ack`] (which offsets are final: the tracker and the
 //! per-message `Ticket` that `source`, `deliver` and `report` share), [`health`] (what
-//! `/healthz` and `/readyz` read), [`metrics`], [`config`], [`envelope`], [`json`]. The edges:
+//! `/healthz` and `/readyz` read), [`metrics`], [`config`], [`envelope`], [`json`], [`outage`]
+//! (Kafka trouble as the logs tell it: what repeats, rate-limited in one place). The edges:
 //! [`server`] (HTTP endpoints, reading `health` and `metrics`), [`topics`] (the topics a config
 //! needs, on the broker), [`redrive`] (re-entering failed deliveries and dead letters), [`cli`]
 //! and `main.rs`.
@@ -38,6 +39,7 @@ pub mod json;
 mod logging;
 pub mod metrics;
 pub mod normalize;
+pub mod outage;
 pub mod pipeline;
 pub mod redrive;
 pub mod report;

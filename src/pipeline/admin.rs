@@ -5,8 +5,8 @@
 //! retry tier and failed topics ([`super::ensure`]).
 
 use crate::config::KafkaConfig;
+use crate::outage::QuietContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use std::fmt;
@@ -113,7 +113,7 @@ fn refused_list(refused: &[(String, RDKafkaErrorCode)]) -> String {
 
 /// An admin connection to the config's brokers.
 pub struct Admin {
-    client: AdminClient<DefaultClientContext>,
+    client: AdminClient<QuietContext>,
     brokers: String,
     timeout: Duration,
 }
@@ -123,7 +123,7 @@ impl Admin {
     /// most `timeout`. Creating it does not contact the broker yet.
     pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, TopicsError> {
         let client = crate::pipeline::producer_config(kafka)
-            .create()
+            .create_with_context(QuietContext::new(&kafka.brokers, "admin"))
             .map_err(TopicsError::Client)?;
         Ok(Self {
             client,

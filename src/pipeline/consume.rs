@@ -111,7 +111,7 @@ impl<'a> ConsumeLoop<'a> {
                 m = consumer.recv() => match m {
                     Ok(m) => return Some(m.detach()),
                     Err(e) => {
-                        tracing::warn!(error = %e, "consumer error");
+                        rdkafka::consumer::Consumer::context(consumer).outage.retrying("consumer error", &e);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -189,7 +189,7 @@ impl<'a> ConsumeLoop<'a> {
                         self.stash.push_back(Stashed { msg, generation });
                         pause_all(self.consumer, true);
                     }
-                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                    Err(e) => rdkafka::consumer::Consumer::context(self.consumer).outage.retrying("consumer error", &e),
                 },
                 _ = tokio::time::sleep(IDLE_TICK) => {}
             }

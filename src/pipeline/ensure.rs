@@ -54,6 +54,12 @@ pub async fn ensure(config: &Config) -> Result<Vec<String>, RetryTopicsError> {
     };
     let (admin, states, counts) = match tokio::task::spawn_blocking(look).await {
         Ok(Ok(found)) => found,
+        Ok(Err(e @ TopicsError::Unreachable { .. })) => {
+            // The outage's one line says it; the topics are checked at the next start.
+            crate::outage::of(&config.kafka.brokers).down(&e.to_string());
+            tracing::info!("retry tier topics not checked at start: the brokers are unreachable");
+            return Ok(Vec::new());
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot check the retry tier topics at start");
             return Ok(Vec::new());

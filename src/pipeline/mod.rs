@@ -279,12 +279,13 @@ fn start_reporter(
     metrics: &Arc<Metrics>,
     abort: &CancellationToken,
 ) -> Result<Arc<Reporter>, StartError> {
+    let brokers = &config.kafka.brokers;
     let producer = producer_config(&config.kafka)
-        .create()
+        .create_with_context(crate::outage::QuietContext::new(brokers, "producer"))
         .map_err(StartError::Producer)?;
     let (result_retries, retry_rx) = tokio::sync::mpsc::unbounded_channel();
     let results: report::ResultProducer = producer_config(&config.kafka)
-        .create_with_context(report::SinkContext::new(result_retries, metrics))
+        .create_with_context(report::SinkContext::new(result_retries, metrics, brokers))
         .map_err(StartError::Producer)?;
     let reporter = Arc::new(Reporter::new(
         producer,
@@ -333,6 +334,8 @@ fn subscribe_sources(
         metrics: metrics.clone(),
         health: health.clone(),
         revoke_timeout: config.pipeline.revoke_timeout.get(),
+        outage: crate::outage::of(&config.kafka.brokers),
+        consumer: "source",
     };
     let topics: Vec<&str> = config.sources.iter().map(|s| s.topic.as_str()).collect();
     source::subscribe(&config.kafka, &config.kafka.group_id, &topics, context)

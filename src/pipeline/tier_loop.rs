@@ -84,7 +84,7 @@ impl<'a> TierLoop<'a> {
                 m = consumer.recv() => match m {
                     Ok(m) => self.arrived(m.detach()),
                     Err(e) => {
-                        tracing::warn!(error = %e, "tier consumer error");
+                        rdkafka::consumer::Consumer::context(&*consumer).outage.retrying("tier consumer error", &e);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },

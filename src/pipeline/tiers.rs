@@ -50,6 +50,8 @@ impl TierSide {
             metrics: metrics.clone(),
             health: Arc::new(Health::default()),
             revoke_timeout: config.pipeline.revoke_timeout.get(),
+            outage: crate::outage::of(&config.kafka.brokers),
+            consumer: "retry tiers",
         };
         let tiers: HashMap<String, Tier> = rt
             .tiers

@@ -19,6 +19,7 @@ pub use sink::{retry_results, PendingResult, ResultProducer, SinkContext};
 
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
+use crate::outage::QuietContext;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -72,7 +73,7 @@ pub struct TargetRef {
 /// Producer of result events and dead letters.
 pub struct Reporter {
     /// Dead letters, and result events the fast path could not produce.
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
     /// Result events (see [`sink`]).
     results: ResultProducer,
     results_topic: String,
@@ -85,7 +86,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(
-        producer: FutureProducer,
+        producer: FutureProducer<QuietContext>,
         results: ResultProducer,
         results_topic: String,
         dlq_topic: String,
@@ -133,10 +134,19 @@ impl Reporter {
                 _ = self.abort.cancelled() => return Produced::Aborted,
             };
             match sent {
-                Ok(_) => return Produced::Acknowledged,
+                Ok(_) => {
+                    rdkafka::producer::Producer::context(&self.results)
+                        .outage
+                        .up();
+                    return Produced::Acknowledged;
+                }
                 Err((e, _)) if too_large(&e) => return Produced::TooLarge(e),
                 Err((e, _)) => {
-                    tracing::warn!(topic, error = %e, "producing to Kafka failed; retrying");
+                    tracing::debug!(topic, error = %e, "producing to Kafka failed; retrying");
+                    // The two producers talk to the same brokers: one outage state.
+                    rdkafka::producer::Producer::context(&self.results)
+                        .outage
+                        .retrying("producing to Kafka failed; retrying", &e);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
                         _ = self.abort.cancelled() => return Produced::Aborted,

@@ -32,9 +32,19 @@ pub struct SinkContext {
     retry: mpsc::UnboundedSender<Box<PendingResult>>,
     success: IntCounter,
     error: IntCounter,
+    /// The brokers' outage state (the plain producer's errors go there too).
+    pub(super) outage: Arc<crate::outage::Outage>,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.outage.librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.outage.error("result producer", &error, reason);
+    }
+}
 
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = Box<PendingResult>;
@@ -42,6 +52,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<PendingResult>) {
         match result {
             Ok(_) => {
+                self.outage.up();
                 if pending.outcome.is_delivered() {
                     self.success.inc();
                 } else {
@@ -50,7 +61,9 @@ impl ProducerContext for SinkContext {
                 pending.ticket.finish_one();
             }
             Err((e, _)) => {
-                tracing::warn!(error = %e, source_event_id = %pending.env.id, "producing a result event failed; retrying");
+                tracing::debug!(error = %e, source_event_id = %pending.env.id, "producing a result event failed; retrying");
+                self.outage
+                    .retrying("producing a result event failed; retrying", e);
                 self.retry_later(pending);
             }
         }
@@ -58,11 +71,14 @@ impl ProducerContext for SinkContext {
 }
 
 impl SinkContext {
+    /// `brokers`: whose outage state its errors go to.
     pub fn new(
         retry: mpsc::UnboundedSender<Box<PendingResult>>,
         metrics: &crate::metrics::Metrics,
+        brokers: &str,
     ) -> Self {
         Self {
+            outage: crate::outage::of(brokers),
             retry,
             success: metrics
                 .results_produced
@@ -142,6 +158,7 @@ mod tests {
     use super::*;
     use crate::ack::OffsetTracker;
     use crate::metrics::Metrics;
+    use crate::outage::QuietContext;
     use crate::report::Outcome;
     use rdkafka::config::ClientConfig;
     use rdkafka::mocking::MockCluster;
@@ -165,9 +182,11 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = mpsc::unbounded_channel();
         let results: ResultProducer = config("20000")
-            .create_with_context(SinkContext::new(tx, &metrics))
+            .create_with_context(SinkContext::new(tx, &metrics, "mock"))
             .expect("result producer");
-        let slow: FutureProducer = config("20000").create().expect("producer");
+        let slow: FutureProducer<QuietContext> = config("20000")
+            .create_with_context(QuietContext::new("mock", "producer"))
+            .expect("producer");
         let abort = CancellationToken::new();
         let reporter = Arc::new(Reporter::new(
             slow,

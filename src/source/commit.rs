@@ -44,7 +44,10 @@ pub fn commit_now(consumer: &RelayConsumer, tracker: &OffsetTracker, metrics: &M
     match commit(consumer, &commits, metrics) {
         Ok(()) => tracing::debug!(partitions = commits.len(), "offsets committed"),
         Err(e) => {
-            tracing::warn!(error = %e, "offset commit failed; will retry");
+            consumer
+                .context()
+                .outage
+                .retrying("offset commit failed; will retry", &e);
             for (tp, pos) in commits {
                 tracker.commit_failed(&tp, pos);
             }

@@ -26,6 +26,10 @@ pub struct SourceContext {
     pub health: Arc<Health>,
     /// How long a revoke waits for the revoked partitions' in-flight deliveries.
     pub revoke_timeout: Duration,
+    /// The brokers' outage state: this client's errors and librdkafka's log go through it.
+    pub outage: Arc<crate::outage::Outage>,
+    /// Which consumer, in its log lines: `source` or `retry tiers`.
+    pub consumer: &'static str,
 }
 
 impl SourceContext {
@@ -71,6 +75,7 @@ impl SourceContext {
             );
         }
         tracing::info!(
+            consumer = self.consumer,
             partitions = tps.len(),
             committing = positions.len(),
             "partitions revoked"
@@ -87,6 +92,9 @@ impl ClientContext for SourceContext {
             .values()
             .any(|b| b.state == "UP" && b.nodeid >= 0);
         self.health.set_broker_reachable(up);
+        if up {
+            self.outage.up();
+        }
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition < 0 || p.consumer_lag < 0 {
@@ -104,7 +112,11 @@ impl ClientContext for SourceContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.set_broker_reachable(false);
         }
-        tracing::warn!(error = %error, reason, "kafka client error");
+        self.outage.error("consumer", &error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.outage.librdkafka(level, fac, log_message);
     }
 }
 
@@ -121,14 +133,19 @@ impl ConsumerContext for SourceContext {
                 for e in tpl.elements() {
                     self.tracker.assign((e.topic().to_string(), e.partition()));
                 }
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                tracing::info!(
+                    consumer = self.consumer,
+                    partitions = tpl.count(),
+                    "partitions assigned"
+                );
                 self.health.set_joined(true);
                 // An assignment proves a broker answered: ready now, not at the first
                 // statistics callback (`statistics.interval.ms` later); statistics only ever
                 // turn this red again (no broker up), or back.
                 self.health.set_broker_reachable(true);
+                self.outage.up();
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Error(e) => self.outage.retrying("rebalance error", e),
             Rebalance::Revoke(_) => {}
         }
     }

@@ -17,6 +17,7 @@ pub mod faults;
 mod first_hour;
 mod fuzz_regressions;
 mod http2;
+mod kafka_outage_logs;
 mod logging;
 mod normalize_cli;
 mod normalize_pipeline;
