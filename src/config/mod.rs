@@ -25,7 +25,7 @@ pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProble
 pub use load::{load, load_partial, load_str};
 pub use problem::{ConfigError, Problem};
 pub use routes::{Condition, Operator, OperatorCount, Pattern, RouteConfig};
-pub use secret::{decode_signing_secret, SecretError};
+pub use secret::{decode_signing_secret, SecretError, SigningSecret};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };

@@ -91,9 +91,11 @@ pub struct TargetConfig {
     /// Webhook: HTTP method.
     #[serde(default)]
     pub method: HttpMethod,
-    /// Webhook: Standard Webhooks secret (`whsec_<base64>`); when set, requests are signed.
+    /// Webhook: Standard Webhooks secret (`whsec_<base64>`); when set, requests are signed, so
+    /// a receiver can tell the relay's requests from forgeries. A list while a secret is
+    /// rotated: every secret signs, so receivers holding the old or the new one both verify.
     #[serde(default)]
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<super::SigningSecret>,
     /// PostHog: project API key (usually `${POSTHOG_API_KEY}`).
     #[serde(default)]
     pub api_key: Option<String>,

@@ -198,8 +198,8 @@ fn check_webhook(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Prob
         p.push(Problem::new(&at("api_key"), "only for kind = \"posthog\""));
     }
     if let Some(secret) = &t.signing_secret {
-        if let Err(e) = super::decode_signing_secret(secret) {
-            p.push(Problem::new(&at("signing_secret"), e));
+        for (key, e) in secret.problems() {
+            p.push(Problem::new(&at(&key), e));
         }
     }
 }

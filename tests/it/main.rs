@@ -27,6 +27,7 @@ pub mod redrive;
 mod relay_core;
 pub mod reload;
 mod routing;
+mod signing;
 pub mod tiers;
 mod tiers_failures;
 mod tls;
