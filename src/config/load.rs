@@ -41,8 +41,8 @@ pub fn load_partial(path: &Path) -> (Option<Config>, Vec<super::Problem>) {
 /// value — a broken section or list element is replaced by a stand-in — so the semantic checks
 /// of `validate()` still run on everything else.
 ///
-/// Relative `[[catalogs]]` and `targets[].transform_file` paths stay as they are written ([`load`] resolves them against the
-/// config file's directory).
+/// Relative `[[catalogs]]`, `targets[].transform_file` and `targets[].tls` file paths stay as
+/// they are written ([`load`] resolves them against the config file's directory).
 pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -50,7 +50,7 @@ pub fn load_str(
     load_in(text, env, None)
 }
 
-/// [`load_str`], with relative `[[catalogs]]` and `transform_file` paths resolved against `dir` when given.
+/// [`load_str`], with relative file paths resolved against `dir` when given.
 fn load_in(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -73,23 +73,35 @@ fn load_salvaged(
     let mut salvage = Salvage::new(problems);
     let mut config = salvage.deserialize::<Config>(tree, &stand_in);
     if let (Some(config), Some(dir)) = (config.as_mut(), dir) {
-        for c in &mut config.catalogs {
-            if c.path.is_relative() && !c.path.as_os_str().is_empty() {
-                c.path = dir.join(&c.path);
-            }
-        }
-        for t in &mut config.targets {
-            if let Some(file) = t.transform_file.as_mut() {
-                if file.is_relative() && !file.as_os_str().is_empty() {
-                    *file = dir.join(&*file);
-                }
-            }
-        }
+        resolve_paths(config, dir);
     }
     if let Some(Err(e)) = config.as_ref().map(Config::validate) {
         salvage.add_semantic(e.problems);
     }
     Ok((config, salvage.into_problems()))
+}
+
+/// Relative file paths made relative to the config file's directory `dir`: `[[catalogs]]`,
+/// `targets[].transform_file` and the `targets[].tls` files.
+fn resolve_paths(config: &mut Config, dir: &Path) {
+    let resolve = |file: &mut std::path::PathBuf| {
+        if file.is_relative() && !file.as_os_str().is_empty() {
+            *file = dir.join(&*file);
+        }
+    };
+    for c in &mut config.catalogs {
+        resolve(&mut c.path);
+    }
+    for t in &mut config.targets {
+        let tls = &mut t.tls;
+        let files = [
+            t.transform_file.as_mut(),
+            tls.ca_file.as_mut(),
+            tls.client_cert_file.as_mut(),
+            tls.client_key_file.as_mut(),
+        ];
+        files.into_iter().flatten().for_each(resolve);
+    }
 }
 
 /// A stand-in for a required section or a list element that cannot be deserialized: valid,

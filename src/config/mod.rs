@@ -16,6 +16,7 @@ mod salvage;
 mod secret;
 mod targets;
 mod tiers;
+mod tls;
 mod transform;
 mod validate;
 mod validate_targets;
@@ -30,6 +31,7 @@ pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };
 pub use tiers::{delay_label, RetryTiersConfig, Tier};
+pub use tls::{ClientIdentity, TlsConfig, TlsError, TlsMaterial, TlsProblems, TlsRoots};
 pub use transform::{Expectation, ProgramSource, ProgramText, TargetTest};
 pub use validate::UnknownEnvelopeField;
 pub use validate_targets::{ProxySetting, ProxyUrlError, UrlError};
