@@ -41,8 +41,9 @@ pub fn load_partial(path: &Path) -> (Option<Config>, Vec<super::Problem>) {
 /// value — a broken section or list element is replaced by a stand-in — so the semantic checks
 /// of `validate()` still run on everything else.
 ///
-/// Relative `[[catalogs]]`, `targets[].transform_file` and `targets[].auth.token_file` paths
-/// stay as they are written ([`load`] resolves them against the config file's directory).
+/// Relative `[[catalogs]]`, `targets[].transform_file`, `targets[].tls` file paths and
+/// `targets[].auth.token_file` stay as they are written ([`load`] resolves them against the
+/// config file's directory).
 pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -50,8 +51,7 @@ pub fn load_str(
     load_in(text, env, None)
 }
 
-/// [`load_str`], with relative `[[catalogs]]`, `transform_file` and `token_file` paths
-/// resolved against `dir` when given.
+/// [`load_str`], with relative file paths resolved against `dir` when given.
 fn load_in(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
@@ -74,27 +74,40 @@ fn load_salvaged(
     let mut salvage = Salvage::new(problems);
     let mut config = salvage.deserialize::<Config>(tree, &stand_in);
     if let (Some(config), Some(dir)) = (config.as_mut(), dir) {
-        for c in &mut config.catalogs {
-            if c.path.is_relative() && !c.path.as_os_str().is_empty() {
-                c.path = dir.join(&c.path);
-            }
-        }
-        for t in &mut config.targets {
-            let token_file = match t.auth.as_mut() {
-                Some(super::AuthConfig::Bearer(b)) => Some(&mut b.token_file),
-                _ => None,
-            };
-            for file in t.transform_file.iter_mut().chain(token_file) {
-                if file.is_relative() && !file.as_os_str().is_empty() {
-                    *file = dir.join(&*file);
-                }
-            }
-        }
+        resolve_paths(config, dir);
     }
     if let Some(Err(e)) = config.as_ref().map(Config::validate) {
         salvage.add_semantic(e.problems);
     }
     Ok((config, salvage.into_problems()))
+}
+
+/// Relative file paths made relative to the config file's directory `dir`: `[[catalogs]]`,
+/// `targets[].transform_file` and the `targets[].tls` files.
+fn resolve_paths(config: &mut Config, dir: &Path) {
+    let resolve = |file: &mut std::path::PathBuf| {
+        if file.is_relative() && !file.as_os_str().is_empty() {
+            *file = dir.join(&*file);
+        }
+    };
+    for c in &mut config.catalogs {
+        resolve(&mut c.path);
+    }
+    for t in &mut config.targets {
+        let tls = &mut t.tls;
+        let token_file = match t.auth.as_mut() {
+            Some(super::AuthConfig::Bearer(b)) => Some(&mut b.token_file),
+            _ => None,
+        };
+        let files = [
+            t.transform_file.as_mut(),
+            tls.ca_file.as_mut(),
+            tls.client_cert_file.as_mut(),
+            tls.client_key_file.as_mut(),
+            token_file,
+        ];
+        files.into_iter().flatten().for_each(resolve);
+    }
 }
 
 /// A stand-in for a required section or a list element that cannot be deserialized: valid,

@@ -17,6 +17,7 @@ mod salvage;
 mod secret;
 mod targets;
 mod tiers;
+mod tls;
 mod transform;
 mod validate;
 mod validate_targets;
@@ -27,11 +28,12 @@ pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProble
 pub use load::{load, load_partial, load_str};
 pub use problem::{ConfigError, Problem};
 pub use routes::{Condition, Operator, OperatorCount, Pattern, RouteConfig};
-pub use secret::{decode_signing_secret, SecretError};
+pub use secret::{decode_signing_secret, SecretError, SigningSecret};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
 };
 pub use tiers::{delay_label, RetryTiersConfig, Tier, Tiering};
+pub use tls::{ClientIdentity, TlsConfig, TlsError, TlsMaterial, TlsProblems, TlsRoots};
 pub use transform::{Expectation, ProgramSource, ProgramText, TargetTest};
 pub use validate::UnknownEnvelopeField;
 pub use validate_targets::{ProxySetting, ProxyUrlError, UrlError};

@@ -96,9 +96,11 @@ pub struct TargetConfig {
     /// Webhook: HTTP method.
     #[serde(default)]
     pub method: HttpMethod,
-    /// Webhook: Standard Webhooks secret (`whsec_<base64>`); when set, requests are signed.
+    /// Webhook: Standard Webhooks secret (`whsec_<base64>`); when set, requests are signed, so
+    /// a receiver can tell the relay's requests from forgeries. A list while a secret is
+    /// rotated: every secret signs, so receivers holding the old or the new one both verify.
     #[serde(default)]
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<super::SigningSecret>,
     /// PostHog: project API key (usually `${POSTHOG_API_KEY}`).
     #[serde(default)]
     pub api_key: Option<String>,
@@ -123,6 +125,11 @@ pub struct TargetConfig {
     /// Accept invalid TLS certificates (loudly logged; never in production).
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
+    /// Whom this target's server certificate must chain to (`ca_file`, `roots`) and the client
+    /// certificate it is shown (mTLS), for partners on a private CA, behind a corporate root or
+    /// requiring client certificates; see [`super::TlsConfig`].
+    #[serde(default)]
+    pub tls: super::TlsConfig,
     /// Speak HTTP/2 with prior knowledge, so one connection multiplexes many concurrent
     /// requests instead of one connection per request in flight (less per-request work for the
     /// relay and the target). On `http://` URLs this is h2c (cleartext HTTP/2, no upgrade); on

@@ -1,5 +1,5 @@
 //! Validation of the `[[targets]]` entries (part of [`Config::validate`]), one function per
-//! concern: identity, URL, limits, kind-specific keys, templates.
+//! concern: identity, URL, limits, kind-specific keys, templates, TLS files.
 
 use super::problem::Problem;
 use super::{Config, TargetConfig, TargetKind};
@@ -135,6 +135,12 @@ fn check_target(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Probl
         TargetKind::Webhook => check_webhook(t, at, p),
     }
     check_templates(t, at, p);
+    // The files are read and parsed as the target's client will (`deliver::tls`).
+    if let Err(problems) = t.tls.load(!t.tls_insecure_skip_verify) {
+        for (key, e) in problems {
+            p.push(Problem::new(&at(&format!("tls.{key}")), e));
+        }
+    }
 }
 
 /// Timeouts, concurrency, rate, retry and batch bounds.
@@ -199,8 +205,8 @@ fn check_webhook(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Prob
         p.push(Problem::new(&at("api_key"), "only for kind = \"posthog\""));
     }
     if let Some(secret) = &t.signing_secret {
-        if let Err(e) = super::decode_signing_secret(secret) {
-            p.push(Problem::new(&at("signing_secret"), e));
+        for (key, e) in secret.problems() {
+            p.push(Problem::new(&at(&key), e));
         }
     }
 }

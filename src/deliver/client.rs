@@ -1,6 +1,7 @@
-//! The HTTP client every target sends through: hyper-util's pooled client over rustls (webpki
-//! roots, ALPN for HTTP/2 on `https://`), with the target's timeout, connect timeout, pool size
-//! and user agent, and one exchange that ends in a status or an [`AttemptError`].
+//! The HTTP client every target sends through: hyper-util's pooled client over rustls (the
+//! target's trust and client certificate from [`super::tls`], ALPN for HTTP/2 on `https://`),
+//! with the target's timeout, connect timeout, pool size and user agent, and one exchange that
+//! ends in a status or an [`AttemptError`].
 //!
 //! Chosen over reqwest (which wraps this same client) by measurement, issue 16:
 //! `bench/src/bin/http_client_cost.rs`, one 600-byte POST per request to a loopback receiver,
@@ -19,7 +20,6 @@ use hyper::body::{Body, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
@@ -77,7 +77,7 @@ impl HttpClient {
         let proxies = Proxies::new(setting, |k| std::env::var(k).ok());
         let http = ProxyConnector::new(http, proxies.clone());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(cfg.tls_insecure_skip_verify))
+            .with_tls_config(super::tls::client_config(cfg)?)
             .https_or_http();
         // ALPN on https://: `h2` alone with `http2 = true`, else `h2` and `http/1.1`.
         let https = if http2_only {
@@ -250,75 +250,6 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-/// rustls with the webpki roots, or (`tls_insecure_skip_verify`) accepting any certificate.
-fn tls_config(insecure: bool) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions");
-    if insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        builder.with_root_certificates(roots).with_no_client_auth()
-    }
-}
-
-/// The verifier of `tls_insecure_skip_verify = true`: any certificate, any name; signatures
-/// are still checked with the provider's algorithms (the handshake stays well-formed).
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod service;
 mod shape;
 pub mod signing;
 pub mod template;
+mod tls;
 pub mod webhook;
 
 use crate::ack::Ticket;
@@ -83,6 +84,12 @@ pub enum BuildError {
     Proxy {
         target: String,
         source: crate::config::ProxyUrlError,
+    },
+    /// `tls` settings that cannot be used (each with its key under `tls`).
+    #[error("target {target}: {}", .problems.iter().map(|(key, e)| format!("tls.{key}: {e}")).collect::<Vec<_>>().join("; "))]
+    Tls {
+        target: String,
+        problems: crate::config::TlsProblems,
     },
     /// Programs that do not compile, each problem with its key path.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]

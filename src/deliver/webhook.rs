@@ -66,7 +66,7 @@ impl WebhookService {
                 Some((url, uri))
             })
             .flatten();
-        let signer = cfg.signing_secret.as_deref().map(Signer::new).transpose();
+        let signer = cfg.signing_secret.as_ref().map(Signer::new).transpose();
         Ok(Self {
             client,
             auth,

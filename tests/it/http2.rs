@@ -18,7 +18,7 @@ const TIMED: &[&str] = &["webhook-timestamp", "webhook-signature"];
 /// A signed webhook target `name` at `{url}/{name}` with templated headers.
 fn hook(name: &str, url: &str, secret: &str, http2: bool) -> TargetConfig {
     let mut t = webhook(name, &format!("{url}/{name}"));
-    t.signing_secret = Some(secret.to_string());
+    t.signing_secret = Some(secret.into());
     t.headers = [("X-Event", "{{event}}"), ("X-Static", "yes")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

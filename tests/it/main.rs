@@ -29,6 +29,7 @@ pub mod redrive;
 mod relay_core;
 pub mod reload;
 mod routing;
+mod signing;
 pub mod tiers;
 mod tiers_default;
 mod tiers_failures;

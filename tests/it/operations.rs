@@ -302,7 +302,7 @@ async fn logs_carry_no_secrets_or_personal_data() {
     let api_key = "phc_apikey_secret_91b2";
     let mut env = env("g-logs", 1, &rx.url).await;
     let hook = &mut env.config.targets[0];
-    hook.signing_secret = Some(signing.to_string());
+    hook.signing_secret = Some(signing.to_string().into());
     // Expanded from the environment by the loader.
     hook.headers
         .insert("Authorization".to_string(), "${TEST_AUTH}".to_string());

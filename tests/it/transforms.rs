@@ -64,7 +64,7 @@ async fn a_transform_sets_body_headers_and_path_and_skips_without_a_result() {
     let rx = Receiver::start(vec![]).await;
     let secret = format!("whsec_{}", base64_key());
     let mut shaped = transformed("shaped", &format!("{}/hooks", rx.url), RENAME);
-    shaped.signing_secret = Some(secret.clone());
+    shaped.signing_secret = Some(secret.clone().into());
     let plain = webhook("plain", &format!("{}/plain", rx.url));
     let env = env("g-tf-shape", vec![shaped, plain]).await;
     let relay = env.relay();

@@ -177,7 +177,7 @@ async fn signatures_verify_independently_and_the_id_is_stable_across_retries() {
         base64::engine::general_purpose::STANDARD.encode(&key)
     );
     let mut signed = webhook("signed", &format!("{}/signed", rx.url));
-    signed.signing_secret = Some(secret.clone());
+    signed.signing_secret = Some(secret.clone().into());
     let env = env("g-wh-sign", vec![signed]).await;
     let relay = env.relay();
     let id = uuid::Uuid::new_v4().to_string();
