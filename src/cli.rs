@@ -229,6 +229,17 @@ fn normalize_settings(
     let (topic, settings) = match &config {
         Some(path) => {
             let cfg = load_or_exit(path)?;
+            if let Some(t) = topic.as_deref() {
+                if !cfg.sources.iter().any(|s| s.topic == t) {
+                    let known: Vec<&str> = cfg.sources.iter().map(|s| s.topic.as_str()).collect();
+                    eprintln!(
+                        "event-relay normalize: no [[sources]] entry for topic {t:?} in {} (its topics: {})",
+                        path.display(),
+                        known.join(", ")
+                    );
+                    return Err(ExitCode::from(2));
+                }
+            }
             catalog_files = cfg.catalogs.iter().map(|c| c.path.clone()).collect();
             let wanted = if matches!(source, FormatArg::Auto) && topic.is_none() {
                 None
@@ -244,6 +255,12 @@ fn normalize_settings(
                 }
                 None => ("stdin".to_string(), SourceSettings::standalone(format)),
             }
+        }
+        None if topic.is_some() => {
+            eprintln!(
+                "event-relay normalize: --topic picks a [[sources]] entry of a config: it needs --config"
+            );
+            return Err(ExitCode::from(2));
         }
         None => ("stdin".to_string(), SourceSettings::standalone(format)),
     };

@@ -98,7 +98,9 @@ pub fn catalog(cmd: CatalogCommand) -> ExitCode {
     };
     match cmd {
         CatalogCommand::List { .. } => list(&catalogs),
-        CatalogCommand::Show { event, catalog, .. } => show(&catalogs, &event, catalog),
+        CatalogCommand::Show { event, catalog, .. } => {
+            show(&catalogs, &event, catalog, config.is_some())
+        }
         CatalogCommand::Infer { source, .. } => infer(catalogs, source),
         CatalogCommand::Check { file } => super::catalog_check::check(&file),
     }
@@ -158,7 +160,7 @@ fn list(catalogs: &Catalogs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn show(catalogs: &Catalogs, event: &str, only: Option<CatalogArg>) -> ExitCode {
+fn show(catalogs: &Catalogs, event: &str, only: Option<CatalogArg>, with_config: bool) -> ExitCode {
     let mut found = false;
     for (source, catalog) in in_order(catalogs) {
         if only.is_some_and(|c| Source::from(c) != source) {
@@ -195,8 +197,27 @@ fn show(catalogs: &Catalogs, event: &str, only: Option<CatalogArg>) -> ExitCode 
     if found {
         return ExitCode::SUCCESS;
     }
+    let elsewhere: Vec<&str> = in_order(catalogs)
+        .into_iter()
+        .filter(|(s, c)| {
+            only.is_some_and(|o| Source::from(o) != *s) && c.events.contains_key(event)
+        })
+        .map(|(_, c)| c.name.as_str())
+        .collect();
+    if let (Some(o), Some(other)) = (only, elsewhere.first()) {
+        eprintln!(
+            "event {event:?} is not in the {} catalog; it is in the {other} catalog (leave out --catalog, or use --catalog {other})",
+            Source::from(o).as_str()
+        );
+        return ExitCode::from(1);
+    }
+    let files = if with_config {
+        ""
+    } else {
+        " (the built-in catalogs only: pass --config PATH for the events of its [[catalogs]] files)"
+    };
     eprintln!(
-        "event {event:?} is in no catalog{}",
+        "event {event:?} is in no catalog{}{files}",
         suggestion(catalogs, event)
     );
     ExitCode::from(1)
@@ -223,7 +244,7 @@ fn suggestion(catalogs: &Catalogs, event: &str) -> String {
     in_order(catalogs)
         .iter()
         .flat_map(|(_, c)| c.events.keys())
-        .find(|n| n.eq_ignore_ascii_case(event))
+        .find(|n| n.eq_ignore_ascii_case(event) && n.as_str() != event)
         .map(|n| format!(" (did you mean {n:?}?)"))
         .unwrap_or_default()
 }

@@ -4,6 +4,47 @@
 use crate::config::{self, Config};
 use std::process::ExitCode;
 
+/// Template fields (`{{properties.X}}`, `{{user.traits.X}}`) that no event of the config's
+/// catalogs has: legal (an unknown event may carry anything) but most likely a misspelling,
+/// rendering empty for every event the catalogs know.
+fn template_warnings(c: &Config) -> Vec<String> {
+    let files: Vec<_> = c.catalogs.iter().map(|f| f.path.clone()).collect();
+    let Ok(catalogs) = crate::catalog::Catalogs::load(&files) else {
+        return Vec::new(); // reported as a problem already
+    };
+    let both = [&catalogs.komo, &catalogs.acemate];
+    let is_property = |name: &str| {
+        both.iter().any(|cat| {
+            cat.common.contains_key(name)
+                || cat.events.values().any(|e| e.properties.contains_key(name))
+        })
+    };
+    let is_trait = |name: &str| both.iter().any(|cat| cat.identify.contains_key(name));
+    let mut out = Vec::new();
+    for (i, t) in c.targets.iter().enumerate() {
+        let texts = std::iter::once(("url".to_string(), t.url.as_str())).chain(
+            t.headers
+                .iter()
+                .map(|(k, v)| (format!("headers.{k}"), v.as_str())),
+        );
+        for (key, text) in texts {
+            for field in config::template_fields(text) {
+                let (name, known) = match field.split('.').collect::<Vec<_>>()[..] {
+                    ["properties", name, ..] => (name, is_property(name)),
+                    ["user", "traits", name, ..] => (name, is_trait(name)),
+                    _ => continue,
+                };
+                if !known {
+                    out.push(format!(
+                        "targets[{i}].{key}: template {{{{{field}}}}}: no event of the catalogs has {name:?} (it renders empty for every event they know)"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What the retry tiers will be: their topics (created at start if missing, or not), or off;
 /// and the targets whose budget keeps only some of the default tiers.
 fn tiers_line(c: &Config) -> String {
@@ -59,6 +100,9 @@ pub fn check(path: &std::path::Path) -> ExitCode {
                 tests.passed.len()
             );
             println!("{}", tiers_line(&c));
+            for w in template_warnings(&c) {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -112,6 +156,18 @@ mod tests {
              url = \"https://crm.example.com/\"\n{extra}"
         );
         crate::config::load_str(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_template_field_no_catalog_event_has_is_a_warning() {
+        let c =
+            config("headers = { x-a = \"{{properties.scroe}}\", x-b = \"{{properties.score}}\" }");
+        let w = super::template_warnings(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("targets[0].headers.x-a: template {{properties.scroe}}: no event"),
+            "{w:?}"
+        );
     }
 
     #[test]

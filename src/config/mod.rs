@@ -36,6 +36,7 @@ pub use tiers::{delay_label, RetryTiersConfig, Tier, Tiering};
 pub use tls::{ClientIdentity, TlsConfig, TlsError, TlsMaterial, TlsProblems, TlsRoots};
 pub use transform::{Expectation, ProgramSource, ProgramText, TargetTest};
 pub use validate::UnknownEnvelopeField;
+pub use validate_targets::template_fields;
 pub use validate_targets::{ProxySetting, ProxyUrlError, UrlError};
 
 use serde::{Deserialize, Serialize};

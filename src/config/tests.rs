@@ -4,6 +4,7 @@ use super::*;
 
 mod all_at_once;
 mod declarations;
+mod surprises;
 mod tiers;
 
 fn env() -> Vec<(String, String)> {

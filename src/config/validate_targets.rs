@@ -179,11 +179,31 @@ fn check_limits(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Probl
     }
 }
 
+/// The PostHog capture endpoint a posthog `url`'s path ends in, if any: the relay would post
+/// to `{url}/batch/` (`/batch/batch/`), which PostHog does not serve.
+fn capture_endpoint(url: &str) -> Option<&'static str> {
+    let path = url::Url::parse(url)
+        .ok()?
+        .path()
+        .trim_end_matches('/')
+        .to_string();
+    ["/batch", "/capture", "/i/v0/e", "/e", "/track", "/engage"]
+        .into_iter()
+        .find(|e| path.ends_with(e))
+}
+
 fn check_posthog(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
     if t.url.contains("{{") {
         p.push(Problem::new(
             &at("url"),
             "a posthog url is the host; templates are not allowed",
+        ));
+    } else if let Some(endpoint) = capture_endpoint(&t.url) {
+        p.push(Problem::new(
+            &at("url"),
+            format!(
+                "ends in PostHog's {endpoint:?} endpoint, but the relay appends /batch/ itself: give the instance's URL (e.g. https://eu.i.posthog.com, or a self-hosted instance's base URL)"
+            ),
         ));
     }
     if t.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
@@ -211,8 +231,38 @@ fn check_webhook(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Prob
     }
 }
 
+/// The fields of the `{{field}}` templates in `text`, as the renderer reads them.
+pub fn template_fields(text: &str) -> Vec<&str> {
+    let mut fields = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        fields.push(rest[start + 2..start + 2 + len].trim());
+        rest = &rest[start + 2 + len + 2..];
+    }
+    fields
+}
+
+/// Every template field names an envelope value: a misspelt one would render empty.
+fn check_template_fields(key: &str, text: &str, p: &mut Vec<Problem>) {
+    for field in template_fields(text) {
+        if let Err(e) = super::validate::check_field_path(field) {
+            p.push(Problem::new(
+                key,
+                format!("template {{{{{field}}}}}: {e} (it would render empty)"),
+            ));
+        }
+    }
+}
+
 /// Header names, and `{{field}}` templates only where one request carries one event.
 fn check_templates(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    check_template_fields(&at("url"), &t.url, p);
+    for (name, value) in t.headers.iter() {
+        check_template_fields(&at(&format!("headers.{name}")), value, p);
+    }
     let batched = t.kind == TargetKind::Webhook && t.batch_max_events.unwrap_or(1) > 1;
     if batched && t.url.contains("{{") {
         p.push(Problem::new(

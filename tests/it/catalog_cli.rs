@@ -302,3 +302,23 @@ async fn validation_problems_are_counted_per_event_and_rule() {
     );
     relay.stop().await.unwrap();
 }
+
+/// An event asked for in the wrong catalog is named where it is; one in no built-in catalog
+/// gets the hint that a config's catalog files may know it.
+#[test]
+fn show_names_the_catalog_an_event_is_in_and_hints_at_config() {
+    let out = run(
+        &["catalog", "show", "CardViewed", "--catalog", "acemate"],
+        vec![],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not in the acemate catalog; it is in the komo catalog"),
+        "{err}"
+    );
+    let out = run(&["catalog", "show", "PrizeClaimed"], vec![]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pass --config PATH"), "{err}");
+}

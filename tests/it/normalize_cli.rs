@@ -291,3 +291,25 @@ fn check_reports_problems_with_key_paths_and_exits_2() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
+
+/// `--topic` names a `[[sources]]` entry of the config: an unknown one, or one without a
+/// config, is an error (exit 2) instead of silently normalizing with other settings.
+#[test]
+fn an_unknown_topic_or_a_topic_without_a_config_is_exit_2() {
+    let cfg = config(&[json!({ "name": "all", "targets": ["hook"] })], |_| {});
+    let line = format!("{}\n", first("komo")).into_bytes();
+    let path = cfg.path.to_str().unwrap();
+    let out = run(
+        &["normalize", "--config", path, "--topic", "nope.events"],
+        line.clone(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no [[sources]] entry for topic \"nope.events\"") && err.contains("komo-in"),
+        "{err}"
+    );
+    let out = run(&["normalize", "--topic", "komo-in"], line);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --config"));
+}
