@@ -216,6 +216,12 @@ fn main() {
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches` (scripts/test): the benchmark ran once as a test above; a
+        // figure of this unoptimized build would mean nothing.
+        println!("normalize: run as a test (no figures); `cargo bench --bench normalize` measures");
+        return;
+    }
     let builtin = Normalizer::builtin().expect("builtin catalogs");
     per_core_figure(&builtin, "built-in catalogs");
     per_core_figure(
