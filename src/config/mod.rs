@@ -31,6 +31,7 @@ pub use routes::{Condition, Operator, OperatorCount, Pattern, RouteConfig};
 pub use secret::{decode_signing_secret, SecretError, SigningSecret};
 pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
+    DEFAULT_MAX_ATTEMPTS,
 };
 pub use tiers::{delay_label, RetryTiersConfig, Tier, Tiering};
 pub use tls::{ClientIdentity, TlsConfig, TlsError, TlsMaterial, TlsProblems, TlsRoots};

@@ -178,12 +178,17 @@ pub struct TargetConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Total attempts including the first (1 = no retries).
+    /// Total attempts over the whole journey, including the first (1 = no retries), for a
+    /// partner that must not be asked more often than that. Unset: 10 without retry tiers;
+    /// with them, 10 in memory less one per tier, and then the journey's time
+    /// (`max_elapsed`) ends it, the last tier repeating, so a partner down over a weekend is
+    /// retried all weekend.
     #[serde(
-        default = "default_max_attempts",
-        deserialize_with = "super::lenient::lenient_usize"
+        default,
+        deserialize_with = "super::lenient::lenient_opt_usize",
+        skip_serializing_if = "Option::is_none"
     )]
-    pub max_attempts: usize,
+    pub max_attempts: Option<usize>,
     /// Upper bound of the first backoff.
     #[serde(default = "default_initial_backoff")]
     pub initial_backoff: ConfigDuration,
@@ -230,9 +235,9 @@ fn default_max_in_flight() -> usize {
 fn default_true() -> bool {
     true
 }
-fn default_max_attempts() -> usize {
-    10
-}
+/// Attempts without an explicit `retry.max_attempts`: the whole journey without tiers, the
+/// in-memory phase plus one per tier with them.
+pub const DEFAULT_MAX_ATTEMPTS: usize = 10;
 fn default_initial_backoff() -> ConfigDuration {
     ConfigDuration::from_secs(1)
 }
@@ -252,7 +257,7 @@ fn default_cool_down() -> ConfigDuration {
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
-            max_attempts: default_max_attempts(),
+            max_attempts: None,
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             max_elapsed: None,

@@ -267,7 +267,10 @@ impl Config {
 /// tiers were on by default gets, instead of a schedule `check` would reject.
 fn fitting(tiers: Vec<Tier>, t: &TargetConfig) -> Vec<Tier> {
     let limit = t.retry.max_elapsed.map(|d| d.get());
-    let most = t.retry.max_attempts.saturating_sub(1);
+    let most = t
+        .retry
+        .max_attempts
+        .map_or(usize::MAX, |n| n.saturating_sub(1));
     let mut length = t.retry.hold.get();
     tiers
         .into_iter()

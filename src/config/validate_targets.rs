@@ -159,7 +159,7 @@ fn check_limits(t: &TargetConfig, at: &dyn Fn(&str) -> String, p: &mut Vec<Probl
             ));
         }
     }
-    if t.retry.max_attempts == 0 {
+    if t.retry.max_attempts == Some(0) {
         p.push(Problem::new(
             &at("retry.max_attempts"),
             "must be at least 1",

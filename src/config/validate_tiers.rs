@@ -139,11 +139,12 @@ impl Config {
             }
         }
         let tiers = self.target_tiers(t).len();
-        if tiers > 0 && t.retry.max_attempts <= tiers {
-            p.push(Problem::new(
+        match t.retry.max_attempts {
+            Some(n) if tiers > 0 && n <= tiers => p.push(Problem::new(
                 &at("max_attempts"),
-                format!("{} leaves no attempt in memory: it must exceed the number of tiers ({tiers}), one attempt each", t.retry.max_attempts),
-            ));
+                format!("{n} leaves no attempt in memory: it must exceed the number of tiers ({tiers}), one attempt each"),
+            )),
+            _ => {}
         }
     }
 

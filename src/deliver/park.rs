@@ -42,7 +42,7 @@ pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
                 }
                 let tier = err.is_retryable().then(|| {
                     rt.schedule
-                        .next_tier(&d.journey, attempts, err.retry_after(), now)
+                        .next_tier(&d.journey, attempts, err.retry_after(), (now, received(&d)))
                         .cloned()
                 });
                 if let Some(Some(tier)) = tier {
@@ -60,11 +60,23 @@ pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
     }
 }
 
+/// When the relay received the delivery's event (its envelope's `received_at`).
+fn received(d: &Delivery) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(&d.env.received_at)
+        .ok()
+        .map(SystemTime::from)
+}
+
 /// A delivery from the source that is parked without an attempt: its target is at its budget
 /// or its circuit is open. `None` when the schedule has no tier for it (it is held instead).
 pub(super) fn untried_tier(rt: &TargetRuntime, d: &Delivery) -> Option<Tier> {
     rt.schedule
-        .next_tier(&d.journey, d.journey.attempts, None, SystemTime::now())
+        .next_tier(
+            &d.journey,
+            d.journey.attempts,
+            None,
+            (SystemTime::now(), received(d)),
+        )
         .cloned()
 }
 

@@ -2,7 +2,7 @@
 //! how many attempts), the retry tiers it may park on, the journey limits across them, and its
 //! share of the in-flight bound. The one place that decides where a failed delivery goes next.
 
-use crate::config::{Config, RetryConfig, TargetConfig, Tier};
+use crate::config::{Config, RetryConfig, TargetConfig, Tier, DEFAULT_MAX_ATTEMPTS};
 use crate::report::Journey;
 use std::time::{Duration, SystemTime};
 
@@ -22,8 +22,11 @@ pub struct Phase {
 pub struct Schedule {
     /// Backoff between in-memory attempts.
     pub backoff: RetryConfig,
-    /// Attempts over the whole journey.
+    /// Attempts over the whole journey (`usize::MAX` with tiers and no explicit
+    /// `retry.max_attempts`: the journey's time ends it).
     pub max_attempts: usize,
+    /// Attempts of the in-memory phase with tiers (each tier keeps one of the journey's).
+    pub memory_attempts: usize,
     /// Time from the first attempt over the whole journey.
     pub max_elapsed: Duration,
     /// The tiers this target parks on, in order (empty: no tiers, retries in memory only).
@@ -36,11 +39,23 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(config: &Config, t: &TargetConfig, budget: usize) -> Self {
+        let tiers = config.target_tiers(t);
+        let set = t.retry.max_attempts;
+        let max_attempts = match set {
+            Some(n) => n,
+            None if tiers.is_empty() => DEFAULT_MAX_ATTEMPTS,
+            None => usize::MAX,
+        };
+        let memory_attempts = set
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS)
+            .saturating_sub(tiers.len())
+            .max(1);
         Self {
             backoff: t.retry.clone(),
-            max_attempts: t.retry.max_attempts,
+            max_attempts,
+            memory_attempts,
             max_elapsed: config.max_elapsed(t),
-            tiers: config.target_tiers(t),
+            tiers,
             failed_topic: config.tiering().map(|r| r.failed_topic),
             budget,
         }
@@ -71,7 +86,7 @@ impl Schedule {
         }
         Phase {
             limit: self.backoff.hold.get().min(self.max_elapsed),
-            attempts: self.max_attempts.saturating_sub(self.tiers.len()).max(1),
+            attempts: self.memory_attempts,
             wait_for_circuit: true,
         }
     }
@@ -80,13 +95,16 @@ impl Schedule {
     /// it came from whose delay is at least the server's `Retry-After` (from the last tier:
     /// the last tier again, so the journey goes on until its limits end it, as Spring Kafka's
     /// retry topics do), if the journey's attempts and time allow it (`attempts`: made so far,
-    /// this phase included). `None`: it failed for good.
+    /// this phase included). `None`: it failed for good. The journey's time runs from its
+    /// first attempt, or (`received`: when the relay received the event) from the event's
+    /// receipt for a delivery parked without any attempt, so a target whose circuit stays open
+    /// cannot keep one going round the last tier for ever.
     pub fn next_tier(
         &self,
         journey: &Journey,
         attempts: usize,
         retry_after: Option<Duration>,
-        now: SystemTime,
+        (now, received): (SystemTime, Option<SystemTime>),
     ) -> Option<&Tier> {
         if attempts >= self.max_attempts {
             return None;
@@ -98,6 +116,7 @@ impl Schedule {
         };
         let elapsed = journey
             .first_attempt_at
+            .or(received)
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default();
         let wanted = retry_after.unwrap_or_default();
@@ -130,6 +149,7 @@ mod tests {
                 ..RetryConfig::default()
             },
             max_attempts: 10,
+            memory_attempts: 7,
             max_elapsed: Duration::from_secs(1000),
             tiers,
             failed_topic: Some("failed".into()),
@@ -150,42 +170,83 @@ mod tests {
         let s = schedule(&[1, 5, 60]);
         let now = SystemTime::now();
         let fresh = Journey::default();
-        assert_eq!(s.next_tier(&fresh, 3, None, now).unwrap().label, "1s");
         assert_eq!(
-            s.next_tier(&from_tier("1s", now), 4, None, now)
+            s.next_tier(&fresh, 3, None, (now, None)).unwrap().label,
+            "1s"
+        );
+        assert_eq!(
+            s.next_tier(&from_tier("1s", now), 4, None, (now, None))
                 .unwrap()
                 .label,
             "5s"
         );
         assert_eq!(
-            s.next_tier(&from_tier("5s", now), 5, None, now)
+            s.next_tier(&from_tier("5s", now), 5, None, (now, None))
                 .unwrap()
                 .label,
             "60s"
         );
         assert_eq!(
-            s.next_tier(&from_tier("60s", now), 6, None, now)
+            s.next_tier(&from_tier("60s", now), 6, None, (now, None))
                 .unwrap()
                 .label,
             "60s",
             "the last tier repeats"
         );
-        assert_eq!(s.next_tier(&fresh, 10, None, now), None, "attempts spent");
         assert_eq!(
-            s.next_tier(&from_tier("60s", now), 10, None, now),
+            s.next_tier(&fresh, 10, None, (now, None)),
+            None,
+            "attempts spent"
+        );
+        assert_eq!(
+            s.next_tier(&from_tier("60s", now), 10, None, (now, None)),
             None,
             "attempts spent on the last tier"
         );
         let near_the_end = now - Duration::from_secs(941);
         assert_eq!(
-            s.next_tier(&from_tier("60s", near_the_end), 6, None, now),
+            s.next_tier(&from_tier("60s", near_the_end), 6, None, (now, None)),
             None,
             "another pass would end after max_elapsed"
         );
         let just_fits = now - Duration::from_secs(940);
         assert!(s
-            .next_tier(&from_tier("60s", just_fits), 6, None, now)
+            .next_tier(&from_tier("60s", just_fits), 6, None, (now, None))
             .is_some());
+    }
+
+    /// A delivery parked without any attempt (its target's circuit open) has no first
+    /// attempt: its journey's time runs from the event's receipt, so it ends too.
+    #[test]
+    fn a_journey_without_attempts_is_timed_from_the_events_receipt() {
+        let s = schedule(&[1, 5, 60]);
+        let now = SystemTime::now();
+        let untried = Journey {
+            tier: Some("60s".into()),
+            ..Journey::default()
+        };
+        let received = |ago: u64| (now, Some(now - Duration::from_secs(ago)));
+        assert!(s.next_tier(&untried, 0, None, received(10)).is_some());
+        assert_eq!(s.next_tier(&untried, 0, None, received(941)), None);
+    }
+
+    /// Without an explicit `retry.max_attempts` the in-memory phase keeps the default's
+    /// attempts less one per tier, and the journey has no attempt limit: its time ends it.
+    #[test]
+    fn without_max_attempts_the_time_budget_ends_a_tiered_journey() {
+        let text = "[kafka]\nbrokers = \"b:9092\"\n[[sources]]\ntopic = \"s\"\nformat = \"komo\"\n\
+                    [results]\ntopic = \"r\"\n[dead_letter]\ntopic = \"d\"\n[[targets]]\n\
+                    name = \"t\"\nkind = \"webhook\"\nurl = \"https://t.example.com/\"\n\
+                    retry = { max_elapsed = \"72h\" }\n";
+        let c = crate::config::load_str(text, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let s = Schedule::new(&c, &c.targets[0], 10);
+        assert_eq!(s.tiers.len(), 5);
+        assert_eq!(s.max_attempts, usize::MAX);
+        assert_eq!(s.phase(&Journey::default()).attempts, 10 - 5);
+        let now = SystemTime::now();
+        let day_two = from_tier("6h", now - Duration::from_secs(30 * 3600));
+        let next = s.next_tier(&day_two, 40, None, (now, None));
+        assert_eq!(next.map(|t| t.label.as_str()), Some("6h"), "still retrying");
     }
 
     #[test]
@@ -194,18 +255,20 @@ mod tests {
         let now = SystemTime::now();
         let ra = Some(Duration::from_secs(30));
         assert_eq!(
-            s.next_tier(&Journey::default(), 1, ra, now).unwrap().label,
+            s.next_tier(&Journey::default(), 1, ra, (now, None))
+                .unwrap()
+                .label,
             "60s"
         );
         let long_ago = now - Duration::from_secs(990);
         assert_eq!(
-            s.next_tier(&from_tier("1s", long_ago), 2, None, now)
+            s.next_tier(&from_tier("1s", long_ago), 2, None, (now, None))
                 .unwrap()
                 .label,
             "5s"
         );
         assert_eq!(
-            s.next_tier(&from_tier("5s", long_ago), 2, None, now),
+            s.next_tier(&from_tier("5s", long_ago), 2, None, (now, None)),
             None,
             "60s would pass max_elapsed"
         );

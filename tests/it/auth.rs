@@ -214,7 +214,7 @@ async fn a_failing_token_endpoint_is_a_retryable_failure_that_names_it_and_shows
     let rx = Receiver::start(vec![]).await;
     let mut crm = webhook("crm", &format!("{}/in", rx.url));
     crm.auth = Some(oauth2(&tokens, &[]));
-    crm.retry.max_attempts = 3;
+    crm.retry.max_attempts = Some(3);
     let env = env("g-auth-failing", vec![crm]).await;
     // As a process with its log kept, to look for secrets in it.
     let file = ConfigFile::write(&env.config);

@@ -27,7 +27,7 @@ async fn large_events_are_held_to_the_byte_bound_and_one_above_it_still_goes() {
     rx.set_default(Reply::status(503));
     let mut env = TestEnv::komo("g-bytes", 1).await;
     let mut hook = webhook("hook", &format!("{}/hook", rx.url));
-    hook.retry.max_attempts = 1000;
+    hook.retry.max_attempts = Some(1000);
     hook.retry.max_elapsed = Some(secs(600));
     hook.circuit.failure_threshold = 0;
     env.config.targets.push(hook);

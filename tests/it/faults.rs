@@ -25,7 +25,7 @@ fn hook(url: &str, retry: RetryConfig) -> TargetConfig {
 /// Retries for (almost) ever: 1000 attempts, 100 ms to 400 ms backoff, at most 10 minutes.
 fn patient() -> RetryConfig {
     RetryConfig {
-        max_attempts: 1000,
+        max_attempts: Some(1000),
         initial_backoff: ms(100),
         max_backoff: ms(400),
         max_elapsed: Some(secs(600)),
@@ -207,7 +207,7 @@ async fn webhook_error_only_when_the_retry_budget_runs_out() {
     rx.set_default(Reply::status(503));
     let mut env = env("g-budget", 1, &rx).await;
     env.config.targets[0].retry = RetryConfig {
-        max_attempts: 4,
+        max_attempts: Some(4),
         initial_backoff: ms(50),
         max_backoff: ms(100),
         max_elapsed: Some(secs(30)),
@@ -295,7 +295,7 @@ async fn slow_and_silent_targets_time_out_while_others_flow() {
     let quick_failure = |name: &str, url: String| {
         let mut t = target(json!({ "name": name, "kind": "webhook", "url": url }));
         t.timeout = ms(300);
-        t.retry.max_attempts = 2;
+        t.retry.max_attempts = Some(2);
         t.retry.initial_backoff = ms(50);
         t.retry.max_backoff = ms(100);
         t.circuit.failure_threshold = 0;

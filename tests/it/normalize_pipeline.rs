@@ -14,7 +14,7 @@ use std::time::Duration;
 async fn env(group: &str, url: &str) -> TestEnv {
     let mut env = TestEnv::komo(group, 1).await;
     let mut hook = webhook("hook", &format!("{url}/hook"));
-    hook.retry.max_attempts = 3;
+    hook.retry.max_attempts = Some(3);
     hook.retry.max_elapsed = RetryConfig::default().max_elapsed;
     env.config.targets.push(hook);
     env.config.routes.push(route_all(&["hook"]));

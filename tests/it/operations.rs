@@ -12,7 +12,7 @@ use std::time::Duration;
 /// The webhook `hook` at `<url>/hook` (5 attempts, 20 ms to 50 ms backoff).
 fn hook(url: &str) -> TargetConfig {
     let mut t = target(json!({ "name": "hook", "kind": "webhook", "url": format!("{url}/hook") }));
-    t.retry.max_attempts = 5;
+    t.retry.max_attempts = Some(5);
     t.retry.initial_backoff = ms(20);
     t.retry.max_backoff = ms(50);
     t

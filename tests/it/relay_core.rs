@@ -177,7 +177,7 @@ async fn restart_redelivers_nothing_final_and_loses_nothing_pending() {
     let second = ids(3);
     let mut cfg = env.config.clone();
     cfg.pipeline.drain_timeout = ms(500);
-    cfg.targets[0].retry.max_attempts = 1000;
+    cfg.targets[0].retry.max_attempts = Some(1000);
     let relay = Relay::start(&cfg);
     env.produce(&cards(&second)).await;
     assert!(eventually(Duration::from_secs(30), || async { rx.count() >= 4 + 3 }).await);

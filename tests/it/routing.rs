@@ -46,7 +46,7 @@ fn webhook_targets(url: &str, names: &[&str]) -> Vec<TargetConfig> {
         .map(|n| {
             let mut t =
                 target(json!({ "name": n, "kind": "webhook", "url": format!("{url}/{n}") }));
-            t.retry.max_attempts = 3;
+            t.retry.max_attempts = Some(3);
             t.retry.initial_backoff = ms(50);
             t.retry.max_backoff = ms(100);
             t

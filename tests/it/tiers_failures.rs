@@ -17,7 +17,7 @@ async fn an_exhausted_delivery_ends_in_one_error_and_the_failed_topic() {
     let rx = Receiver::start(vec![]).await;
     rx.set_default(Reply::status(503));
     let mut x = parking("x", &rx.url);
-    x.retry.max_attempts = 4;
+    x.retry.max_attempts = Some(4);
     let env = tiered("g-tier-exhausted", &[secs(1), secs(2)], x).await;
     let relay = env.relay();
     let n = 10;

@@ -26,7 +26,7 @@ async fn https_targets_deliver_over_alpn_http2_and_an_unverified_certificate_is_
     }));
     posthog.batch_linger = Some(ms(20));
     let mut strict = webhook("strict", &format!("{}/strict", rx.url));
-    strict.retry.max_attempts = 2;
+    strict.retry.max_attempts = Some(2);
     // Every delivery makes its own attempts (an open circuit would fail the rest unattempted).
     strict.circuit.failure_threshold = 0;
     let mut env = TestEnv::komo("g-tls", 2).await;
@@ -79,7 +79,7 @@ async fn https_targets_deliver_over_alpn_http2_and_an_unverified_certificate_is_
 /// `target` made to fail fast and alone: 2 attempts, no circuit (every delivery makes its own
 /// attempts; an open circuit would fail the rest unattempted).
 fn failing_fast(mut target: TargetConfig) -> TargetConfig {
-    target.retry.max_attempts = 2;
+    target.retry.max_attempts = Some(2);
     target.circuit.failure_threshold = 0;
     target
 }

@@ -308,7 +308,7 @@ async fn a_failing_target_does_not_hold_up_another() {
     down.set_default(Reply::status(503));
     let up = Receiver::start(vec![]).await;
     let mut failing = webhook("down", &format!("{}/down", down.url));
-    failing.retry.max_attempts = 1000;
+    failing.retry.max_attempts = Some(1000);
     failing.retry.max_backoff = secs(1);
     failing.retry.max_elapsed = Some(secs(3600));
     let env = env(
@@ -340,7 +340,7 @@ async fn circuit_env(group: &str, url: &str) -> TestEnv {
     let mut x = webhook("x", &format!("{url}/x"));
     x.circuit.failure_threshold = 3;
     x.circuit.cool_down = secs(1);
-    x.retry.max_attempts = 1000;
+    x.retry.max_attempts = Some(1000);
     x.retry.max_elapsed = Some(secs(3600));
     env(group, vec![x]).await
 }
