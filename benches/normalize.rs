@@ -114,7 +114,7 @@ fn thread_cpu_time() -> Option<Duration> {
     (ns > 0).then(|| Duration::from_nanos(ns))
 }
 
-/// A plain timed loop on one thread, for the figure quoted in the README: events per second
+/// A plain timed loop on one thread, for the figures in docs/performance.md: events per second
 /// of CPU time on one core, best of several one-second rounds (on a shared machine other
 /// processes only ever slow a round down). Reported for the whole loop (normalize + drop the
 /// result) and for the `normalize` calls alone (the loop's CPU time scaled by the share of

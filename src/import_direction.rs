@@ -1,7 +1,7 @@
 //! The layout rule of `lib.rs` as a test: every module imports only the modules its row below
-//! allows (what comes before it in the flow, and the neutral ground). The README's diagram
-//! draws the same table. Test code (`#[cfg(test)]` modules, `tests.rs`, `*proptests.rs`) may
-//! reach across, to compare stages.
+//! allows (what comes before it in the flow, and the neutral ground). The layout table of
+//! docs/development.md is the same table. Test code (`#[cfg(test)]` modules, `tests.rs`,
+//! `*proptests.rs`) may reach across, to compare stages.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! End-to-end benchmark of the event-relay release binary (issue 6). Run it with
-//! `scripts/bench`; see the README's "Performance" section.
+//! `scripts/bench`; see docs/performance.md (method and runs) and the README's "Performance".
 //!
 //! Starts tansu, pre-loads N events into a 4-partition topic, measures a bare rdkafka consumer
 //! reading them (the limit), then runs the relay once per scenario with a fresh consumer group

@@ -145,7 +145,7 @@ fn cpu_per_event(row: &Value) -> Option<f64> {
 }
 
 /// Appends the ratios to the scenario's notes (each round's row its round's), so its table
-/// row (the README's) carries them.
+/// row (docs/performance.md's) carries them.
 pub fn annotate(rows: &mut [Value]) {
     let Some(c) = cost(rows) else { return };
     // One entry per round, or the one verdict for the one row.

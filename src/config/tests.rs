@@ -31,12 +31,11 @@ fn example() -> String {
 #[test]
 fn example_loads_with_env() {
     let c = load_str(&example(), env()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        c.kafka
-            .options
-            .get("session.timeout.ms")
-            .map(String::as_str),
-        Some("6000")
+    // The reference config carries no test-broker tuning: scripts/demo sets it from outside.
+    assert!(
+        c.kafka.options.is_empty(),
+        "kafka.options of config/example.toml: {:?}",
+        c.kafka.options
     );
     assert_eq!(c.targets[0].api_key.as_deref(), Some("phc_test"));
     assert!(c.targets[1]
@@ -48,6 +47,27 @@ fn example_loads_with_env() {
         "e772b5f1-47f4-4c43-ac01-8ef81990fa7d"
     );
     assert_eq!(c.routes.len(), 4);
+}
+
+#[test]
+fn the_demo_gives_the_example_its_session_settings_from_the_environment() {
+    let mut e = env();
+    for (name, value) in [
+        ("EVENT_RELAY__KAFKA__OPTIONS__SESSION_TIMEOUT_MS", "6000"),
+        ("EVENT_RELAY__KAFKA__OPTIONS__HEARTBEAT_INTERVAL_MS", "500"),
+    ] {
+        assert!(
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo"))
+                .unwrap()
+                .contains(&format!("export {name}={value}")),
+            "scripts/demo no longer exports {name}={value}"
+        );
+        e.push((name.into(), value.into()));
+    }
+    let c = load_str(&example(), e).unwrap_or_else(|e| panic!("{e}"));
+    let option = |k: &str| c.kafka.options.get(k).map(String::as_str);
+    assert_eq!(option("session.timeout.ms"), Some("6000"));
+    assert_eq!(option("heartbeat.interval.ms"), Some("500"));
 }
 
 #[test]

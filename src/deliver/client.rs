@@ -6,7 +6,7 @@
 //! Chosen over reqwest (which wraps this same client) by measurement, issue 16:
 //! `bench/src/bin/http_client_cost.rs`, one 600-byte POST per request to a loopback receiver,
 //! 64 and 256 concurrent: 0.61–0.63× reqwest's client CPU per request over HTTP/1.1 (reqwest's
-//! layers, URL conversion and per-request allocations); see the README's performance section.
+//! layers, URL conversion and per-request allocations); see docs/performance.md.
 
 use super::proxy::{Proxies, ProxyConnector};
 use super::retry::{classify_response, AttemptError};
