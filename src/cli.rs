@@ -20,6 +20,7 @@ mod route;
 mod summary;
 mod test;
 mod topics;
+mod trace;
 mod transform;
 pub use catalog::{catalog, CatalogArg, CatalogCommand};
 pub use check::check;
@@ -28,6 +29,7 @@ pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
 pub use test::test;
 pub use topics::topics;
+pub use trace::{trace, TraceArgs};
 pub use transform::transform;
 
 #[derive(Parser, Debug)]
@@ -164,6 +166,11 @@ pub enum Command {
     /// end offsets seen at start, then exits.
     #[command(after_help = redrive::REDRIVE_HELP)]
     Redrive(RedriveArgs),
+    /// Where is my event? Everything the relay did with one event: each target's outcome,
+    /// the retry tiers it was parked on, the failed topic, a redrive, or its dead letter,
+    /// read from the relay's topics (from --since, default 24 h ago).
+    #[command(after_help = trace::TRACE_HELP)]
+    Trace(TraceArgs),
     /// The event catalogs: list their events, show one event's rules, check a catalog file,
     /// infer draft entries for the unknown events of a captured sample.
     #[command(subcommand, after_help = catalog::CATALOG_HELP)]

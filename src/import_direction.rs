@@ -61,6 +61,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // An edge like cli: the config's topics, reached with the relay's producer settings.
     ("topics", &["config", "source", "pipeline", "outage"]),
+    // An edge like cli: an event's journey read back from the relay's topics (with redrive's
+    // reader).
+    ("trace", &["config", "redrive"]),
     // An edge like cli: failed deliveries and dead letters read back and re-entered, with the
     // relay's consumer and producer settings, its record formats and its event-name globs.
     (

@@ -47,6 +47,7 @@ pub mod route;
 pub mod server;
 pub mod source;
 pub mod topics;
+pub mod trace;
 pub mod transform;
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             partitions,
         } => cli::topics(&config, create, partitions),
         Command::Redrive(args) => cli::redrive(&args),
+        Command::Trace(args) => cli::trace(&args),
         Command::Catalog(cmd) => cli::catalog(cmd),
         Command::Run {
             config,

@@ -9,7 +9,7 @@
 //! run. What to do with each record is decided in [`plan`] (pure); [`kafka`] reads and
 //! produces. An edge like `cli`: nothing in the relay imports it.
 
-mod kafka;
+pub mod kafka;
 mod plan;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,35 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 
+/// `assignment` moved to the first offsets at or after `since` (ms since the epoch); partitions
+/// with no record that late leave it (and `ends`). Unchanged when the broker cannot say.
+fn from_time(
+    consumer: &StreamConsumer,
+    assignment: TopicPartitionList,
+    since: i64,
+    ends: &mut BTreeMap<i32, i64>,
+) -> TopicPartitionList {
+    let mut wanted = TopicPartitionList::new();
+    for e in assignment.elements() {
+        let _ = wanted.add_partition_offset(e.topic(), e.partition(), Offset::Offset(since));
+    }
+    let Ok(found) = consumer.offsets_for_times(wanted, BROKER_TIMEOUT) else {
+        return assignment;
+    };
+    let mut out = TopicPartitionList::new();
+    for e in found.elements() {
+        match e.offset() {
+            Offset::Offset(o) if o >= 0 => {
+                let _ = out.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
+            }
+            _ => {
+                ends.remove(&e.partition());
+            }
+        }
+    }
+    out
+}
+
 /// A reader of one topic from its start offsets to the end offsets it saw when opened.
 pub struct Reader {
     consumer: StreamConsumer,
@@ -24,6 +53,19 @@ impl Reader {
     /// Assigns every non-empty partition of `topic` (named in the config at `key`) from its
     /// first record. The consumer's group is a throwaway one: nothing is committed.
     pub fn open(kafka: &KafkaConfig, topic: &str, key: &'static str) -> Result<Self, RedriveError> {
+        Self::open_since(kafka, topic, key, None)
+    }
+
+    /// [`Reader::open`], each partition from its first record written at or after `since_ms`
+    /// (the broker's offsets for that time: what is read grows with the window, not the
+    /// topic); a partition with none is not read. A broker that cannot answer for times is
+    /// read from the first record.
+    pub fn open_since(
+        kafka: &KafkaConfig,
+        topic: &str,
+        key: &'static str,
+        since_ms: Option<i64>,
+    ) -> Result<Self, RedriveError> {
         let started_ms = chrono::Utc::now().timestamp_millis();
         let group = format!("event-relay-redrive-{}", uuid::Uuid::new_v4().simple());
         let mut settings = crate::source::consumer_config(kafka, &group);
@@ -68,6 +110,9 @@ impl Reader {
                     .add_partition_offset(topic, p.id(), Offset::Offset(low))
                     .map_err(RedriveError::Client)?;
             }
+        }
+        if let Some(since) = since_ms {
+            assignment = from_time(&consumer, assignment, since, &mut ends);
         }
         consumer.assign(&assignment).map_err(RedriveError::Client)?;
         Ok(Self {
@@ -117,6 +162,11 @@ impl Reader {
         m.timestamp()
             .to_millis()
             .is_none_or(|t| t >= self.started_ms)
+    }
+
+    /// When the reader was opened (ms since the epoch).
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
     }
 
     fn stopped(&self, reason: String) -> RedriveError {

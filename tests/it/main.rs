@@ -35,6 +35,7 @@ mod tiers_default;
 mod tiers_failures;
 mod tls;
 mod topics;
+mod trace;
 mod transform_cli;
 mod transform_reload;
 mod transforms;
