@@ -92,7 +92,8 @@ impl Schedule {
     }
 
     /// The tier a delivery that just failed (retryably) moves to: the next one after the tier
-    /// it came from whose delay is at least the server's `Retry-After` (from the last tier:
+    /// it came from whose delay is at least the server's `Retry-After` (the last tier when it
+    /// asks for longer than any; from the last tier:
     /// the last tier again, so the journey goes on until its limits end it, as Spring Kafka's
     /// retry topics do), if the journey's attempts and time allow it (`attempts`: made so far,
     /// this phase included). `None`: it failed for good. The journey's time runs from its
@@ -120,9 +121,11 @@ impl Schedule {
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default();
         let wanted = retry_after.unwrap_or_default();
+        // A Retry-After longer than every tier left: the last (longest) one, not the end.
         self.tiers[start..]
             .iter()
             .find(|t| t.delay >= wanted)
+            .or(self.tiers.last())
             .filter(|t| elapsed + t.delay <= self.max_elapsed)
     }
 }
@@ -259,6 +262,14 @@ mod tests {
                 .unwrap()
                 .label,
             "60s"
+        );
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(
+            s.next_tier(&Journey::default(), 1, hour, (now, None))
+                .unwrap()
+                .label,
+            "60s",
+            "longer than every tier: the longest"
         );
         let long_ago = now - Duration::from_secs(990);
         assert_eq!(

@@ -16,8 +16,8 @@ pub enum RetryTopicsError {
     /// The broker refused to create some (ACLs, a creation policy), each with its reason.
     #[error("the broker refused to create the retry tier topic(s) {}; create them with `event-relay topics --config <this config> --create` run with the rights to, or {OFF}", refused(.0))]
     Refused(Vec<(String, String)>),
-    /// The creation request itself failed.
-    #[error("creating the retry tier topics: {0}")]
+    /// The topics could not be looked at or created (the request itself failed).
+    #[error("checking or creating the retry tier topics: {0}; create them with `event-relay topics --config <this config> --create`, or {OFF}")]
     Create(#[source] TopicsError),
 }
 
@@ -31,7 +31,8 @@ fn refused(list: &[(String, String)]) -> String {
 
 /// Makes sure the tier and failed topics of `config` exist (see the module doc); returns the
 /// topics it created. A broker it cannot reach yet is no reason to refuse: the relay waits
-/// for it like for the source topics, and this check is skipped with a warning.
+/// for it like for the source topics, and the topics are checked (and created) in the
+/// background as soon as it answers.
 pub async fn ensure(config: &Config) -> Result<Vec<String>, RetryTopicsError> {
     let Some(tiering) = config.tiering() else {
         tracing::warn!(
@@ -42,9 +43,53 @@ pub async fn ensure(config: &Config) -> Result<Vec<String>, RetryTopicsError> {
         return Ok(Vec::new());
     };
     for (target, kept) in config.shortened_schedules() {
-        tracing::info!(target_name = %target, tiers = ?kept, "retry tiers: this target's retry budget (retry.max_elapsed, retry.max_attempts) fits only these default tiers");
+        if kept.is_empty() {
+            tracing::warn!(target_name = %target, "retry tiers: this target's retry budget (retry.max_elapsed, retry.max_attempts) fits none of the default tiers: its failed deliveries are retried in memory only and can hold its share of the in-flight bound");
+        } else {
+            tracing::info!(target_name = %target, tiers = ?kept, "retry tiers: this target's retry budget (retry.max_elapsed, retry.max_attempts) fits only these default tiers");
+        }
     }
-    let wanted = wanted(&tiering);
+    match once(config, &tiering).await {
+        Err(Once::Unreachable(reason)) => {
+            // The outage's one line says it; the topics are seen to once the brokers answer.
+            crate::outage::of(&config.kafka.brokers).down(&reason);
+            tracing::info!("retry tier topics: checked once the brokers answer");
+            let config = config.clone();
+            tokio::spawn(async move { later(&config, &tiering).await });
+            Ok(Vec::new())
+        }
+        Err(Once::Failed(e)) => Err(e),
+        Ok(created) => Ok(created),
+    }
+}
+
+/// Why one look at the topics did not settle them.
+enum Once {
+    /// No broker answered: try again later.
+    Unreachable(String),
+    /// The topics are missing and cannot be created.
+    Failed(RetryTopicsError),
+}
+
+/// [`once`] every [`BROKER_TIMEOUT`] until a broker answers; a refusal then is logged as an
+/// error (the relay runs on: parking retries until the topics exist).
+async fn later(config: &Config, tiering: &Tiering) {
+    loop {
+        tokio::time::sleep(BROKER_TIMEOUT).await;
+        match once(config, tiering).await {
+            Err(Once::Unreachable(_)) => continue,
+            Err(Once::Failed(e)) => {
+                tracing::error!(error = %e, "retry tier topics missing: parking will wait for them");
+                return;
+            }
+            Ok(_) => return,
+        }
+    }
+}
+
+/// One look at the tier and failed topics, creating the missing ones when allowed.
+async fn once(config: &Config, tiering: &Tiering) -> Result<Vec<String>, Once> {
+    let wanted = wanted(tiering);
     let kafka = config.kafka.clone();
     let look = move || -> Result<_, TopicsError> {
         let admin = Admin::new(&kafka, BROKER_TIMEOUT)?;
@@ -55,19 +100,10 @@ pub async fn ensure(config: &Config) -> Result<Vec<String>, RetryTopicsError> {
     let (admin, states, counts) = match tokio::task::spawn_blocking(look).await {
         Ok(Ok(found)) => found,
         Ok(Err(e @ TopicsError::Unreachable { .. })) => {
-            // The outage's one line says it; the topics are checked at the next start.
-            crate::outage::of(&config.kafka.brokers).down(&e.to_string());
-            tracing::info!("retry tier topics not checked at start: the brokers are unreachable");
-            return Ok(Vec::new());
+            return Err(Once::Unreachable(e.to_string()))
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot check the retry tier topics at start");
-            return Ok(Vec::new());
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot check the retry tier topics at start");
-            return Ok(Vec::new());
-        }
+        Ok(Err(e)) => return Err(Once::Failed(RetryTopicsError::Create(e))),
+        Err(e) => return Err(Once::Unreachable(e.to_string())),
     };
     let missing: Vec<NeededTopic> = states
         .into_iter()
@@ -79,7 +115,7 @@ pub async fn ensure(config: &Config) -> Result<Vec<String>, RetryTopicsError> {
     }
     let names: Vec<String> = missing.iter().map(|t| t.name.clone()).collect();
     if !tiering.create_topics {
-        return Err(RetryTopicsError::Missing(names));
+        return Err(Once::Failed(RetryTopicsError::Missing(names)));
     }
     let partitions = tiering.partitions.unwrap_or_else(|| {
         let of_source = |name: &str| counts.iter().find(|(t, _)| t == name).map(|(_, n)| *n);
@@ -95,9 +131,9 @@ pub async fn ensure(config: &Config) -> Result<Vec<String>, RetryTopicsError> {
         Ok(()) => {}
         Err(TopicsError::Refused(list)) => {
             let list = list.into_iter().map(|(t, c)| (t, c.to_string())).collect();
-            return Err(RetryTopicsError::Refused(list));
+            return Err(Once::Failed(RetryTopicsError::Refused(list)));
         }
-        Err(e) => return Err(RetryTopicsError::Create(e)),
+        Err(e) => return Err(Once::Failed(RetryTopicsError::Create(e))),
     }
     for t in &missing {
         let partitions = t.role.partitions(partitions);
