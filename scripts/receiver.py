@@ -106,7 +106,9 @@ class StatusPlan:
             return status
 
 
-def make_handler(stats, plan, quiet):
+def make_handler(stats, plan, quiet, path_plans=None):
+    path_plans = path_plans or {}
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "event-relay-receiver/1"
         protocol_version = "HTTP/1.1"
@@ -146,7 +148,8 @@ def make_handler(stats, plan, quiet):
                     names = event_names(json.loads(raw))
             except (OSError, EOFError, ValueError, UnicodeDecodeError):
                 bad_body = True
-            status = plan.next()
+            # The first --path-status whose path starts the request's path.
+            status = next((p for k, p in path_plans.items() if path.startswith(k)), plan).next()
             stats.record(path, names, status, bad_body)
             if not quiet:
                 shown = ",".join(names) if names else "-"
@@ -172,12 +175,18 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any)")
     parser.add_argument("--status", default="200",
                         help="response status, or a comma-separated sequence (default 200)")
+    parser.add_argument("--path-status", action="append", default=[], metavar="PATH=STATUSES",
+                        help="statuses for the paths starting with PATH, as --status (e.g. /crm=503,200); repeatable")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per request")
     args = parser.parse_args(argv)
 
     stats = Stats()
     plan = StatusPlan(args.status)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(stats, plan, args.quiet))
+    path_plans = {}
+    for spec in args.path_status:
+        path, _, statuses = spec.partition("=")
+        path_plans[path] = StatusPlan(statuses)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(stats, plan, args.quiet, path_plans))
     server.daemon_threads = True
     host, port = server.server_address[:2]
     # As PID 1 in a container SIGTERM has no default action: stop cleanly on it.
