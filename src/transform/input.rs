@@ -94,12 +94,13 @@ fn json(v: &serde_json::Value) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use crate::envelope::Envelope;
     use crate::normalize::{Normalizer, SourceSettings};
 
-    /// Every fixture event's envelope, built directly, equals its JSON parsed.
-    #[test]
-    fn the_envelope_value_is_its_json_parsed() {
+    /// The envelopes of every fixture event, with (line number, envelope); every third line's
+    /// gets a number beyond i64 and a float among its properties.
+    pub(in crate::transform) fn fixture_envelopes() -> Vec<(usize, Envelope)> {
         let normalizer = Normalizer::builtin().unwrap();
         let settings = SourceSettings::standalone(crate::config::SourceFormat::Auto);
         // Read at run time: the image's build (deploy/Dockerfile) has no tests/ to embed.
@@ -108,7 +109,7 @@ mod tests {
             "/tests/fixtures/valid_events.jsonl"
         );
         let text = std::fs::read_to_string(file).unwrap();
-        let mut checked = 0;
+        let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let origin = crate::envelope::Origin {
                 topic: "t".into(),
@@ -116,22 +117,30 @@ mod tests {
                 offset: n as i64,
                 key: (n % 2 == 0).then(|| "k".into()),
             };
-            let Ok(out) = normalizer.normalize(line.as_bytes(), &settings, origin) else {
+            let Ok(normalized) = normalizer.normalize(line.as_bytes(), &settings, origin) else {
                 continue;
             };
-            for (mut env, _) in out.events {
+            for (mut env, _) in normalized.events {
                 if n % 3 == 0 {
                     env.properties
                         .insert("big".into(), serde_json::json!(u64::MAX));
                     env.properties.insert("f".into(), serde_json::json!(1.5));
                 }
-                let mut buf = Vec::new();
-                env.write_json(&mut buf);
-                let parsed: vrl::value::Value = serde_json::from_slice(&buf).unwrap();
-                assert_eq!(super::envelope(&env), parsed, "line {}", n + 1);
-                checked += 1;
+                out.push((n + 1, env));
             }
         }
-        assert!(checked > 70, "only {checked} envelopes");
+        assert!(out.len() > 70, "only {} envelopes", out.len());
+        out
+    }
+
+    /// Every fixture event's envelope, built directly, equals its JSON parsed.
+    #[test]
+    fn the_envelope_value_is_its_json_parsed() {
+        for (line, env) in fixture_envelopes() {
+            let mut buf = Vec::new();
+            env.write_json(&mut buf);
+            let parsed: vrl::value::Value = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(super::envelope(&env), parsed, "line {line}");
+        }
     }
 }
