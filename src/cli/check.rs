@@ -83,7 +83,11 @@ pub(super) fn load_checked(path: &std::path::Path) -> Result<Config, config::Con
         problems.extend(crate::normalize::catalog_problems(&cfg));
     }
     problems.extend(crate::transform::problems(&cfg));
-    problems.extend(crate::pipeline::kafka_problems(&cfg));
+    // librdkafka would judge other options than those written when one was taken out.
+    if !problems.iter().any(|p| p.path.starts_with("kafka.options")) {
+        problems.extend(crate::pipeline::kafka_problems(&cfg));
+    }
+    config::name_variables(&mut problems, std::env::vars());
     if problems.is_empty() {
         Ok(cfg)
     } else {
