@@ -181,19 +181,8 @@ fn apply_override(
         };
         path = step(&path, seg);
         if cur.is_array() && index_next.is_none() {
-            let example = segs
-                .iter()
-                .enumerate()
-                .map(|(j, s)| match j == n {
-                    true => format!("{}__0", s.to_ascii_uppercase()),
-                    false => s.to_ascii_uppercase(),
-                })
-                .collect::<Vec<_>>()
-                .join("__");
-            return Err(OverrideError::NeedsAnIndex {
-                path,
-                example: format!("{ENV_PREFIX}__{example}"),
-            });
+            let example = with_index(&segs, n);
+            return Err(OverrideError::NeedsAnIndex { path, example });
         }
     }
     let new = |old: Option<&Value>| match old {
@@ -221,6 +210,14 @@ fn apply_override(
         }
     }
     Ok(made)
+}
+
+/// The variable with an index after segment `n`, which holds a list (`TARGETS__NAME` →
+/// `EVENT_RELAY__TARGETS__0__NAME`).
+fn with_index(segs: &[String], n: usize) -> String {
+    let mut upper: Vec<String> = segs.iter().map(|s| s.to_ascii_uppercase()).collect();
+    upper.insert(n + 1, "0".into());
+    format!("{ENV_PREFIX}__{}", upper.join("__"))
 }
 
 /// The table under `key` of the table `v` (at `path`), created when missing (its path then
