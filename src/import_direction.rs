@@ -109,7 +109,13 @@ fn imports(path: &Path) -> BTreeSet<String> {
         return BTreeSet::new();
     }
     let text = std::fs::read_to_string(path).unwrap();
-    let code = match text.find("#[cfg(test)]\nmod ") {
+    // The test module ends the file's code (`mod tests`, or `pub(super) mod tests` when a
+    // sibling's tests share its fixtures).
+    let test_module = ["#[cfg(test)]\nmod ", "#[cfg(test)]\npub(super) mod "]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min();
+    let code = match test_module {
         Some(i) => &text[..i],
         None => &text[..],
     };

@@ -127,7 +127,11 @@ pub(super) fn load_checked(path: &std::path::Path) -> Result<Config, config::Con
         problems.extend(crate::normalize::catalog_problems(&cfg));
     }
     problems.extend(crate::transform::problems(&cfg));
-    problems.extend(crate::pipeline::kafka_problems(&cfg));
+    // librdkafka would judge other options than those written when one was taken out.
+    if !problems.iter().any(|p| p.path.starts_with("kafka.options")) {
+        problems.extend(crate::pipeline::kafka_problems(&cfg));
+    }
+    config::name_variables(&mut problems, std::env::vars());
     if problems.is_empty() {
         Ok(cfg)
     } else {
@@ -146,7 +150,7 @@ pub(super) fn load_or_exit(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::tiers_line;
+    use super::{load_checked, tiers_line};
 
     fn config(extra: &str) -> crate::config::Config {
         let text = format!(
@@ -188,5 +192,27 @@ mod tests {
         );
         let off = tiers_line(&config("[retry_tiers]\nenabled = false"));
         assert!(off.starts_with("retry tiers: off"), "{off}");
+    }
+
+    /// An option taken out (an unquoted dotted key) is reported once: librdkafka does not
+    /// then judge the options left, which would ask for the default SASL mechanism.
+    #[test]
+    fn librdkafka_does_not_judge_options_with_one_taken_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let text = "[kafka]\nbrokers = \"b:9092\"\n[kafka.options]\n\
+                    \"security.protocol\" = \"SASL_SSL\"\nsasl.mechanism = \"PLAIN\"\n\
+                    [[sources]]\ntopic = \"s\"\nformat = \"komo\"\n[results]\ntopic = \"r\"\n\
+                    [dead_letter]\ntopic = \"d\"\n";
+        std::fs::write(&file, text).unwrap();
+        let problems: Vec<String> = match load_checked(&file) {
+            Ok(_) => panic!("an unquoted dotted option loaded"),
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("kafka.options.sasl: must be text, not a table"),
+            "{problems:#?}"
+        );
     }
 }

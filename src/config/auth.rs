@@ -337,8 +337,9 @@ mod tests {
         "#;
         let e = super::super::load_str(&format!("{base}{misspelt}"), []).unwrap_err();
         assert_eq!(e.problems.len(), 1, "{e}");
-        assert!(e.problems[0].path.starts_with("targets[0].auth"), "{e}");
-        assert!(e.problems[0].message.contains("scope"), "{e}");
+        // The tagged table is read as a whole: the unknown key is still named by its path.
+        assert_eq!(e.problems[0].path, "targets[0].auth.scope", "{e}");
+        assert!(e.problems[0].message.starts_with("unknown key"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::problem::ConfigError;
 use super::salvage::{Salvage, Seg};
-use super::{expand, Config};
+use super::{expand, keypath, Config};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,16 +70,49 @@ fn load_salvaged(
     dir: Option<&Path>,
 ) -> Result<(Option<Config>, Vec<super::Problem>), ConfigError> {
     let env: BTreeMap<String, String> = env.into_iter().collect();
-    let (tree, problems) = expand::layered_tree(text, &env)?;
-    let mut salvage = Salvage::new(problems);
-    let mut config = salvage.deserialize::<Config>(tree, &stand_in);
+    let layered = expand::layered_tree(text, &env)?;
+    let mut salvage = Salvage::new(layered.problems);
+    let mut config = salvage.deserialize::<Config>(layered.tree, &stand_in);
     if let (Some(config), Some(dir)) = (config.as_mut(), dir) {
         resolve_paths(config, dir);
     }
     if let Some(Err(e)) = config.as_ref().map(Config::validate) {
         salvage.add_semantic(e.problems);
     }
-    Ok((config, salvage.into_problems()))
+    let mut problems = salvage.into_problems();
+    name_overrides(&mut problems, &layered.overrides);
+    Ok((config, problems))
+}
+
+/// Names the `EVENT_RELAY__...` variable beside each problem with a value it set, so the
+/// user looks in the environment, not in the file (`EVENT_RELAY__KAFKA__BROKER →
+/// kafka.broker: unknown key`). For problems found after loading (e.g. librdkafka's verdict
+/// on `kafka.options`), with the environment the config was loaded with.
+pub fn name_variables(
+    problems: &mut [super::Problem],
+    env: impl IntoIterator<Item = (String, String)>,
+) {
+    let prefix = format!("{}__", expand::ENV_PREFIX);
+    let overrides: Vec<expand::Override> = env
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let paths = expand::override_paths(name.strip_prefix(&prefix)?);
+            Some(expand::Override {
+                variable: name,
+                paths,
+            })
+        })
+        .collect();
+    name_overrides(problems, &overrides);
+}
+
+fn name_overrides(problems: &mut [super::Problem], overrides: &[expand::Override]) {
+    for p in problems.iter_mut().filter(|p| p.variable.is_none()) {
+        p.variable = overrides
+            .iter()
+            .find(|o| o.paths.iter().any(|at| keypath::is_under(&p.path, at)))
+            .map(|o| o.variable.clone());
+    }
 }
 
 /// Relative file paths made relative to the config file's directory `dir`: `[[catalogs]]`,
@@ -111,24 +144,41 @@ fn resolve_paths(config: &mut Config, dir: &Path) {
 }
 
 /// A stand-in for a required section or a list element that cannot be deserialized: valid,
-/// keeping the name or topic that was written (so routes referring to a broken target do not
-/// also report it unknown, and duplicates are still found), and never itself checked.
+/// and never itself checked where it differs from what was written. It is what was written
+/// (by now only the keys that deserialize) with each missing required key made up, so the
+/// keys beside a broken one are still checked (a target's `url` beside an unknown `kind`), the
+/// name or topic written is kept (routes referring to a broken target do not also report it
+/// unknown, and duplicates are still found), and what was not written is not reported.
 fn stand_in(path: &[Seg], raw: &Value) -> Option<Value> {
-    let text = |key: &str| raw.get(key).and_then(Value::as_str).unwrap_or_default();
     let [Seg::Key(section), rest @ ..] = path else {
         return None;
     };
-    Some(match (section.as_str(), rest) {
+    let required = match (section.as_str(), rest) {
         ("kafka", []) => json!({ "brokers": "" }),
         ("results" | "dead_letter", []) => json!({ "topic": "" }),
-        ("sources", [Seg::Index(_)]) => json!({ "topic": text("topic"), "format": "auto" }),
+        ("sources", [Seg::Index(_)]) => json!({ "topic": "", "format": "auto" }),
         ("targets", [Seg::Index(_)]) => {
-            json!({ "name": text("name"), "kind": "webhook", "url": "http://stand-in" })
+            json!({ "name": "", "kind": "webhook", "url": "http://stand-in" })
         }
         ("catalogs", [Seg::Index(_)]) => json!({ "path": "stand-in" }),
-        ("routes", [Seg::Index(_)]) => {
-            json!({ "name": text("name"), "targets": [], "continue": false })
-        }
+        ("routes", [Seg::Index(_)]) => json!({ "name": "", "targets": [] }),
         _ => return None,
-    })
+    };
+    let (Value::Object(mut written), Value::Object(required)) = (raw.clone(), required.clone())
+    else {
+        return Some(required);
+    };
+    if section == "targets" && !written.contains_key("kind") {
+        // The made-up kind is not the one meant: leave out what only one kind may have.
+        for key in KIND_SPECIFIC {
+            written.remove(*key);
+        }
+    }
+    for (key, value) in required {
+        written.entry(key).or_insert(value);
+    }
+    Some(Value::Object(written))
 }
+
+/// Target keys that the checks of one kind reject and those of the other accept.
+const KIND_SPECIFIC: &[&str] = &["api_key", "batch_max_events"];

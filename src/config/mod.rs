@@ -9,8 +9,10 @@
 mod auth;
 mod duration;
 mod expand;
+mod keypath;
 mod lenient;
 mod load;
+mod plain;
 mod problem;
 mod routes;
 mod salvage;
@@ -25,7 +27,7 @@ mod validate_tiers;
 
 pub use auth::{read_token_file, AuthConfig, BearerAuth, OAuth2Auth, TokenFileError};
 pub use duration::{parse_duration, ConfigDuration, DurationError, DurationProblem};
-pub use load::{load, load_partial, load_str};
+pub use load::{load, load_partial, load_str, name_variables};
 pub use problem::{ConfigError, Problem};
 pub use routes::{Condition, Operator, OperatorCount, Pattern, RouteConfig};
 pub use secret::{decode_signing_secret, SecretError, SigningSecret};

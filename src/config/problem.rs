@@ -1,4 +1,5 @@
-//! How config problems are reported: each with the key path it is about, all at once.
+//! How config problems are reported: each with the key path it is about, all at once, and
+//! the environment variable that set the value when one did.
 
 use std::fmt;
 
@@ -9,6 +10,12 @@ pub struct Problem {
     pub path: String,
     /// What is wrong.
     pub message: String,
+    /// The `EVENT_RELAY__...` variable that set the value at `path` (or made the table that
+    /// holds it), so the user looks in the environment rather than in the file.
+    pub variable: Option<String>,
+    /// Other key paths this problem was judged against (`retry_tiers.delays` for a target's
+    /// unknown tier): when one of them has a problem of its own, this one is a consequence.
+    pub against: Vec<String>,
 }
 
 impl Problem {
@@ -16,12 +23,23 @@ impl Problem {
         Self {
             path: path.to_string(),
             message: message.to_string(),
+            variable: None,
+            against: Vec::new(),
         }
+    }
+
+    /// The problem, judged against the value at `path` too (see [`Problem::against`]).
+    pub fn judged_against(mut self, path: impl Into<String>) -> Self {
+        self.against.push(path.into());
+        self
     }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(variable) = &self.variable {
+            write!(f, "{variable} → ")?;
+        }
         if self.path.is_empty() {
             write!(f, "{}", self.message)
         } else {

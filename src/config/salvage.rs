@@ -3,13 +3,21 @@
 //! serde stops at the first error. [`Salvage::deserialize`] records it with its key path, repairs
 //! the tree (takes the offending value out, or puts a stand-in in place of a broken section or
 //! list element) and tries again, until the tree deserializes. Every problem is reported once:
-//! not again as the "missing field" left by a value taken out, nor as a complaint about the
-//! table that held it, nor as a semantic problem of a stand-in or of a value already reported
-//! (e.g. the `${VAR}` text an unset variable leaves behind).
+//! not again as the "missing field" left by a value taken out (or by a misspelt key: `taget`
+//! for `targets`), nor as a complaint about the table that held it (a `where` condition with
+//! an unknown operator key has no operator left), nor as a semantic problem of what a
+//! stand-in made up, of a value already reported (e.g. the `${VAR}` text an unset variable
+//! leaves behind), of a list that lost an element, or judged against a value with a problem
+//! of its own ([`Problem::against`]). A stand-in keeps what was written beside the broken
+//! key, so those keys are still checked (a bad `url` beside an unknown `kind`). Messages are
+//! in plain words (`plain.rs`), each with its key path.
 //!
 //! Paths are reported as the user wrote them: a list element taken out shifts its followers
 //! down by one in the tree, and [`Salvage::original`] shifts them back.
 
+pub(super) use super::keypath::Seg;
+use super::keypath::{display, get, get_mut, is_under, join, parent, put, segments};
+use super::plain;
 use super::problem::Problem;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -17,16 +25,10 @@ use serde_json::Value;
 /// Upper bound on repair rounds (each takes one value out or puts one stand-in in).
 const MAX_ROUNDS: usize = 512;
 
-/// One step of a key path in the tree.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Seg {
-    Key(String),
-    Index(usize),
-}
-
 /// Supplies stand-ins: for a section or list element (by path) that cannot be deserialized,
-/// a value that can, built from what was written there (e.g. its name, so references to it
-/// still resolve); `None` for paths that are not such units.
+/// a value that can, built from what was written there (the keys that deserialize, so they
+/// are still checked, and e.g. its name, so references to it still resolve); `None` for
+/// paths that are not such units.
 pub(super) type StandIn = dyn Fn(&[Seg], &Value) -> Option<Value>;
 
 /// The problems found so far and the repairs made to the tree.
@@ -39,13 +41,16 @@ pub(super) struct Salvage {
     /// Key paths (as written) whose value was taken out for a reason other than being an
     /// unknown key: a complaint about a table above them is a consequence, not news.
     emptied: Vec<String>,
+    /// Unknown keys taken out (paths as written): a complaint about the table that held one
+    /// (other than a missing key) is a consequence.
+    unknown_keys: Vec<String>,
+    /// The keys that unknown keys most likely misspell (`routes[0].targets` for
+    /// `routes[0].taget`): their "missing" is the same mistake.
+    meant: Vec<String>,
     /// List elements taken out, in order: the list's path at that time and the index.
     shifts: Vec<(String, usize)>,
     /// Paths (in the tree) where a stand-in was put.
     stood_in: Vec<Vec<Seg>>,
-    /// The same paths as written: a stand-in keeps the element's `name` as written, so a
-    /// problem with that name (a duplicate) is still news.
-    stood_in_at: Vec<String>,
 }
 
 impl Salvage {
@@ -72,16 +77,21 @@ impl Salvage {
                 Err(e) => e,
             };
             let at = segments(err.path());
-            let message = err.into_inner().to_string();
-            let missing = missing_field(&message).map(str::to_string);
-            let reported = self.report(&at, &message, missing.as_deref());
-            let unknown_key = message.starts_with("unknown field `");
-            let path = display(&at);
+            let serde = err.into_inner().to_string();
+            let missing = missing_field(&serde).map(str::to_string);
+            let problem = self.problem(&at, &serde, missing.as_deref(), &tree);
+            let reported = self.report(&problem, missing.as_deref());
+            let unknown_key = serde.starts_with("unknown field `");
+            if unknown_key {
+                if let Some(meant) = plain::meant_key(&serde) {
+                    self.meant.push(join(parent(&problem.path), &meant));
+                }
+                self.unknown_keys.push(problem.path.clone());
+            }
             if !self.repair(&mut tree, at, missing, unknown_key, stand_in) {
                 if !reported {
                     // Loading stops here: this error must be seen even if it looked like a repeat.
-                    self.problems
-                        .push(Problem::new(&self.original(&path), message));
+                    self.problems.push(problem);
                 }
                 return None;
             }
@@ -93,11 +103,19 @@ impl Salvage {
         None
     }
 
-    /// Adds the semantic problems of the repaired config, except those about covered paths.
+    /// Adds the semantic problems of the repaired config, except those about covered paths,
+    /// about a list or table that lost a value taken out, or judged against a covered path.
     pub(super) fn add_semantic(&mut self, problems: Vec<Problem>) {
         for mut p in problems {
             p.path = self.original(&p.path);
-            if !self.is_covered(&p.path) || self.is_kept_name(&p.path) {
+            let against: Vec<String> = p.against.iter().map(|a| self.original(a)).collect();
+            let consequence = self.emptied.iter().any(|e| parent(e) == p.path)
+                || against.iter().any(|a| {
+                    self.covered
+                        .iter()
+                        .any(|c| is_under(c, a) || is_under(a, c))
+                });
+            if !self.is_covered(&p.path) && !consequence {
                 self.problems.push(p);
             }
         }
@@ -108,21 +126,38 @@ impl Salvage {
         self.problems
     }
 
-    /// Records the error unless it repeats one already reported; whether it was recorded.
-    fn report(&mut self, at: &[Seg], message: &str, missing: Option<&str>) -> bool {
+    /// The problem serde found at `at`, in plain words; a missing key is named by its path.
+    fn problem(&self, at: &[Seg], serde: &str, missing: Option<&str>, tree: &Value) -> Problem {
         let path = self.original(&display(at));
+        let message = plain::message(serde, at, get(tree, at));
+        match (missing, plain::unknown_key(serde)) {
+            (Some(field), _) => Problem::new(&join(&path, field), plain::missing(path.is_empty())),
+            // serde's path stops at the table when the table was read as a whole (a tagged
+            // `auth`): the unknown key is under it.
+            (None, Some(key)) if at.last() != Some(&Seg::Key(key.clone())) => {
+                Problem::new(&join(&path, &key), message)
+            }
+            (None, _) => Problem::new(&path, message),
+        }
+    }
+
+    /// Records the problem unless it repeats one already reported; whether it was recorded.
+    fn report(&mut self, problem: &Problem, missing: Option<&str>) -> bool {
+        let path = &problem.path;
         let repeat = match missing {
-            // A required key we took out (or whose value was reported) is no news.
-            Some(field) => self.is_covered(&join(&path, field)),
+            // A required key we took out (or whose value was reported, or that an unknown key
+            // misspells) is no news.
+            Some(_) => self.is_covered(path) || self.meant.contains(path),
             // Nor is a complaint about a table whose content we took out.
-            None => self.is_covered(&path) || self.emptied.iter().any(|c| is_under(c, &path)),
+            None => {
+                self.is_covered(path)
+                    || self.emptied.iter().any(|c| is_under(c, path))
+                    || self.unknown_keys.iter().any(|k| parent(k) == path)
+            }
         };
         if !repeat {
-            self.problems.push(Problem::new(&path, message));
-            self.covered.push(match missing {
-                Some(field) => join(&path, field),
-                None => path,
-            });
+            self.problems.push(problem.clone());
+            self.covered.push(path.clone());
         }
         !repeat
     }
@@ -151,8 +186,7 @@ impl Salvage {
         let path = self.original(&display(&at));
         match stand_in(&at, &raw) {
             Some(value) => {
-                self.stood_in_at.push(path.clone());
-                self.covered.push(path);
+                self.cover_stand_in(&path, &raw, &value);
                 self.stood_in.push(at.clone());
                 put(tree, &at, value)
             }
@@ -162,6 +196,28 @@ impl Salvage {
                 }
                 self.covered.push(path);
                 self.take_out(tree, &at)
+            }
+        }
+    }
+
+    /// Covers what a stand-in made up: the keys it added, changed or left out of the table
+    /// as written (the others are checked as written), or all of it when nothing written
+    /// was a table. A required key it added that no problem names yet is missing too (serde
+    /// names only the first missing key of a table).
+    fn cover_stand_in(&mut self, path: &str, raw: &Value, stand_in: &Value) {
+        let (Value::Object(written), Value::Object(made)) = (raw, stand_in) else {
+            self.covered.push(path.to_string());
+            return;
+        };
+        for key in made.keys().filter(|k| !written.contains_key(*k)) {
+            let at = join(path, key);
+            if !self.is_covered(&at) && !self.meant.contains(&at) {
+                self.problems.push(Problem::new(&at, plain::missing(false)));
+            }
+        }
+        for key in written.keys().chain(made.keys()) {
+            if written.get(key) != made.get(key) {
+                self.covered.push(join(path, key));
             }
         }
     }
@@ -206,107 +262,12 @@ impl Salvage {
     fn is_covered(&self, path: &str) -> bool {
         self.covered.iter().any(|c| is_under(path, c))
     }
-
-    /// Whether `path` is the `name` a stand-in kept as written (`targets[2].name` of a
-    /// stood-in `targets[2]`) and nothing reported covers the name itself.
-    fn is_kept_name(&self, path: &str) -> bool {
-        let Some(element) = path.strip_suffix(".name") else {
-            return false;
-        };
-        self.stood_in_at.iter().any(|s| s == element)
-            && self
-                .covered
-                .iter()
-                .all(|c| !is_under(path, c) || c == element)
-    }
-}
-
-/// Whether `path` is `ancestor` or lies under it (`a.b[1].c` under `a.b`, `a.b[1]`).
-fn is_under(path: &str, ancestor: &str) -> bool {
-    !ancestor.is_empty()
-        && path
-            .strip_prefix(ancestor)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 /// `"missing field `x`"` → `x`.
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
-}
-
-fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|s| match s {
-            Segment::Seq { index } => Some(Seg::Index(*index)),
-            Segment::Map { key } => Some(Seg::Key(key.clone())),
-            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
-            Segment::Unknown => None,
-        })
-        .collect()
-}
-
-/// `targets[1].retry.max_backoff`
-pub(super) fn display(path: &[Seg]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Index(i) => out.push_str(&format!("[{i}]")),
-            Seg::Key(k) if out.is_empty() => out.push_str(k),
-            Seg::Key(k) => {
-                out.push('.');
-                out.push_str(k);
-            }
-        }
-    }
-    out
-}
-
-fn get<'a>(mut v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
-    for seg in path {
-        v = match seg {
-            Seg::Key(k) => v.get(k)?,
-            Seg::Index(i) => v.get(i)?,
-        };
-    }
-    Some(v)
-}
-
-fn get_mut<'a>(mut v: &'a mut Value, path: &[Seg]) -> Option<&'a mut Value> {
-    for seg in path {
-        v = match seg {
-            Seg::Key(k) => v.get_mut(k)?,
-            Seg::Index(i) => v.get_mut(i)?,
-        };
-    }
-    Some(v)
-}
-
-/// Sets the value at `at`, adding the key when its table lacks it.
-fn put(tree: &mut Value, at: &[Seg], value: Value) -> bool {
-    let Some((last, parent)) = at.split_last() else {
-        return false;
-    };
-    match (get_mut(tree, parent), last) {
-        (Some(Value::Object(m)), Seg::Key(k)) => {
-            m.insert(k.clone(), value);
-            true
-        }
-        (Some(Value::Array(a)), Seg::Index(i)) if *i < a.len() => {
-            a[*i] = value;
-            true
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -370,6 +331,6 @@ mod tests {
         assert!(s.deserialize::<Doc>(json!({}), &|_, _| None).is_none());
         let p = s.into_problems();
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].message.contains("missing field `names`"), "{p:?}");
+        assert_eq!(p[0].to_string(), "names: missing (required section)");
     }
 }

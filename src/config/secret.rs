@@ -127,7 +127,7 @@ impl<'de> Deserialize<'de> for SigningSecret {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = SigningSecret;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a \"whsec_...\" string or a list of them")
+                f.write_str("a \"whsec_...\" secret or a list of them")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
                 Ok(SigningSecret::One(s.to_string()))
@@ -220,7 +220,7 @@ signing_secret = ["${NEW_SECRET}", "whsec_c2hvcnQ=", "${OLD_SECRET}"]
         let err = serde_json::from_value::<SigningSecret>(serde_json::json!(5)).unwrap_err();
         assert!(
             err.to_string()
-                .contains("expected a \"whsec_...\" string or a list of them"),
+                .contains("expected a \"whsec_...\" secret or a list of them"),
             "{err}"
         );
         let shown = format!("{:?}", SigningSecret::from(vec![secret(1), secret(2)]));

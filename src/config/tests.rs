@@ -4,6 +4,7 @@ use super::*;
 
 mod all_at_once;
 mod declarations;
+mod each_once;
 mod surprises;
 mod tiers;
 
@@ -143,11 +144,11 @@ events = 5
 "#,
     );
     for (path, what) in [
-        ("targets[1].kind", "unknown variant `webhok`"),
+        ("targets[1].kind", "unknown value \"webhok\""),
         ("targets[1].name", "duplicate target name \"crm\""),
-        ("targets[2].retry.max_attempts", "expected a whole number"),
+        ("targets[2].retry.max_attempts", "must be a whole number"),
         ("targets[2].name", "duplicate target name \"crm\""),
-        ("routes[1].events", "invalid type"),
+        ("routes[1].events", "must be a list, not 5"),
         ("routes[1].name", "duplicate route name \"r\""),
     ] {
         let found = p

@@ -245,7 +245,7 @@ tls = { client_key_file = "c.key" }
     let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 3, "{problems:#?}");
     assert!(
-        problems[0].starts_with("targets[1].tls.roots: unknown variant `everything`"),
+        problems[0].starts_with("targets[1].tls.roots: unknown value \"everything\""),
         "{problems:#?}"
     );
     let notes = files.0.path().join("notes.txt");

@@ -6,6 +6,9 @@ use super::problem::Problem;
 use super::{delay_label, Config, RetryTiersConfig, TargetConfig, Tiering};
 use std::collections::HashSet;
 
+/// The key the tiers' delays are written at: what a target's tiers are judged against.
+const DELAYS: &str = "retry_tiers.delays";
+
 /// Characters Kafka allows in a topic name.
 fn valid_topic(name: &str) -> bool {
     !name.is_empty()
@@ -113,13 +116,16 @@ impl Config {
             for (j, d) in chosen.iter().enumerate() {
                 if !tiering.tiers.iter().any(|tier| tier.delay == d.get()) {
                     let known: Vec<&str> = tiering.tiers.iter().map(|t| t.label.as_str()).collect();
-                    p.push(Problem::new(
-                        &at(&format!("tiers[{j}]")),
-                        format!(
-                            "unknown tier {d} (retry_tiers.delays: {})",
-                            known.join(", ")
-                        ),
-                    ));
+                    p.push(
+                        Problem::new(
+                            &at(&format!("tiers[{j}]")),
+                            format!(
+                                "unknown tier {d} (retry_tiers.delays: {})",
+                                known.join(", ")
+                            ),
+                        )
+                        .judged_against(DELAYS),
+                    );
                 }
             }
         }
@@ -129,22 +135,30 @@ impl Config {
         if let Some(limit) = t.retry.max_elapsed {
             let schedule = self.schedule_length(t);
             if schedule > limit.get() {
-                p.push(Problem::new(
-                    &at("max_elapsed"),
-                    format!(
-                        "{limit} is shorter than the retry schedule ({} = retry.hold plus every tier's delay): the last tiers would never be reached",
-                        crate::config::ConfigDuration(schedule)
-                    ),
-                ));
+                p.push(
+                    Problem::new(
+                        &at("max_elapsed"),
+                        format!(
+                            "{limit} is shorter than the retry schedule ({} = retry.hold plus every tier's delay): the last tiers would never be reached",
+                            crate::config::ConfigDuration(schedule)
+                        ),
+                    )
+                    .judged_against(DELAYS)
+                    .judged_against(at("hold"))
+                    .judged_against(at("tiers")),
+                );
             }
         }
         let tiers = self.target_tiers(t).len();
-        match t.retry.max_attempts {
-            Some(n) if tiers > 0 && n <= tiers => p.push(Problem::new(
-                &at("max_attempts"),
-                format!("{n} leaves no attempt in memory: it must exceed the number of tiers ({tiers}), one attempt each"),
-            )),
-            _ => {}
+        if let Some(n) = t.retry.max_attempts.filter(|n| tiers > 0 && *n <= tiers) {
+            p.push(
+                Problem::new(
+                    &at("max_attempts"),
+                    format!("{n} leaves no attempt in memory: it must exceed the number of tiers ({tiers}), one attempt each"),
+                )
+                .judged_against(DELAYS)
+                .judged_against(at("tiers")),
+            );
         }
     }
 

@@ -9,11 +9,16 @@
 //! the relay exports), and .dockerignore.
 //!
 //! Uses only std, serde_json and serde_norway (YAML is read into `serde_json::Value`).
+//! [`configs`]: every config these files ship passes `event-relay check`, also with each of
+//! its commented-out options uncommented (which lines those are: [`commented_out`]).
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+mod commented_out;
+mod configs;
 
 /// The metrics the relay exports (issue 5; the retry tiers' four from issue 14). Histograms
 /// also expose `_bucket`, `_sum` and `_count` series. `metric_list_matches_the_code` keeps

@@ -56,13 +56,13 @@ targets = ["hook"]
         Err(e) => e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
     };
     let expect = [
-        "bogus_top: unknown field `bogus_top`",
-        "kafka.typo_key: unknown field `typo_key`",
-        "sources[0].format: unknown variant `komoo`",
-        "pipeline.max_in_flight_events: expected a whole number, got \"lots\"",
+        "bogus_top: unknown key (known keys: kafka, sources, results, dead_letter, targets,",
+        "kafka.typo_key: unknown key (known keys: brokers, group_id, options)",
+        "sources[0].format: unknown value \"komoo\" (did you mean \"komo\"?)",
+        "pipeline.max_in_flight_events: must be a whole number, not text \"lots\"",
         "targets[0].timeout: invalid duration \"10 parsecs\": unknown unit \"parsecs\"",
-        "targets[1].kind: unknown variant `posthg`",
-        "routes[1].sources[0]: unknown variant `segment`",
+        "targets[1].kind: unknown value \"posthg\" (did you mean \"posthog\"?)",
+        "routes[1].sources[0]: unknown value \"segment\" (expected \"komo\" or \"acemate\")",
         "routes[1].where[0]: needs exactly one operator",
         // Semantic checks of everything that parsed, with paths as written.
         "sources[1].topic: duplicate source topic \"in\"",
@@ -114,9 +114,12 @@ fn a_missing_section_does_not_stop_the_other_checks() {
         .iter()
         .map(|p| p.to_string())
         .collect();
-    assert!(p.contains(&"missing field `kafka`".to_string()), "{p:#?}");
     assert!(
-        p.contains(&"missing field `dead_letter`".to_string()),
+        p.contains(&"kafka: missing (required section)".to_string()),
+        "{p:#?}"
+    );
+    assert!(
+        p.contains(&"dead_letter: missing (required section)".to_string()),
         "{p:#?}"
     );
     assert!(
