@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         } => cli::topics(&config, create, partitions),
         Command::Redrive(args) => cli::redrive(&args),
         Command::Catalog(cmd) => cli::catalog(cmd),
+        Command::Tap(args) => cli::tap(&args),
         Command::Run {
             config,
             watch_config,
