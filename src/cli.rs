@@ -1,5 +1,5 @@
 //! The command line: `run`, `check`, `test`, `normalize`, `route`, `transform`, `topics`,
-//! `redrive`, `catalog`.
+//! `redrive`, `catalog`, `tap`.
 
 use crate::config::{Config, SourceFormat};
 use crate::envelope::Origin;
@@ -18,6 +18,7 @@ mod json_diff;
 mod redrive;
 mod route;
 mod summary;
+mod tap;
 mod test;
 mod topics;
 mod trace;
@@ -27,6 +28,7 @@ pub use check::check;
 use check::load_or_exit;
 pub use redrive::{redrive, RedriveArgs};
 pub use route::route;
+pub use tap::{tap, TapArgs};
 pub use test::test;
 pub use topics::topics;
 pub use trace::{trace, TraceArgs};
@@ -175,6 +177,11 @@ pub enum Command {
     /// infer draft entries for the unknown events of a captured sample.
     #[command(subcommand, after_help = catalog::CATALOG_HELP)]
     Catalog(CatalogCommand),
+    /// Watch a running relay's events live: one line per event passing a stage (consumed,
+    /// normalized, routed, delivered, failed, dead_lettered), from its `GET /tap` (the relay
+    /// needs `server.tap = true`).
+    #[command(after_help = tap::TAP_HELP)]
+    Tap(TapArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -13,6 +13,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("metrics", &[]),
     ("json", &[]),
     ("outage", &[]),
+    // The live tap: the stages offer it lines, the server streams them. Its event filter reads
+    // globs as routes do (route's pure matcher), else it stands apart like the rows above.
+    ("tap", &["envelope", "metrics", "route"]),
     ("envelope", &["json"]),
     ("config", &["envelope"]),
     ("logging", &["config"]),
@@ -37,9 +40,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "report",
-        &["ack", "envelope", "config", "metrics", "json", "outage"],
+        &[
+            "ack", "envelope", "config", "metrics", "json", "outage", "tap",
+        ],
     ),
-    ("server", &["health", "metrics"]),
+    ("server", &["health", "metrics", "tap"]),
     (
         "pipeline",
         &[
@@ -57,6 +62,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "report",
             "server",
             "outage",
+            "tap",
         ],
     ),
     // An edge like cli: the config's topics, reached with the relay's producer settings.

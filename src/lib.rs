@@ -23,8 +23,10 @@
 //! Neutral ground, importing no stage: [`ack`] (which offsets are final: the tracker and the
 //! per-message `Ticket` that `source`, `deliver` and `report` share), [`health`] (what
 //! `/healthz` and `/readyz` read), [`metrics`], [`config`], [`envelope`], [`json`], [`outage`]
-//! (Kafka trouble as the logs tell it: what repeats, rate-limited in one place). The edges:
-//! [`server`] (HTTP endpoints, reading `health` and `metrics`), [`topics`] (the topics a config
+//! (Kafka trouble as the logs tell it: what repeats, rate-limited in one place), and [`tap`]
+//! (the live view of events passing the stages: `pipeline` and `report` offer it lines, the
+//! server streams them; it reads event globs with `route`'s matcher). The edges:
+//! [`server`] (HTTP endpoints, reading `health`, `metrics` and `tap`), [`topics`] (the topics a config
 //! needs, on the broker), [`redrive`] (re-entering failed deliveries and dead letters), [`cli`]
 //! and `main.rs`.
 
@@ -46,6 +48,7 @@ pub mod report;
 pub mod route;
 pub mod server;
 pub mod source;
+pub mod tap;
 pub mod topics;
 pub mod trace;
 pub mod transform;

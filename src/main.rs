@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Command::Redrive(args) => cli::redrive(&args),
         Command::Trace(args) => cli::trace(&args),
         Command::Catalog(cmd) => cli::catalog(cmd),
+        Command::Tap(args) => cli::tap(&args),
         Command::Run {
             config,
             watch_config,

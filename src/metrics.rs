@@ -52,6 +52,10 @@ pub struct Metrics {
     /// Credentials a target's `auth` obtained (`outcome`: ok | error): OAuth2 token requests,
     /// bearer token files read after they changed (or found unusable).
     pub auth_token_refreshes: IntCounterVec,
+    /// Tap lines lost because a `/tap` client read slower than events passed (`src/tap.rs`).
+    pub tap_dropped: IntCounter,
+    /// `/tap` clients connected.
+    pub tap_clients: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -64,6 +68,12 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
+}
+
+fn plain_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -268,6 +278,12 @@ impl Metrics {
                 "1 for the running config: a short hash of its file's bytes.",
                 &["hash"],
             ),
+            tap_dropped: plain_counter(
+                &r,
+                "event_relay_tap_dropped_total",
+                "Tap lines lost because a /tap client read slower than events passed.",
+            ),
+            tap_clients: gauge(&r, "event_relay_tap_clients", "/tap clients connected."),
             registry: r,
         };
         m.build_info

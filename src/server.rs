@@ -1,12 +1,15 @@
 //! The operator's HTTP endpoints: `/healthz` (liveness), `/readyz` (readiness, JSON detail),
-//! `/metrics` (Prometheus text). It only reads [`Health`] and [`Metrics`]: what the pipeline
-//! and the targets report there, never their internals.
+//! `/metrics` (Prometheus text), and with `server.tap = true` `/tap` (the events passing each
+//! stage, live, as NDJSON). It only reads [`Health`], [`Metrics`] and the [`Tap`]: what the
+//! pipeline and the targets report there, never their internals.
 
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::tap::{Request, SubscribeError, Tap};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -25,6 +28,7 @@ pub struct ServeError {
 struct AppState {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    tap: Arc<Tap>,
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
@@ -64,11 +68,37 @@ async fn metrics_page(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// `GET /tap?stage=...&target=...&event=GLOB&limit=N`: a stream of NDJSON lines until the
+/// client leaves, its limit is reached or the relay stops. 404 while `server.tap` is off, 400
+/// for a query it cannot serve, 503 when [`crate::tap::MAX_CLIENTS`] are connected.
+async fn tap_stream(State(s): State<AppState>, uri: Uri) -> Response {
+    let text = |code: StatusCode, message: String| (code, format!("{message}\n")).into_response();
+    if !s.tap.enabled() {
+        return text(StatusCode::NOT_FOUND, SubscribeError::Off.to_string());
+    }
+    let request = match Request::parse(uri.query().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match s.tap.subscribe(request) {
+        Ok(stream) => (
+            [
+                (header::CONTENT_TYPE, "application/x-ndjson"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            Body::new(stream),
+        )
+            .into_response(),
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 /// Binds `listen` and serves until `shutdown`. Returns the bound address (port 0 → real port).
 pub async fn serve(
     listen: &str,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    tap: Arc<Tap>,
     shutdown: CancellationToken,
 ) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
     let bind_error = |source| ServeError {
@@ -83,7 +113,12 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
-        .with_state(AppState { health, metrics });
+        .route("/tap", get(tap_stream))
+        .with_state(AppState {
+            health,
+            metrics,
+            tap,
+        });
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -87,6 +87,7 @@ impl Run {
             max_in_flight_events: ctx.args.max_in_flight_events,
             http2: false,
             transform: None,
+            tap: false,
         }
         .toml();
         cfg + &self.tiers_toml()
@@ -283,6 +284,7 @@ mod tests {
             max_in_flight_events: None,
             http2: false,
             transform: None,
+            tap: false,
         }
         .toml()
             + &run.tiers_toml();

@@ -5,7 +5,8 @@
 //! reading them (the limit), then runs the relay once per scenario with a fresh consumer group
 //! and results topic against an in-process loopback receiver, until every event reached the
 //! receiver, every result event was produced and the group's committed offsets equal the high
-//! watermarks; with `--compare` a second relay binary right after it on the same scenario.
+//! watermarks; with `--compare` a second relay binary right after it on the same scenario, with
+//! `--tap` the same binary again with `server.tap = true` and no tap client (`tap`).
 //! Prints a markdown table, the relay's CPU per thread group (and the comparison) and writes a
 //! JSON file.
 //!
@@ -28,6 +29,7 @@ mod receiver;
 mod relay;
 mod report;
 mod scenarios;
+mod tap;
 mod threads;
 mod transform;
 
@@ -102,6 +104,12 @@ struct Args {
     /// minute of a shared machine does not decide it. Not with --compare.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Runs each scenario (but outage-isolation) a second time right after the first, with
+    /// `server.tap = true` and no tap client connected: its row is `<scenario>.tap`, its notes
+    /// its events/s and CPU per event against the first run's (the tap's cost when nobody
+    /// watches: one atomic load per message and outcome). Not with --compare.
+    #[arg(long)]
+    tap: bool,
     /// The relay's release binary.
     #[arg(long, default_value = "target/release/event-relay")]
     relay: String,
@@ -237,6 +245,9 @@ fn check(args: &Args) -> anyhow::Result<()> {
     if args.rounds == 0 || (args.rounds > 1 && args.compare.is_some()) {
         bail!("--rounds must be at least 1, and 1 with --compare");
     }
+    if args.tap && args.compare.is_some() {
+        bail!("--tap compares each scenario with the tap on against itself: not with --compare");
+    }
     for s in &args.scenarios {
         if !ALL.contains(&s.as_str()) {
             bail!("unknown scenario {s:?} (known: {})", ALL.join(","));
@@ -316,17 +327,21 @@ async fn run_scenarios(ctx: &Ctx) -> (Vec<Value>, Option<Vec<Value>>) {
     let mut other = ctx.args.compare.as_ref().map(|_| Vec::new());
     for round in 1..=ctx.args.rounds {
         for name in &ctx.args.scenarios {
-            rows.push(run_scenario(ctx, name, Build::This, round).await);
+            rows.push(run_scenario(ctx, name, Build::This, round, false).await);
+            if ctx.args.tap && name != isolation::NAME {
+                rows.push(run_scenario(ctx, name, Build::This, round, true).await);
+            }
             if let Some(other) = &mut other {
-                other.push(run_scenario(ctx, name, Build::Other, round).await);
+                other.push(run_scenario(ctx, name, Build::Other, round, false).await);
             }
         }
     }
     (rows, other)
 }
 
-async fn run_scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> Value {
+async fn run_scenario(ctx: &Ctx, name: &str, build: Build, round: usize, tap: bool) -> Value {
     let which = match build {
+        Build::This if tap => " with server.tap = true (no client)".to_string(),
         Build::This => String::new(),
         Build::Other => format!(" with the other relay {}", build.binary(ctx)),
     };
@@ -334,9 +349,16 @@ async fn run_scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> Valu
         "bench: scenario {name}{which}, round {round} of {}",
         ctx.args.rounds
     );
-    let mut row = match scenarios::scenario(ctx, name, build, round).await {
+    let mut row = match scenarios::scenario(ctx, name, build, round, tap).await {
         Ok(r) => r,
-        Err(e) => json!({"scenario": name, "events": ctx.args.events, "error": format!("{e:#}")}),
+        Err(e) => {
+            let mut row =
+                json!({"scenario": name, "events": ctx.args.events, "error": format!("{e:#}")});
+            if tap {
+                tap::mark(&mut row);
+            }
+            row
+        }
     };
     if ctx.args.rounds > 1 {
         row["round"] = json!(round);

@@ -47,6 +47,9 @@ pub struct RelayConfig<'a> {
     /// A VRL program as `transform` on the webhook target `hook` (webhook-transform); `None`
     /// leaves the key out, so a build older than per-target transforms still reads the config.
     pub transform: Option<&'a str>,
+    /// `server.tap = true` (--tap: the tap on, no client connected); without it the key is
+    /// left out, so a build that does not know it still reads the config.
+    pub tap: bool,
 }
 
 impl RelayConfig<'_> {
@@ -67,8 +70,9 @@ impl RelayConfig<'_> {
         }
         let _ = writeln!(
             s,
-            "[server]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"warn\"",
-            self.metrics_port
+            "[server]\nlisten = \"127.0.0.1:{}\"\n{}\n[log]\nlevel = \"warn\"",
+            self.metrics_port,
+            if self.tap { "tap = true\n" } else { "" }
         );
         s
     }

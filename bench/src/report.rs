@@ -6,7 +6,7 @@ use crate::bare::Bare;
 use crate::measure::{percentile, Measured};
 use crate::receiver::Kind;
 use crate::relay::{self, metric_sum, Relay, Targets};
-use crate::{compare, machine, threads, transform, Ctx, PARTITIONS};
+use crate::{compare, machine, tap, threads, transform, Ctx, PARTITIONS};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -288,10 +288,12 @@ pub struct Baseline {
 /// both ran.
 fn document(ctx: &Ctx, b: &Baseline, mut rows: Vec<Value>, mut other: Option<Vec<Value>>) -> Value {
     transform::annotate(&mut rows);
+    tap::annotate(&mut rows);
     if let Some(o) = &mut other {
         transform::annotate(o);
     }
     let cost = transform::cost(&rows);
+    let tap_cost = tap::cost(&rows);
     let (bare, bare_eps) = (&b.bare, ctx.bare_eps);
     let mut doc = json!({
         "date": b.date,
@@ -325,6 +327,7 @@ fn document(ctx: &Ctx, b: &Baseline, mut rows: Vec<Value>, mut other: Option<Vec
         },
         "scenarios": rows,
         "transform_cost": cost,
+        "tap_cost": tap_cost,
     });
     if let Some(o) = other {
         let other_cost = transform::cost(&o);
@@ -361,6 +364,9 @@ pub fn write(
         if !cost.is_null() {
             println!("{}\n", transform::line(which, cost));
         }
+    }
+    for line in tap::lines(&report["tap_cost"]) {
+        println!("{line}");
     }
     if report["compare"].is_null() {
         let rows = report["scenarios"].as_array().map_or(&[][..], |v| &v[..]);

@@ -65,11 +65,19 @@ struct Plan<'a> {
     /// webhook-transform: the VRL program on the webhook target (builds without the key skip
     /// the scenario before a plan is made).
     transform: Option<&'static str>,
+    /// --tap's second run of the scenario: `server.tap = true`, no client connected.
+    tap: bool,
 }
 
 impl<'a> Plan<'a> {
     /// The plan of scenario `name`; creates its results topic (and the latency stream's topic).
-    async fn new(ctx: &Ctx, name: &'a str, build: Build, round: usize) -> anyhow::Result<Self> {
+    async fn new(
+        ctx: &Ctx,
+        name: &'a str,
+        build: Build,
+        round: usize,
+        tap: bool,
+    ) -> anyhow::Result<Self> {
         let (targets, kinds): (Targets, &'static [Kind]) = match name {
             "batch" => (Targets::Posthog, &[Kind::Posthog]),
             "webhook" | "webhook-h2" | transform::NAME | "latency" | "outage" => {
@@ -79,11 +87,14 @@ impl<'a> Plan<'a> {
             other => bail!("unknown scenario {other:?} (known: {})", ALL.join(",")),
         };
         // Rounds after the first (--rounds) get their own topics and groups.
-        let again = if round > 1 {
+        let mut again = if round > 1 {
             format!(".r{round}")
         } else {
             String::new()
         };
+        if tap {
+            again.push_str(crate::tap::SUFFIX);
+        }
         let file_name = format!("{name}{}{again}", build.suffix());
         let tag = format!("{file_name}-{}", std::process::id());
         let results_topic = format!("bench.results.{file_name}");
@@ -110,12 +121,20 @@ impl<'a> Plan<'a> {
             outage: (name == "outage").then(|| Duration::from_secs(ctx.args.outage_secs)),
             http2: name == "webhook-h2" && build == Build::This,
             transform: (name == transform::NAME).then_some(transform::PROGRAM),
+            tap,
         })
     }
 }
 
-/// Runs one scenario with the relay binary of `build` and returns its JSON row.
-pub async fn scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> anyhow::Result<Value> {
+/// Runs one scenario with the relay binary of `build` (with `tap`, the relay's `server.tap` on
+/// and no client connected) and returns its JSON row.
+pub async fn scenario(
+    ctx: &Ctx,
+    name: &str,
+    build: Build,
+    round: usize,
+    tap: bool,
+) -> anyhow::Result<Value> {
     if name == crate::isolation::NAME {
         if round > 1 {
             anyhow::bail!("{name} runs in the first round only (its topics are the round's)");
@@ -127,7 +146,7 @@ pub async fn scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> anyh
             return Ok(transform::skipped_row(ctx, why));
         }
     }
-    let plan = Plan::new(ctx, name, build, round).await?;
+    let plan = Plan::new(ctx, name, build, round, tap).await?;
     let hw = Arc::new(Mutex::new((!plan.latency).then(|| ctx.hw.clone())));
     let mut relay = spawn_relay(ctx, &plan)?;
     let checker = Arc::new(CommitChecker::new(
@@ -172,7 +191,11 @@ pub async fn scenario(ctx: &Ctx, name: &str, build: Build, round: usize) -> anyh
         producer_secs,
         http2: (name == "webhook-h2").then_some(plan.http2),
     };
-    report::scenario_row(ctx, &finished)
+    let mut row = report::scenario_row(ctx, &finished)?;
+    if tap {
+        crate::tap::mark(&mut row);
+    }
+    Ok(row)
 }
 
 /// Writes the relay's config for `plan`, readies the receiver (503s during an outage) and
@@ -198,6 +221,7 @@ fn spawn_relay(ctx: &Ctx, plan: &Plan) -> anyhow::Result<Relay> {
         max_in_flight_events: ctx.args.max_in_flight_events,
         http2: plan.http2,
         transform: plan.transform,
+        tap: plan.tap,
     }
     .toml();
     ctx.receiver.reset(plan.events);

@@ -64,6 +64,7 @@ fn probe_config(brokers: &str, receiver: std::net::SocketAddr, transform: Option
         max_in_flight_events: None,
         http2: false,
         transform,
+        tap: false,
     }
     .toml()
 }

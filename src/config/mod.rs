@@ -267,6 +267,13 @@ pub struct ServerConfig {
     /// partner's outage never takes a sidecar's pod out of service).
     #[serde(default = "default_circuit_open_threshold")]
     pub circuit_open_threshold: ConfigDuration,
+    /// Serve `GET /tap`: the events passing each stage, live, as NDJSON (`event-relay tap`), so
+    /// an operator can see which events go where without reading topics. Off by default: the
+    /// lines name event ids and names (envelopes only with `log.include_payloads`) to anyone
+    /// who can reach `listen`. With no client connected it costs one atomic load per message
+    /// and per delivery outcome.
+    #[serde(default, deserialize_with = "lenient::lenient_bool")]
+    pub tap: bool,
 }
 
 /// Log output.
@@ -340,6 +347,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             liveness_deadline: default_liveness_deadline(),
             circuit_open_threshold: default_circuit_open_threshold(),
+            tap: false,
         }
     }
 }

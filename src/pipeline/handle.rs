@@ -4,6 +4,7 @@
 
 use super::bound::{Bound, Cost};
 use super::live::{Live, LiveCell};
+use super::tap_lines::{event_name, rejected_line, tap_event};
 use crate::ack::{OffsetTracker, Permits, Ticket, Tp};
 use crate::catalog::rule::rules_of;
 use crate::config::SourceFormat;
@@ -12,6 +13,7 @@ use crate::envelope::{Envelope, Origin, Source, ValidationStatus};
 use crate::metrics::Metrics;
 use crate::normalize::{NormalizeError, Normalizer, Rejected, SourceSettings};
 use crate::report::{DeadLetter, Reporter, REDRIVEN_HEADER};
+use crate::tap::Tap;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +29,8 @@ pub struct Stages {
     pub tracker: Arc<OffsetTracker>,
     /// The in-flight bound (events and bytes).
     pub bound: Bound,
+    /// Where consumed, normalized and routed events are shown live (`GET /tap`).
+    pub tap: Arc<Tap>,
 }
 
 impl Stages {
@@ -111,7 +115,7 @@ fn count_rejection(p: &Stages, live: &Live, format: SourceFormat, err: &Normaliz
 }
 
 /// The dead letter's `source` header: the catalog that judged the event, else the format.
-fn source_label(err: &NormalizeError, format: SourceFormat) -> &'static str {
+pub(super) fn source_label(err: &NormalizeError, format: SourceFormat) -> &'static str {
     match err {
         NormalizeError::Invalid { catalog, .. } => catalog.as_str(),
         _ => format_label(format),
@@ -148,6 +152,7 @@ fn spawn_dead_letter(
             problems: r.err.problems(),
             batch_index: r.batch_index,
             source_event_id: r.err.event_id(),
+            event: event_name(&r.err),
             redriven: r.redriven,
         };
         if reporter.dead_letter(&r.raw, r.key.as_deref(), &dl).await {
@@ -277,6 +282,8 @@ fn normalize_and_route(
     origin: &Origin,
 ) -> JobKind {
     let raw = msg.payload().unwrap_or_default();
+    // The tap's one atomic load for the whole message.
+    let tapping = p.tap.active();
     let t0 = Instant::now();
     let result = live.normalizer.normalize(raw, settings, origin.clone());
     p.metrics
@@ -286,6 +293,9 @@ fn normalize_and_route(
         Ok(n) => n,
         Err(err) => {
             count_rejection(p, live, settings.format, &err);
+            if tapping {
+                p.tap.send(rejected_line(&err, settings.format, origin));
+            }
             return JobKind::Rejected {
                 raw: raw.to_vec(),
                 err,
@@ -313,8 +323,16 @@ fn normalize_and_route(
             p.metrics.unrouted.with_label_values(&[src]).inc();
             tracing::debug!(event_id = %env.id, event = %env.event, reason = "unrouted", "event matched no route");
         }
+        if tapping {
+            tap_event(&p.tap, live, &env, &decision);
+        }
         work += decision.targets.len();
         plan.push((Arc::new(env), raw, decision.targets));
+    }
+    if tapping {
+        for r in &normalized.rejected {
+            p.tap.send(rejected_line(&r.error, settings.format, origin));
+        }
     }
     JobKind::Events {
         plan,

@@ -11,6 +11,7 @@ mod kafka;
 mod live;
 mod reload;
 mod restart;
+mod tap_lines;
 mod tier_loop;
 mod tiers;
 mod triggers;
@@ -29,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::report::{self, Reporter};
 use crate::server::{self, ServeError};
 use crate::source::{self, commit, context::SourceContext, RelayConsumer, SourceError};
+use crate::tap::Tap;
 use rdkafka::error::KafkaError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -112,7 +114,12 @@ impl Relay {
             config.server.circuit_open_threshold.get(),
         ));
         let abort = CancellationToken::new();
-        let reporter = start_reporter(&config, &metrics, &abort)?;
+        let tap = Arc::new(Tap::new(
+            config.server.tap,
+            config.log.include_payloads,
+            &metrics,
+        ));
+        let reporter = start_reporter(&config, &metrics, &abort, &tap)?;
         let (live, workers) = Live::build(&config, &reporter, &metrics, &abort)?;
         let live = Arc::new(LiveCell::new(live));
         health.set_targets(Arc::new(TargetCircuits(Arc::downgrade(&live))));
@@ -130,13 +137,14 @@ impl Relay {
             &config.server.listen,
             health.clone(),
             metrics.clone(),
+            tap.clone(),
             server_stop.clone(),
         )
         .await?;
         tracing::info!(%addr, "health and metrics server listening");
         let tracker = OffsetTracker::new();
         let consumer = Arc::new(subscribe_sources(&config, &tracker, &metrics, &health)?);
-        let stages = build_stages(&config, live, reporter, &metrics, &tracker);
+        let stages = build_stages(&config, live, reporter, &metrics, &tracker, tap);
         let tiers = tiers::TierSide::start(&config, &metrics, &health)?;
         let (committer, commit_stop) = start_commit_loop(
             "commit loop",
@@ -223,7 +231,12 @@ impl Relay {
         self.commit_stop.cancel();
         let _ = self.committer.await;
         self.abort.cancel();
-        let Stages { live, reporter, .. } = self.stages;
+        let Stages {
+            live,
+            reporter,
+            tap,
+            ..
+        } = self.stages;
         // The last holder of the stages: their target queues close, the workers finish.
         drop(live);
         for w in self.reloader.take_workers() {
@@ -238,8 +251,17 @@ impl Relay {
         // Closing the consumer (leaving the group) blocks: off the async workers.
         let consumer = self.consumer;
         let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        // Tap streams end once their queued lines are sent; a client that stopped reading
+        // would hold the server's graceful shutdown forever, so it gets a few seconds.
+        tap.close();
         self.server_stop.cancel();
-        let _ = self.server.await;
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
         tracing::info!("relay stopped");
     }
 }
@@ -278,6 +300,7 @@ fn start_reporter(
     config: &Config,
     metrics: &Arc<Metrics>,
     abort: &CancellationToken,
+    tap: &Arc<Tap>,
 ) -> Result<Arc<Reporter>, StartError> {
     let brokers = &config.kafka.brokers;
     let producer = producer_config(&config.kafka)
@@ -287,15 +310,18 @@ fn start_reporter(
     let results: report::ResultProducer = producer_config(&config.kafka)
         .create_with_context(report::SinkContext::new(result_retries, metrics, brokers))
         .map_err(StartError::Producer)?;
-    let reporter = Arc::new(Reporter::new(
-        producer,
-        results,
-        config.results.topic.clone(),
-        config.dead_letter.topic.clone(),
-        metrics.clone(),
-        abort.clone(),
-        config.log.include_payloads,
-    ));
+    let reporter = Arc::new(
+        Reporter::new(
+            producer,
+            results,
+            config.results.topic.clone(),
+            config.dead_letter.topic.clone(),
+            metrics.clone(),
+            abort.clone(),
+            config.log.include_payloads,
+        )
+        .with_tap(tap.clone()),
+    );
     tokio::spawn(report::retry_results(reporter.clone(), retry_rx));
     Ok(reporter)
 }
@@ -341,14 +367,15 @@ fn subscribe_sources(
     source::subscribe(&config.kafka, &config.kafka.group_id, &topics, context)
 }
 
-/// The stages a consumed message goes through (`live`: built by [`Live::build`]), and the
-/// in-flight bound.
+/// The stages a consumed message goes through (`live`: built by [`Live::build`]), the
+/// in-flight bound, and the tap the stages offer lines to.
 fn build_stages(
     config: &Config,
     live: Arc<LiveCell>,
     reporter: Arc<Reporter>,
     metrics: &Arc<Metrics>,
     tracker: &Arc<OffsetTracker>,
+    tap: Arc<Tap>,
 ) -> Stages {
     let p = &config.pipeline;
     Stages {
@@ -356,6 +383,7 @@ fn build_stages(
         reporter,
         metrics: metrics.clone(),
         tracker: tracker.clone(),
+        tap,
         bound: bound::Bound::new(p.max_in_flight_events, p.max_in_flight_bytes),
     }
 }

@@ -57,6 +57,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         "server.circuit_open_threshold",
         s.circuit_open_threshold != t.circuit_open_threshold,
     );
+    differs("server.tap", s.tap != t.tap);
     let (l, m) = (&old.log, &new.log);
     differs("log.format", l.format != m.format);
     differs("log.level", l.level != m.level);
@@ -143,6 +144,7 @@ targets = ["crm"]
         new.results.topic = "results-2".into();
         new.dead_letter.topic = "dlq-2".into();
         new.server.listen = "0.0.0.0:1".into();
+        new.server.tap = true;
         new.pipeline.max_in_flight_events += 1;
         new.log.level = "debug".into();
         assert_eq!(
@@ -160,6 +162,7 @@ targets = ["crm"]
                 "retry_tiers.group_id",
                 "pipeline.max_in_flight_events",
                 "server.listen",
+                "server.tap",
                 "log.level",
             ]
         );

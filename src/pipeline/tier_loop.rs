@@ -276,6 +276,7 @@ impl<'a> TierLoop<'a> {
                 problems: Vec::new(),
                 batch_index: None,
                 source_event_id: None,
+                event: None,
                 redriven: false,
             };
             if reporter.dead_letter(&raw, key.as_deref(), &dl).await {

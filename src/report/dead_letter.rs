@@ -4,6 +4,7 @@
 //! second redrive does not loop it).
 
 use super::{cut_str, Produced, Reporter, CUT_FIELD_BYTES, CUT_PAYLOAD_BYTES};
+use crate::tap::{Line, Stage};
 use rdkafka::message::{Header, OwnedHeaders};
 
 /// The header (value `true`) that marks a message re-produced by `redrive --from dead-letter`,
@@ -23,6 +24,8 @@ pub struct DeadLetter<'a> {
     pub batch_index: Option<usize>,
     /// The source event's id, when the message parsed far enough to have one.
     pub source_event_id: Option<&'a str>,
+    /// The event's name, when the message parsed far enough to have one (shown on the tap).
+    pub event: Option<&'a str>,
     /// The message carried `redriven: true`: the dead letter does too.
     pub redriven: bool,
 }
@@ -132,6 +135,15 @@ impl Reporter {
             }
         };
         if ok {
+            self.tap.offer(|| {
+                let mut line = Line::new(Stage::DeadLettered, dl.source)
+                    .at(dl.topic, dl.partition, dl.offset)
+                    .outcome(dl.reason);
+                line.id = dl.source_event_id;
+                line.event = dl.event;
+                line.error = Some(cut_str(&dl.error, CUT_FIELD_BYTES).to_string());
+                line
+            });
             self.metrics
                 .dead_letters
                 .with_label_values(&[dl.source, dl.reason])

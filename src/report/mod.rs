@@ -20,6 +20,7 @@ pub use sink::{retry_results, PendingResult, ResultProducer, SinkContext};
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::outage::QuietContext;
+use crate::tap::Tap;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -82,6 +83,8 @@ pub struct Reporter {
     abort: CancellationToken,
     /// `log.include_payloads`: put (truncated) payloads into dead-letter log lines.
     log_payloads: bool,
+    /// Where delivered, failed and dead-lettered events are shown live (`GET /tap`).
+    tap: Arc<Tap>,
 }
 
 impl Reporter {
@@ -102,7 +105,14 @@ impl Reporter {
             metrics,
             abort,
             log_payloads,
+            tap: Arc::new(Tap::off()),
         }
+    }
+
+    /// Shows delivered, failed and dead-lettered events on `tap` (off without this).
+    pub fn with_tap(mut self, tap: Arc<Tap>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// Waits (up to `timeout` for each producer) until everything produced is acknowledged.

@@ -11,6 +11,7 @@
 use super::{Outcome, Reporter, TargetRef};
 use crate::ack::Ticket;
 use crate::envelope::Envelope;
+use crate::tap::{Line, Stage};
 use prometheus::IntCounter;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -106,6 +107,7 @@ impl Reporter {
     /// result producer; its ticket is finished once Kafka acknowledged it. `now` is the result
     /// event's timestamp (one per batch).
     pub fn send_result(&self, pending: PendingResult, buf: &mut Vec<u8>, now: &str) {
+        self.tap.offer(|| tap_line(&pending));
         buf.clear();
         super::result::write_result_event(
             buf,
@@ -124,6 +126,22 @@ impl Reporter {
             self.results.context().retry_later(record.delivery_opaque);
         }
     }
+}
+
+/// The tap's line of a final outcome: `delivered` or `failed` at its target.
+fn tap_line(p: &PendingResult) -> Line<'_> {
+    let stage = if p.outcome.is_delivered() {
+        Stage::Delivered
+    } else {
+        Stage::Failed
+    };
+    let mut line = Line::of(stage, &p.env)
+        .target(&p.target.name)
+        .outcome(p.outcome.result_kind());
+    line.status = p.outcome.status_code();
+    line.attempts = Some(p.outcome.attempts());
+    line.error = p.outcome.error().map(ToString::to_string);
+    line
 }
 
 /// Produces the result events the fast path could not, one task each, through

@@ -39,6 +39,7 @@ const COUNTERS: &[&str] = &[
     "event_relay_transform_skipped_total",
     "event_relay_transform_errors_total",
     "event_relay_auth_token_refreshes_total",
+    "event_relay_tap_dropped_total",
 ];
 const GAUGES: &[&str] = &[
     "event_relay_in_flight_events",
@@ -50,6 +51,7 @@ const GAUGES: &[&str] = &[
     "event_relay_target_queued_events",
     "event_relay_tier_lag",
     "event_relay_config_info",
+    "event_relay_tap_clients",
 ];
 const HISTOGRAMS: &[&str] = &[
     "event_relay_delivery_duration_seconds",

@@ -30,6 +30,7 @@ mod relay_core;
 pub mod reload;
 mod routing;
 mod signing;
+mod tap;
 pub mod tiers;
 mod tiers_default;
 mod tiers_failures;
