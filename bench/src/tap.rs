@@ -3,6 +3,7 @@
 //! The second run's row is `<scenario>.tap`; its notes give its events/s and CPU per event
 //! against the first run's of the same round, and the report prints one line per pair.
 
+use crate::transform::cpu_per_event;
 use serde_json::{json, Value};
 
 /// Appended to a tap run's scenario name, files, results topic and consumer group.
@@ -23,11 +24,6 @@ fn measured<'a>(rows: &'a [Value], scenario: &str, round: &Value) -> Option<&'a 
             && r["error"].is_null()
             && r["skipped"].is_null()
     })
-}
-
-fn cpu_per_event(row: &Value) -> Option<f64> {
-    let events = row["events"].as_f64().filter(|n| *n > 0.0)?;
-    Some(row["cpu_secs"].as_f64()? / events).filter(|x| *x > 0.0)
 }
 
 /// Per tap run: (scenario, round, events/s ratio, CPU per event ratio) against its first run.

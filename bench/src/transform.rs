@@ -138,8 +138,8 @@ fn measured<'a>(rows: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 /// CPU seconds per event, from the unrounded-enough total (cpu_secs_per_million keeps one
-/// decimal only).
-fn cpu_per_event(row: &Value) -> Option<f64> {
+/// decimal only). Also what the tap comparison (`tap.rs`) reads.
+pub fn cpu_per_event(row: &Value) -> Option<f64> {
     let cpu = row["cpu_secs"].as_f64()?;
     let events = row["events"].as_f64().filter(|n| *n > 0.0)?;
     Some(cpu / events).filter(|x| *x > 0.0)
