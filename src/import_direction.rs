@@ -16,6 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The live tap: the stages offer it lines, the server streams them. Its event filter reads
     // globs as routes do (route's pure matcher), else it stands apart like the rows above.
     ("tap", &["envelope", "metrics", "route"]),
+    // OpenTelemetry spans: the stages open and end them; it reads only its config section.
+    ("telemetry", &["config"]),
     ("envelope", &["json"]),
     ("config", &["envelope"]),
     ("logging", &["config"]),
@@ -36,12 +38,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "json",
             "transform",
             "report",
+            "telemetry",
         ],
     ),
     (
         "report",
         &[
-            "ack", "envelope", "config", "metrics", "json", "outage", "tap",
+            "ack",
+            "envelope",
+            "config",
+            "metrics",
+            "json",
+            "outage",
+            "tap",
+            "telemetry",
         ],
     ),
     ("server", &["health", "metrics", "tap"]),
@@ -63,6 +73,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "server",
             "outage",
             "tap",
+            "telemetry",
         ],
     ),
     // An edge like cli: the config's topics, reached with the relay's producer settings.

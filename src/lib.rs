@@ -25,7 +25,9 @@
 //! `/healthz` and `/readyz` read), [`metrics`], [`config`], [`envelope`], [`json`], [`outage`]
 //! (Kafka trouble as the logs tell it: what repeats, rate-limited in one place), and [`tap`]
 //! (the live view of events passing the stages: `pipeline` and `report` offer it lines, the
-//! server streams them; it reads event globs with `route`'s matcher). The edges:
+//! server streams them; it reads event globs with `route`'s matcher), and [`telemetry`]
+//! (OpenTelemetry spans of a message and its delivery attempts; nothing at all when off). The
+//! edges:
 //! [`server`] (HTTP endpoints, reading `health`, `metrics` and `tap`), [`topics`] (the topics a config
 //! needs, on the broker), [`redrive`] (re-entering failed deliveries and dead letters), [`cli`]
 //! and `main.rs`.
@@ -49,6 +51,7 @@ pub mod route;
 pub mod server;
 pub mod source;
 pub mod tap;
+pub mod telemetry;
 pub mod topics;
 pub mod trace;
 pub mod transform;

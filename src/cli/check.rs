@@ -47,6 +47,26 @@ fn template_warnings(c: &Config) -> Vec<String> {
 
 /// What the retry tiers will be: their topics (created at start if missing, or not), or off;
 /// and the targets whose budget keeps only some of the default tiers.
+/// Where traces go (header names only: their values are usually keys).
+fn telemetry_line(c: &Config) -> String {
+    let t = &c.telemetry;
+    let Some(url) = t.traces_url() else {
+        return "telemetry: off (no spans; set telemetry.otlp_endpoint to export traces)".into();
+    };
+    let mut line = format!(
+        "telemetry: OTLP/HTTP traces to {url}, sample ratio {}, service.name {:?}",
+        t.sample_ratio, t.service_name
+    );
+    if !t.headers.is_empty() {
+        let names: Vec<&str> = t.headers.keys().map(String::as_str).collect();
+        line.push_str(&format!(
+            ", headers {} (values not shown)",
+            names.join(", ")
+        ));
+    }
+    line
+}
+
 fn tiers_line(c: &Config) -> String {
     let Some(t) = c.tiering() else {
         return "retry tiers: off (retry_tiers.enabled = false): retries in memory only".into();
@@ -100,6 +120,7 @@ pub fn check(path: &std::path::Path) -> ExitCode {
                 tests.passed.len()
             );
             println!("{}", tiers_line(&c));
+            println!("{}", telemetry_line(&c));
             for w in template_warnings(&c) {
                 eprintln!("{}: warning: {w}", path.display());
             }

@@ -18,6 +18,7 @@ mod routes;
 mod salvage;
 mod secret;
 mod targets;
+mod telemetry;
 mod tiers;
 mod tls;
 mod transform;
@@ -35,6 +36,7 @@ pub use targets::{
     BodyFormat, CircuitConfig, EventNames, HttpMethod, RetryConfig, TargetConfig, TargetKind,
     DEFAULT_MAX_ATTEMPTS,
 };
+pub use telemetry::TelemetryConfig;
 pub use tiers::{delay_label, RetryTiersConfig, Tier, Tiering};
 pub use tls::{ClientIdentity, TlsConfig, TlsError, TlsMaterial, TlsProblems, TlsRoots};
 pub use transform::{Expectation, ProgramSource, ProgramText, TargetTest};
@@ -81,6 +83,11 @@ pub struct Config {
     /// Logging format and level.
     #[serde(default)]
     pub log: LogConfig,
+    /// OpenTelemetry traces of each message's journey, exported over OTLP/HTTP: off unless
+    /// `otlp_endpoint` is set (then a span per message and per delivery attempt, and a W3C
+    /// `traceparent` header on every request to a target).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Catalog files applied over the built-in catalogs in order (a later file wins), so a
     /// new upstream event or property is validated and typed without a new release.
     #[serde(default)]

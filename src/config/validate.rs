@@ -87,6 +87,7 @@ impl Config {
         self.check_runtime(&mut p);
         self.check_retry_tiers(&mut p);
         self.check_declarations(&mut p);
+        self.telemetry.check(&mut p);
         if p.is_empty() {
             Ok(())
         } else {

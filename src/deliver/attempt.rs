@@ -6,6 +6,7 @@ use super::retry::{AttemptError, RetryState};
 use super::schedule::Phase;
 use super::{Delivery, TargetRuntime};
 use crate::report::Failure;
+use crate::telemetry::TraceParent;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,14 +44,15 @@ enum End {
 /// unfinished).
 pub(super) fn deliver(
     rt: Arc<TargetRuntime>,
-    batch: Vec<Delivery>,
+    mut batch: Vec<Delivery>,
     phase: Phase,
     prior_attempts: usize,
 ) -> Pin<Box<dyn Future<Output = Outcomes> + Send>> {
     Box::pin(async move {
         let mut st = RetryState::new(&rt.schedule.backoff, phase);
         let mut first_attempt_at = None;
-        let end = attempt_until_final(&rt, &batch, &mut st, phase, &mut first_attempt_at).await;
+        let at = (prior_attempts, &mut first_attempt_at);
+        let end = attempt_until_final(&rt, &mut batch, &mut st, phase, at).await;
         let attempts = prior_attempts + st.attempts;
         match end {
             End::Settled(mut settled) => {
@@ -58,7 +60,10 @@ pub(super) fn deliver(
                 settled.first_attempt_at = first_attempt_at;
                 batch.into_iter().map(|d| (d, settled.clone())).collect()
             }
-            End::Split => split(rt, batch, phase, attempts).await,
+            End::Split => {
+                end_spans(&mut batch, "split");
+                split(rt, batch, phase, attempts).await
+            }
             End::Aborted => Vec::new(),
         }
     })
@@ -74,12 +79,13 @@ fn settled(result: Result<u16, AttemptError>, duration: Duration) -> End {
 }
 
 /// The attempt loop of one batch: wait for the circuit, send, then end, split or back off.
+/// `prior`: attempts already made on the batch in this phase (before a split).
 async fn attempt_until_final(
     rt: &TargetRuntime,
-    batch: &[Delivery],
+    batch: &mut [Delivery],
     st: &mut RetryState,
     phase: Phase,
-    first_attempt_at: &mut Option<SystemTime>,
+    (prior, first_attempt_at): (usize, &mut Option<SystemTime>),
 ) -> End {
     let mut first_attempt: Option<Instant> = None;
     loop {
@@ -91,7 +97,7 @@ async fn attempt_until_final(
             *first_attempt_at = Some(SystemTime::now());
             Instant::now()
         });
-        let err = match send_once(rt, batch).await {
+        let err = match send_once(rt, batch, prior + st.attempts).await {
             None => return End::Aborted,
             Some(Ok(status)) => return settled(Ok(status), started.elapsed()),
             Some(Err(err)) => err,
@@ -103,6 +109,7 @@ async fn attempt_until_final(
             return settled(Err(err), started.elapsed());
         };
         tracing::debug!(target_name = %rt.info.name, attempt = st.attempts, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+        end_spans(batch, "retry");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {},
             _ = rt.abort.cancelled() => return End::Aborted,
@@ -149,14 +156,56 @@ async fn admit(rt: &TargetRuntime, st: &RetryState, phase: Phase) -> Option<End>
     None
 }
 
-/// One request, with its metrics and its effect on the circuit; `None` if the relay aborted.
-async fn send_once(rt: &TargetRuntime, batch: &[Delivery]) -> Option<Result<u16, AttemptError>> {
+/// Ends the open attempt spans of `batch` with `outcome` (`retry`, `split`).
+fn end_spans(batch: &mut [Delivery], outcome: &'static str) {
+    for d in batch {
+        d.span.end(outcome, None);
+    }
+}
+
+/// Opens each delivery's span for its attempt `attempt` of this phase (when its message is
+/// traced) and returns the trace context the request carries: the first traced delivery's
+/// attempt, else the first delivery's message.
+fn open_spans(rt: &TargetRuntime, batch: &mut [Delivery], attempt: usize) -> Option<TraceParent> {
+    if !rt.telemetry.enabled() {
+        return None;
+    }
     let name = rt.info.name.as_str();
+    for d in batch.iter_mut() {
+        let (j, id) = (&d.journey, d.env.id.as_str());
+        let n = j.attempts + attempt;
+        d.span = rt
+            .telemetry
+            .attempt(j.trace, name, n, id, j.tier.as_deref());
+    }
+    let traced = batch.iter().find(|d| !d.span.is_none());
+    let first = traced.unwrap_or(&batch[0]);
+    first.span.traceparent(first.journey.trace)
+}
+
+/// One request, with its metrics and its effect on the circuit; `None` if the relay aborted.
+/// `attempt`: its number in this phase.
+async fn send_once(
+    rt: &TargetRuntime,
+    batch: &mut [Delivery],
+    attempt: usize,
+) -> Option<Result<u16, AttemptError>> {
+    let name = rt.info.name.as_str();
+    let trace = open_spans(rt, batch, attempt);
     let t0 = Instant::now();
     let result = tokio::select! {
-        r = rt.service.send(batch) => r,
+        r = rt.service.send(batch, trace) => r,
         _ = rt.abort.cancelled() => return None,
     };
+    if trace.is_some() {
+        let (status, error) = match &result {
+            Ok(status) => (Some(*status), None),
+            Err(e) => (e.status(), Some(e.to_string())),
+        };
+        for d in batch.iter_mut() {
+            d.span.answered(status, error.as_deref());
+        }
+    }
     let own = &rt.own_metrics;
     own.request_duration.observe(t0.elapsed().as_secs_f64());
     own.batch_size.observe(batch.len() as f64);

@@ -31,6 +31,7 @@ use crate::config::{Config, TargetConfig, TargetKind};
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::report::{Journey, Reporter, TargetRef};
+use crate::telemetry::{AttemptSpan, Telemetry};
 use circuit::Circuit;
 use rate::RateLimiter;
 use schedule::Schedule;
@@ -56,6 +57,9 @@ pub struct Delivery {
     /// What the target's transform made of it: set when the target takes it up (again after
     /// each retry tier, so a reloaded program applies); `None` until then or without one.
     pub shaped: Option<Shaped>,
+    /// The span of its latest attempt, ended once the attempt's fate is known (nothing when
+    /// `[telemetry]` is off or its message is not traced).
+    pub span: AttemptSpan,
 }
 
 /// Why a target could not be set up (at start-up, or for `event-relay route`).
@@ -118,6 +122,8 @@ pub struct TargetRuntime {
     metrics: Arc<Metrics>,
     /// This target's metric handles (looked up once).
     own_metrics: crate::metrics::TargetMetrics,
+    /// Where attempt spans are made (off: nothing is).
+    telemetry: Arc<Telemetry>,
     abort: CancellationToken,
 }
 
@@ -180,6 +186,7 @@ impl Targets {
         config: &Config,
         reporter: Arc<Reporter>,
         metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
         abort: CancellationToken,
     ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), BuildError> {
         let mut runtimes = Vec::new();
@@ -213,6 +220,7 @@ impl Targets {
                 reporter: reporter.clone(),
                 metrics: metrics.clone(),
                 own_metrics: crate::metrics::TargetMetrics::new(&metrics, &cfg.name),
+                telemetry: telemetry.clone(),
                 abort: abort.clone(),
             });
             let (tx, rx) = mpsc::unbounded_channel();

@@ -15,7 +15,7 @@ pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
     let now = SystemTime::now();
     let stamp = crate::envelope::now_rfc3339();
     let mut buf = Vec::with_capacity(1024);
-    for (d, settled) in outcomes {
+    for (mut d, settled) in outcomes {
         let attempts = d.journey.attempts + settled.attempts;
         let first_attempt_at = d.journey.first_attempt_at.or(settled.first_attempt_at);
         // Across tiers, the duration runs from the very first attempt.
@@ -31,11 +31,14 @@ pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
         // Why a failure is final: its retries ran out, or the answer was final.
         let mut reason = "final";
         let outcome = match settled.result {
-            Ok(status) => Outcome::Delivered {
-                status,
-                attempts,
-                duration,
-            },
+            Ok(status) => {
+                d.span.end("delivered", None);
+                Outcome::Delivered {
+                    status,
+                    attempts,
+                    duration,
+                }
+            }
             Err(err) => {
                 if err.is_retryable() {
                     reason = "exhausted";
@@ -46,9 +49,11 @@ pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
                         .cloned()
                 });
                 if let Some(Some(tier)) = tier {
+                    d.span.end("parked", Some(&tier.label));
                     tokio::spawn(park(rt.clone(), d, tier, journey, err.to_string()));
                     continue;
                 }
+                d.span.end("failed", None);
                 Outcome::Failed {
                     error: err.into_failure(),
                     attempts,

@@ -14,6 +14,7 @@ use super::{BuildError, Delivery, Preview};
 use crate::config::{EventNames, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
 use crate::report::{BodyLimit, Failure};
+use crate::telemetry::TraceParent;
 use crate::transform::Request;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
@@ -254,7 +255,11 @@ impl PosthogService {
         })
     }
 
-    pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
+    pub async fn send(
+        &self,
+        batch: &[Delivery],
+        trace: Option<TraceParent>,
+    ) -> Result<u16, AttemptError> {
         let body = self.body(batch);
         if body.len() > self.max_bytes || (batch.len() == 1 && body.len() > MAX_EVENT_BYTES) {
             // Too big to send: split (the caller halves multi-event batches) or give up.
@@ -265,9 +270,10 @@ impl PosthogService {
         }
         let body = if self.gzip { gzip(&body) } else { body };
         // A batch shares one request: its deliveries' transforms set the same (`by_request`).
-        let headers = self
+        let mut headers = self
             .headers(batch[0].shaped.as_ref().map(|s| &s.request))
             .map_err(AttemptError::Final)?;
+        super::service::trace_header(&mut headers, trace);
         // PostHog's status table is the common classifier's (see `retry::classify_status`).
         let (client, auth, uri) = (&self.client, self.auth.as_ref(), self.uri.clone());
         super::auth::exchange(client, auth, Method::POST, uri, headers, body).await

@@ -11,6 +11,16 @@ use crate::config::{TargetConfig, TargetKind};
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::report::Failure;
+use crate::telemetry::{TraceParent, TRACEPARENT};
+
+/// Adds the `traceparent` header of `trace` (unless the target's headers or transform set
+/// one), so the target's own tracing joins the relay's trace.
+pub(super) fn trace_header(headers: &mut HeaderMap, trace: Option<TraceParent>) {
+    if let Some(t) = trace {
+        let value = http::HeaderValue::try_from(t.header()).expect("hex digits and dashes");
+        headers.entry(TRACEPARENT).or_insert(value);
+    }
+}
 
 /// How a target talks HTTP.
 pub enum Service {
@@ -40,10 +50,15 @@ impl Service {
         })
     }
 
-    pub(super) async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
+    /// Sends a batch as one request; `trace`: the W3C trace context it carries.
+    pub(super) async fn send(
+        &self,
+        batch: &[Delivery],
+        trace: Option<TraceParent>,
+    ) -> Result<u16, AttemptError> {
         match self {
-            Service::Webhook(s) => s.send(batch).await,
-            Service::Posthog(s) => s.send(batch).await,
+            Service::Webhook(s) => s.send(batch, trace).await,
+            Service::Posthog(s) => s.send(batch, trace).await,
         }
     }
 

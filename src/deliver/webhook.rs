@@ -12,6 +12,7 @@ use crate::config::{BodyFormat, EventNames, HttpMethod, TargetConfig};
 use crate::envelope::{Envelope, RELAY_NAMESPACE};
 use crate::report::TransportKind;
 use crate::report::{BodyLimit, Failure};
+use crate::telemetry::TraceParent;
 use crate::transform::Request;
 use http::header::CONTENT_TYPE;
 
@@ -233,7 +234,11 @@ impl WebhookService {
         })
     }
 
-    pub async fn send(&self, batch: &[Delivery]) -> Result<u16, AttemptError> {
+    pub async fn send(
+        &self,
+        batch: &[Delivery],
+        trace: Option<TraceParent>,
+    ) -> Result<u16, AttemptError> {
         let first = &batch[0].env;
         let body = self.body(batch);
         if batch.len() > 1 && body.len() > self.max_bytes {
@@ -246,9 +251,10 @@ impl WebhookService {
         }
         // A batch shares one request: its deliveries' transforms set the same (`by_request`).
         let request = batch[0].shaped.as_ref().map(|s| &s.request);
-        let headers = self
+        let mut headers = self
             .headers(first, request, || Self::message_id(batch), &body)
             .map_err(AttemptError::Final)?;
+        super::service::trace_header(&mut headers, trace);
         let uri = self.uri(first, request)?;
         let (client, auth) = (&self.client, self.auth.as_ref());
         super::auth::exchange(client, auth, self.method.clone(), uri, headers, body).await

@@ -4,19 +4,18 @@
 
 use super::bound::{Bound, Cost};
 use super::live::{Live, LiveCell};
-use super::tap_lines::{event_name, rejected_line, tap_event};
+use super::tap_lines::event_name;
 use crate::ack::{OffsetTracker, Permits, Ticket, Tp};
 use crate::catalog::rule::rules_of;
 use crate::config::SourceFormat;
 use crate::deliver::Delivery;
 use crate::envelope::{Envelope, Origin, Source, ValidationStatus};
 use crate::metrics::Metrics;
-use crate::normalize::{NormalizeError, Normalizer, Rejected, SourceSettings};
-use crate::report::{DeadLetter, Reporter, REDRIVEN_HEADER};
+use crate::normalize::{NormalizeError, Normalizer, Rejected};
+use crate::report::{DeadLetter, Journey, Reporter};
 use crate::tap::Tap;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use crate::telemetry::{Telemetry, TraceParent};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Everything a consumed message is handed through: normalize → route → targets / dead
 /// letters (the [`Live`] part, which a reload swaps), plus the in-flight bound and the offset
@@ -31,6 +30,8 @@ pub struct Stages {
     pub bound: Bound,
     /// Where consumed, normalized and routed events are shown live (`GET /tap`).
     pub tap: Arc<Tap>,
+    /// Spans of each message and its delivery attempts (`[telemetry]`; off: none).
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Stages {
@@ -161,6 +162,9 @@ fn spawn_dead_letter(
     });
 }
 
+mod prepare;
+pub use prepare::prepare;
+
 /// What one consumed message turned into, before it takes its in-flight permits.
 pub struct Job {
     tp: Tp,
@@ -177,6 +181,8 @@ pub struct Job {
     kind: JobKind,
     /// The stages it was prepared with (its target indices are theirs).
     live: Arc<Live>,
+    /// Its span's context, the parent of its deliveries' attempt spans (`[telemetry]` on).
+    trace: Option<TraceParent>,
 }
 
 enum JobKind {
@@ -211,136 +217,6 @@ impl Job {
     }
 }
 
-/// Normalizes and routes one message under `live`; `None` when it belongs to a partition no
-/// longer assigned (left to its new owner).
-pub fn prepare(p: &Stages, live: &Arc<Live>, msg: OwnedMessage) -> Option<Job> {
-    let tp: Tp = (msg.topic().to_string(), msg.partition());
-    let offset = msg.offset();
-    p.metrics
-        .messages_consumed
-        .with_label_values(&[&tp.0])
-        .inc();
-    let Some(generation) = p.tracker.begin(&tp, offset) else {
-        tracing::debug!(topic = %tp.0, partition = tp.1, offset, "message of a partition no longer assigned; left to its new owner");
-        return None;
-    };
-    let key = msg.key().map(<[u8]>::to_vec);
-    let redriven = is_redriven(&msg);
-    if redriven {
-        p.metrics.redriven.with_label_values(&["dead-letter"]).inc();
-    }
-    let (origin, format, kind) = match live.settings.get(&tp.0) {
-        None => {
-            tracing::error!(topic = %tp.0, "message from a topic that is not a configured source");
-            let origin = Origin {
-                topic: tp.0.clone(),
-                partition: tp.1,
-                offset,
-                key: None,
-            };
-            (origin, SourceFormat::Auto, JobKind::Nothing)
-        }
-        Some(settings) => {
-            let origin = Origin {
-                topic: tp.0.clone(),
-                partition: tp.1,
-                offset,
-                key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            };
-            let kind = normalize_and_route(p, live, &msg, settings, &origin);
-            (origin, settings.format, kind)
-        }
-    };
-    Some(Job {
-        tp,
-        offset,
-        generation,
-        origin,
-        format,
-        key,
-        redriven,
-        bytes: msg.payload().map_or(0, <[u8]>::len),
-        kind,
-        live: live.clone(),
-    })
-}
-
-/// Whether `msg` was re-produced by `event-relay redrive --from dead-letter`.
-fn is_redriven(msg: &OwnedMessage) -> bool {
-    msg.headers().is_some_and(|h| {
-        h.iter()
-            .any(|h| h.key == REDRIVEN_HEADER && h.value == Some(b"true".as_slice()))
-    })
-}
-
-/// Normalizes one message and routes each of its events.
-fn normalize_and_route(
-    p: &Stages,
-    live: &Live,
-    msg: &OwnedMessage,
-    settings: &SourceSettings,
-    origin: &Origin,
-) -> JobKind {
-    let raw = msg.payload().unwrap_or_default();
-    // The tap's one atomic load for the whole message.
-    let tapping = p.tap.active();
-    let t0 = Instant::now();
-    let result = live.normalizer.normalize(raw, settings, origin.clone());
-    p.metrics
-        .normalize_duration
-        .observe(t0.elapsed().as_secs_f64());
-    let normalized = match result {
-        Ok(n) => n,
-        Err(err) => {
-            count_rejection(p, live, settings.format, &err);
-            if tapping {
-                p.tap.send(rejected_line(&err, settings.format, origin));
-            }
-            return JobKind::Rejected {
-                raw: raw.to_vec(),
-                err,
-            };
-        }
-    };
-    let mut plan = Vec::with_capacity(normalized.events.len());
-    let mut work = normalized.rejected.len();
-    for (env, raw) in normalized.events {
-        let src = env.source.as_str();
-        let label = event_label(&live.normalizer, env.source, &env.event);
-        p.metrics
-            .events_normalized
-            .with_label_values(&[src, label, env.validation.status.as_str()])
-            .inc();
-        count_problems(
-            p,
-            src,
-            label,
-            env.validation.status,
-            &env.validation.problems,
-        );
-        let decision = live.router.route(&env);
-        if decision.routes.is_empty() && decision.targets.is_empty() {
-            p.metrics.unrouted.with_label_values(&[src]).inc();
-            tracing::debug!(event_id = %env.id, event = %env.event, reason = "unrouted", "event matched no route");
-        }
-        if tapping {
-            tap_event(&p.tap, live, &env, &decision);
-        }
-        work += decision.targets.len();
-        plan.push((Arc::new(env), raw, decision.targets));
-    }
-    if tapping {
-        for r in &normalized.rejected {
-            p.tap.send(rejected_line(&r.error, settings.format, origin));
-        }
-    }
-    JobKind::Events {
-        plan,
-        rejected: normalized.rejected,
-        work,
-    }
-}
-
 /// Hands a prepared message off under its permits: deliveries to the target queues, dead
 /// letters to the reporter; the permits are released when the message's fate is final. A
 /// message whose partition was revoked while it waited for permits is left to the partition's
@@ -360,6 +236,7 @@ pub fn dispatch(p: &Stages, job: Job, permit: Permits) {
         redriven,
         kind,
         live,
+        trace,
         ..
     } = job;
     match kind {
@@ -414,8 +291,12 @@ pub fn dispatch(p: &Stages, job: Job, permit: Permits) {
                             raw: targets.raw_for(t, &raw),
                             size: raw.len(),
                             ticket: ticket.clone(),
-                            journey: Default::default(),
+                            journey: Journey {
+                                trace,
+                                ..Journey::default()
+                            },
                             shaped: None,
+                            span: Default::default(),
                         },
                     );
                 }

@@ -41,6 +41,7 @@ impl Live {
         config: &Config,
         reporter: &Arc<Reporter>,
         metrics: &Arc<Metrics>,
+        telemetry: &Arc<crate::telemetry::Telemetry>,
         abort: &CancellationToken,
     ) -> Result<(Self, Vec<JoinHandle<()>>), StartError> {
         let max_bytes = config.pipeline.max_message_bytes;
@@ -51,8 +52,13 @@ impl Live {
             .map(|s| (s.topic.clone(), SourceSettings::from_config(s, max_bytes)))
             .collect();
         let router = Router::new(config)?;
-        let (targets, workers) =
-            Targets::start(config, reporter.clone(), metrics.clone(), abort.clone())?;
+        let (targets, workers) = Targets::start(
+            config,
+            reporter.clone(),
+            metrics.clone(),
+            telemetry.clone(),
+            abort.clone(),
+        )?;
         let live = Self {
             normalizer,
             settings,

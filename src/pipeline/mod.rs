@@ -31,6 +31,7 @@ use crate::report::{self, Reporter};
 use crate::server::{self, ServeError};
 use crate::source::{self, commit, context::SourceContext, RelayConsumer, SourceError};
 use crate::tap::Tap;
+use crate::telemetry::Telemetry;
 use rdkafka::error::KafkaError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -58,6 +59,8 @@ pub enum StartError {
     /// The retry tier topics are missing and cannot be created (`run` exits 2).
     #[error(transparent)]
     RetryTopics(#[from] ensure::RetryTopicsError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// The running targets' circuits as `/readyz` shows them.
@@ -120,13 +123,15 @@ impl Relay {
             &metrics,
         ));
         let reporter = start_reporter(&config, &metrics, &abort, &tap)?;
-        let (live, workers) = Live::build(&config, &reporter, &metrics, &abort)?;
+        let telemetry = Arc::new(Telemetry::start(&config.telemetry)?);
+        let (live, workers) = Live::build(&config, &reporter, &metrics, &telemetry, &abort)?;
         let live = Arc::new(LiveCell::new(live));
         health.set_targets(Arc::new(TargetCircuits(Arc::downgrade(&live))));
         // A target worker that dies before shutdown turns /healthz red (its queue would fill up).
         let wiring = reload::Wiring {
             reporter: reporter.clone(),
             metrics: metrics.clone(),
+            telemetry: telemetry.clone(),
             health: health.clone(),
             abort: abort.clone(),
             shutdown: shutdown.clone(),
@@ -144,7 +149,8 @@ impl Relay {
         tracing::info!(%addr, "health and metrics server listening");
         let tracker = OffsetTracker::new();
         let consumer = Arc::new(subscribe_sources(&config, &tracker, &metrics, &health)?);
-        let stages = build_stages(&config, live, reporter, &metrics, &tracker, tap);
+        let outputs = (reporter, tap, telemetry);
+        let stages = build_stages(&config, live, outputs, &metrics, &tracker);
         let tiers = tiers::TierSide::start(&config, &metrics, &health)?;
         let (committer, commit_stop) = start_commit_loop(
             "commit loop",
@@ -235,6 +241,7 @@ impl Relay {
             live,
             reporter,
             tap,
+            telemetry,
             ..
         } = self.stages;
         // The last holder of the stages: their target queues close, the workers finish.
@@ -243,6 +250,8 @@ impl Relay {
             let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
         }
         let _ = tokio::task::spawn_blocking(move || reporter.flush(Duration::from_secs(10))).await;
+        // The spans still buffered are exported (blocks up to the exporter's timeout).
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
         if let Some(side) = self.tiers {
             side.stop(&self.metrics).await;
         }
@@ -368,14 +377,14 @@ fn subscribe_sources(
 }
 
 /// The stages a consumed message goes through (`live`: built by [`Live::build`]), the
-/// in-flight bound, and the tap the stages offer lines to.
+/// in-flight bound, and the outputs beside the flow: the reporter, the tap the stages offer
+/// lines to, and the tracer.
 fn build_stages(
     config: &Config,
     live: Arc<LiveCell>,
-    reporter: Arc<Reporter>,
+    (reporter, tap, telemetry): (Arc<Reporter>, Arc<Tap>, Arc<Telemetry>),
     metrics: &Arc<Metrics>,
     tracker: &Arc<OffsetTracker>,
-    tap: Arc<Tap>,
 ) -> Stages {
     let p = &config.pipeline;
     Stages {
@@ -384,6 +393,7 @@ fn build_stages(
         metrics: metrics.clone(),
         tracker: tracker.clone(),
         tap,
+        telemetry,
         bound: bound::Bound::new(p.max_in_flight_events, p.max_in_flight_bytes),
     }
 }

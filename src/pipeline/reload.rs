@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError};
 use crate::health::{watch_task, Health};
 use crate::metrics::Metrics;
 use crate::report::Reporter;
+use crate::telemetry::Telemetry;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -86,6 +87,7 @@ struct Inner {
     cell: Weak<LiveCell>,
     reporter: Arc<Reporter>,
     metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     health: Arc<Health>,
     abort: CancellationToken,
     /// Cancelled at the relay's shutdown (a worker ending then is no failure).
@@ -107,6 +109,7 @@ struct State {
 pub(super) struct Wiring {
     pub reporter: Arc<Reporter>,
     pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     pub health: Arc<Health>,
     pub abort: CancellationToken,
     pub shutdown: CancellationToken,
@@ -123,6 +126,7 @@ impl Reloader {
                 cell: Arc::downgrade(cell),
                 reporter: w.reporter,
                 metrics: w.metrics,
+                telemetry: w.telemetry,
                 health: w.health,
                 abort: w.abort,
                 shutdown: w.shutdown,
@@ -180,10 +184,11 @@ impl Reloader {
             return Err(self.refused(ReloadError::RestartNeeded { keys }));
         }
         let i = &self.inner;
-        let (live, workers) = match Live::build(&new, &i.reporter, &i.metrics, &i.abort) {
-            Ok(built) => built,
-            Err(e) => return Err(self.refused(ReloadError::Build(Box::new(e)))),
-        };
+        let (live, workers) =
+            match Live::build(&new, &i.reporter, &i.metrics, &i.telemetry, &i.abort) {
+                Ok(built) => built,
+                Err(e) => return Err(self.refused(ReloadError::Build(Box::new(e)))),
+            };
         let set_done = i.shutdown.child_token();
         let watched = watch_workers(&i.health, &live, workers, &set_done);
         let report = compare(&old.config, &new, hash);

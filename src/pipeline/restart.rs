@@ -65,6 +65,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         "log.include_payloads",
         l.include_payloads != m.include_payloads,
     );
+    differs("telemetry", old.telemetry != new.telemetry);
     keys
 }
 

@@ -252,6 +252,7 @@ impl<'a> TierLoop<'a> {
                 ticket,
                 journey,
                 shaped: None,
+                span: Default::default(),
             },
         );
     }

@@ -171,6 +171,8 @@ impl<'a> Planner<'a> {
             first_attempt_at: None,
             tier: Some(first.label),
             redrive: true,
+            // The redriven delivery's attempts join its message's trace.
+            trace: record.journey.trace,
         };
         record.due_at = now;
         record.reason = None;

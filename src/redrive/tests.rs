@@ -61,6 +61,7 @@ fn failed(target: &str, event: &str, ms: i64, raw: &[u8]) -> OwnedMessage {
             first_attempt_at: Some(at(1_000)),
             tier: Some("5m".into()),
             redrive: false,
+            trace: None,
         },
         due_at: at(2_000),
         last_error: "HTTP 503: down".into(),
@@ -136,6 +137,7 @@ fn a_failed_delivery_goes_to_its_targets_first_tier_with_a_fresh_budget() {
                 first_attempt_at: None,
                 tier: Some(tier.into()),
                 redrive: true,
+                trace: None,
             }
         );
         assert_eq!(back.due_at, at(99_000));

@@ -7,9 +7,12 @@
 //! result event). Headers (all UTF-8 text) carry the journey: `target`, `target_id`,
 //! `attempts`, `parked`, `first_attempt_at`, `due_at`, `tier`, `last_error`, the source's
 //! `source_topic` / `source_partition` / `source_offset` / `source_event_id`, `body`, and on
-//! the failed topic `reason`; `redrive` marks a record re-entered by `event-relay redrive`.
+//! the failed topic `reason`; `redrive` marks a record re-entered by `event-relay redrive`;
+//! `traceparent` (with `[telemetry]` on) names the span of the message the delivery came from,
+//! so the attempts after the tier join its trace.
 
 use crate::envelope::Envelope;
+use crate::telemetry::TraceParent;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use std::time::SystemTime;
@@ -29,6 +32,9 @@ pub struct Journey {
     pub tier: Option<String>,
     /// Re-entered by `event-relay redrive`.
     pub redrive: bool,
+    /// The span of the message the delivery came from (W3C trace context), when `[telemetry]`
+    /// made one: its attempts' spans are that span's children, in memory and after each tier.
+    pub trace: Option<TraceParent>,
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -162,6 +168,9 @@ impl ParkedRecord {
         if j.redrive {
             h.push(("redrive", "true".into()));
         }
+        if let Some(t) = &j.trace {
+            h.push((crate::telemetry::TRACEPARENT, t.header()));
+        }
         if self.raw.is_empty() {
             h.push(("body", "envelope".into()));
         } else {
@@ -227,6 +236,9 @@ impl ParkedRecord {
                 first_attempt_at: found.time("first_attempt_at")?,
                 tier: found.get("tier").map(str::to_string),
                 redrive: found.get("redrive") == Some("true"),
+                trace: found
+                    .get(crate::telemetry::TRACEPARENT)
+                    .and_then(TraceParent::parse),
             },
             due_at,
             last_error: found.get("last_error").unwrap_or_default().to_string(),
@@ -254,6 +266,9 @@ mod tests {
                 first_attempt_at: Some(t0),
                 tier: Some("5m".into()),
                 redrive: true,
+                trace: TraceParent::parse(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
             },
             due_at: t0 + Duration::from_secs(300),
             last_error: "HTTP 503: down".into(),

@@ -31,6 +31,7 @@ pub mod reload;
 mod routing;
 mod signing;
 mod tap;
+mod telemetry;
 pub mod tiers;
 mod tiers_default;
 mod tiers_failures;

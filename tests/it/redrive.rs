@@ -290,6 +290,7 @@ fn failed_record(target: &str, env: Envelope, raw: &[u8]) -> ParkedRecord {
             first_attempt_at: Some(t0),
             tier: Some("5m".into()),
             redrive: false,
+            trace: None,
         },
         due_at: t0,
         last_error: "HTTP 503: down".into(),

@@ -46,6 +46,7 @@ const PLAUSIBLE: &[(&str, &str)] = &[
     ),
     ("CRM_CLIENT_SECRET", "crm-client-secret"),
     ("BILLING_WEBHOOK_URL", "https://billing.example.com/in"),
+    ("OTLP_API_KEY", "otlp-api-key"),
 ];
 
 /// Keys naming a file the deployment provides.
