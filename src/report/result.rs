@@ -2,7 +2,7 @@
 //! (`komo-site-events.txt`) plus the relay's delivery fields, written straight into a buffer.
 
 use super::{cut_str, rfc3339, Journey, Outcome, TargetRef, CUT_FIELD_BYTES};
-use crate::envelope::{now_rfc3339, Envelope, RELAY_NAMESPACE};
+use crate::envelope::{now_rfc3339, relay_uuid, Envelope};
 use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -95,7 +95,7 @@ fn result_id(buf: &mut Vec<u8>, env: &Envelope, target: &TargetRef, kind: &str) 
     );
     buf.push(b'|');
     buf.extend_from_slice(kind.as_bytes());
-    let id = uuid::Uuid::new_v5(&RELAY_NAMESPACE, &buf[start..]);
+    let id = relay_uuid(&buf[start..]);
     buf.truncate(start);
     id
 }
@@ -237,7 +237,7 @@ mod tests {
         let (_, again) = result_event(&env, &target, &outcome, &Journey::default());
         assert_eq!(v["id"], again["id"], "replays yield the same id");
         let expected = uuid::Uuid::new_v5(
-            &RELAY_NAMESPACE,
+            &crate::envelope::RELAY_NAMESPACE,
             format!("{}|{}|WebhookError", env.id, target.guid).as_bytes(),
         );
         assert_eq!(v["id"], expected.to_string(), "the UUIDv5 of id|guid|kind");
