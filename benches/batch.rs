@@ -129,7 +129,8 @@ fn gzip_levels(bodies: &[Vec<u8>], events: usize, time: Duration) {
     }
 }
 
-/// Writing the PostHog events and the result events, into a reused buffer and a new one.
+/// Writing the PostHog events (into a reused buffer and a new one), the envelope as a webhook
+/// body, and the result events.
 fn writers(envs: &[Envelope], time: Duration) {
     let mut buf = Vec::new();
     let reused = measure(time, || {
@@ -154,6 +155,17 @@ fn writers(envs: &[Envelope], time: Duration) {
         "posthog events: {:.0} ns/event into a reused buffer, {:.0} ns/event into a new one per batch",
         per_event(reused, envs.len()),
         per_event(fresh, envs.len()),
+    );
+    let envelopes = measure(time, || {
+        for env in envs {
+            let mut body = Vec::with_capacity(1024);
+            env.write_json(&mut body);
+            black_box(body);
+        }
+    });
+    println!(
+        "envelope bodies (webhook, body = \"envelope\"): {:.0} ns/event",
+        per_event(envelopes, envs.len())
     );
     let target = TargetRef {
         name: "posthog".into(),

@@ -201,9 +201,14 @@ impl Envelope {
     /// webhook body of `body = "envelope"`), through the fast writers of [`crate::json`].
     pub fn write_json(&self, buf: &mut Vec<u8>) {
         use crate::json::{write_opt_str as opt, write_str as put};
-        buf.extend_from_slice(b"{\"envelope_version\":");
-        buf.extend_from_slice(self.envelope_version.to_string().as_bytes());
-        buf.extend_from_slice(b",\"id\":");
+        use std::io::Write;
+        // Numbers through `write!` into the buffer itself (no string per number).
+        write!(
+            buf,
+            "{{\"envelope_version\":{},\"id\":",
+            self.envelope_version
+        )
+        .expect("writing to a Vec cannot fail");
         put(buf, &self.id);
         buf.extend_from_slice(b",\"source\":");
         put(buf, self.source.as_str());
@@ -240,13 +245,12 @@ impl Envelope {
         crate::json::write_map(buf, &self.properties);
         buf.extend_from_slice(b",\"origin\":{\"topic\":");
         put(buf, &self.origin.topic);
-        buf.extend_from_slice(
-            format!(
-                ",\"partition\":{},\"offset\":{},\"key\":",
-                self.origin.partition, self.origin.offset
-            )
-            .as_bytes(),
-        );
+        write!(
+            buf,
+            ",\"partition\":{},\"offset\":{},\"key\":",
+            self.origin.partition, self.origin.offset
+        )
+        .expect("writing to a Vec cannot fail");
         opt(buf, self.origin.key.as_deref());
         buf.extend_from_slice(b"},\"validation\":{\"catalog\":");
         put(buf, &self.validation.catalog);
