@@ -64,16 +64,19 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
         .unwrap_or(&env.id);
     put_str(buf, distinct);
     buf.extend_from_slice(b",\"uuid\":");
-    match uuid::Uuid::parse_str(&env.id) {
-        Ok(u) => put_str(
-            buf,
-            u.hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer()),
-        ),
-        Err(_) => put_str(
-            buf,
-            &uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
-        ),
+    // Most ids already are what PostHog gets: written as they are, else parsed and encoded.
+    if !crate::json::write_canonical_uuid(buf, &env.id) {
+        match uuid::Uuid::parse_str(&env.id) {
+            Ok(u) => put_str(
+                buf,
+                u.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
+            Err(_) => put_str(
+                buf,
+                &uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
+            ),
+        }
     }
     buf.extend_from_slice(b",\"timestamp\":");
     put_str(buf, &env.timestamp);
