@@ -228,6 +228,7 @@ fn main() {
     let time = if std::env::args().any(|a| a == "--bench") {
         Duration::from_millis(500)
     } else {
+        println!("batch: run as a test (the figures below mean nothing unoptimized); `cargo bench --bench batch` measures");
         Duration::from_millis(1)
     };
     writers(&envs, time);
