@@ -14,43 +14,16 @@ use criterion::{black_box, criterion_group, Criterion, Throughput};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use corpus::{corpus, thread_cpu_time};
 use event_relay::config::SourceFormat;
 use event_relay::envelope::Origin;
 use event_relay::normalize::{Normalizer, SourceSettings};
 use std::time::{Duration, Instant};
 
-const CORPUS_EVENTS: usize = 1000;
+mod corpus;
+
 /// Rounds of the per-core loop (one second each).
 const ROUNDS: usize = 8;
-
-/// 700 acemate + 300 Komo raw events, interleaved (every tenth event: 3 Komo, 7 acemate).
-fn corpus() -> Vec<Vec<u8>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/valid_events.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("valid_events.jsonl");
-    let (mut acemate, mut komo) = (Vec::new(), Vec::new());
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).expect("fixture line is JSON");
-        if v.get("distinct_id").is_some() {
-            acemate.push(line.as_bytes().to_vec());
-        } else {
-            komo.push(line.as_bytes().to_vec());
-        }
-    }
-    assert!(!acemate.is_empty() && !komo.is_empty());
-    let (mut a, mut k) = (acemate.iter().cycle(), komo.iter().cycle());
-    (0..CORPUS_EVENTS)
-        .map(|i| {
-            if i % 10 < 3 {
-                k.next().unwrap().clone()
-            } else {
-                a.next().unwrap().clone()
-            }
-        })
-        .collect()
-}
 
 fn origin(offset: i64) -> Origin {
     Origin {
@@ -104,14 +77,6 @@ fn bench_normalize(c: &mut Criterion) {
         |b| b.iter(|| run_once(&n, &settings, &corpus, false)),
     );
     g.finish();
-}
-
-/// CPU time this thread has spent on a core (Linux `/proc/thread-self/schedstat`), so that
-/// time spent waiting for a core on a busy machine doesn't count; `None` elsewhere.
-fn thread_cpu_time() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    (ns > 0).then(|| Duration::from_nanos(ns))
 }
 
 /// A plain timed loop on one thread, for the figures in docs/performance.md: events per second

@@ -19,6 +19,20 @@ pub const ENVELOPE_VERSION: u32 = 1;
 pub const RELAY_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6c1f_4a9e_2b7d_4f0e_9d35_8a7e_61c2_d0b4);
 
+/// `uuid::Uuid::new_v5(&RELAY_NAMESPACE, name)`, hashed by the `sha1` crate (SHA-NI where the
+/// CPU has it) instead of uuid's portable SHA-1: the same id, for the one computed per
+/// delivery (a result event's id).
+pub fn relay_uuid(name: &[u8]) -> uuid::Uuid {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(RELAY_NAMESPACE.as_bytes());
+    hasher.update(name);
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+}
+
 /// The top-level keys every Komo webhook body has, which become envelope fields (not
 /// properties or traits); result events leave user attributes of these names out.
 pub const KOMO_COMMON_KEYS: [&str; 7] = [
@@ -187,9 +201,14 @@ impl Envelope {
     /// webhook body of `body = "envelope"`), through the fast writers of [`crate::json`].
     pub fn write_json(&self, buf: &mut Vec<u8>) {
         use crate::json::{write_opt_str as opt, write_str as put};
-        buf.extend_from_slice(b"{\"envelope_version\":");
-        buf.extend_from_slice(self.envelope_version.to_string().as_bytes());
-        buf.extend_from_slice(b",\"id\":");
+        use std::io::Write;
+        // Numbers through `write!` into the buffer itself (no string per number).
+        write!(
+            buf,
+            "{{\"envelope_version\":{},\"id\":",
+            self.envelope_version
+        )
+        .expect("writing to a Vec cannot fail");
         put(buf, &self.id);
         buf.extend_from_slice(b",\"source\":");
         put(buf, self.source.as_str());
@@ -226,13 +245,12 @@ impl Envelope {
         crate::json::write_map(buf, &self.properties);
         buf.extend_from_slice(b",\"origin\":{\"topic\":");
         put(buf, &self.origin.topic);
-        buf.extend_from_slice(
-            format!(
-                ",\"partition\":{},\"offset\":{},\"key\":",
-                self.origin.partition, self.origin.offset
-            )
-            .as_bytes(),
-        );
+        write!(
+            buf,
+            ",\"partition\":{},\"offset\":{},\"key\":",
+            self.origin.partition, self.origin.offset
+        )
+        .expect("writing to a Vec cannot fail");
         opt(buf, self.origin.key.as_deref());
         buf.extend_from_slice(b"},\"validation\":{\"catalog\":");
         put(buf, &self.validation.catalog);
@@ -310,6 +328,19 @@ pub(crate) fn sample() -> Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names of every length around SHA-1's 64-byte blocks, and arbitrary bytes.
+    #[test]
+    fn relay_uuid_is_uuids_v5() {
+        for len in 0..200 {
+            let name: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            assert_eq!(
+                relay_uuid(&name),
+                uuid::Uuid::new_v5(&RELAY_NAMESPACE, &name),
+                "{len} bytes"
+            );
+        }
+    }
 
     #[test]
     fn field_paths_resolve() {

@@ -123,6 +123,26 @@ pub fn write_key(buf: &mut Vec<u8>, first: &mut bool, key: &str) {
     buf.push(b':');
 }
 
+/// Appends `id` as a JSON string if it already is a UUID in the form
+/// `uuid::Uuid::hyphenated().encode_lower` writes (36 bytes, lowercase hex, hyphens at 8, 13,
+/// 18 and 23), which parsing and re-encoding it would give back unchanged; false (nothing
+/// written) otherwise. Most event ids are: their parse and encode are skipped.
+pub fn write_canonical_uuid(buf: &mut Vec<u8>, id: &str) -> bool {
+    let bytes = id.as_bytes();
+    let canonical = bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        });
+    if canonical {
+        buf.reserve(38);
+        buf.push(b'"');
+        buf.extend_from_slice(bytes);
+        buf.push(b'"');
+    }
+    canonical
+}
+
 /// The plain scan: bracket depth outside strings stays within `max`.
 pub(crate) fn depth_within(bytes: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
@@ -208,6 +228,36 @@ mod tests {
             "!#$%&'()*+,-./[]^_`{|}",
         ] {
             assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
+        }
+    }
+
+    /// Written exactly when parsing and re-encoding gives the id back, and then as that.
+    #[test]
+    fn canonical_uuids_are_written_as_they_are() {
+        for id in [
+            "54e635de-92f5-4419-a498-5f69323db34c",
+            "00000000-0000-0000-0000-000000000000",
+            "54E635DE-92F5-4419-A498-5F69323DB34C",
+            "54e635de92f54419a4985f69323db34c",
+            "{54e635de-92f5-4419-a498-5f69323db34c}",
+            "urn:uuid:54e635de-92f5-4419-a498-5f69323db34c",
+            "54e635de-92f5-4419-a498-5f69323db34g",
+            "54e635de-92f5-4419-a498x5f69323db34c",
+            "54e635de-92f5-4419-a498-5f69323db34",
+            "not a uuid",
+            "",
+        ] {
+            let mut buf = Vec::new();
+            let written = write_canonical_uuid(&mut buf, id);
+            let reencoded = uuid::Uuid::parse_str(id)
+                .ok()
+                .map(|u| u.hyphenated().to_string());
+            assert_eq!(written, reencoded.as_deref() == Some(id), "{id:?}");
+            if written {
+                assert_eq!(buf, serde_json::to_vec(id).unwrap());
+            } else {
+                assert!(buf.is_empty());
+            }
         }
     }
 

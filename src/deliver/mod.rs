@@ -13,6 +13,7 @@ mod attempt;
 mod auth;
 mod circuit;
 pub mod client;
+pub mod gzip;
 mod park;
 pub mod posthog;
 pub mod proxy;

@@ -6,15 +6,20 @@
 use super::attempt::Outcomes;
 use super::{Delivery, TargetRuntime};
 use crate::config::Tier;
+use crate::envelope::Envelope;
 use crate::report::{Failure, Journey, Outcome, ParkedRecord, PendingResult};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Settles every delivery of a batch whose phase is over.
+/// A delivery's final outcome, with why a failure is final ("final" or "exhausted").
+type Final = (Delivery, (Outcome, &'static str), Journey);
+
+/// Settles every delivery of a batch whose phase is over. The batch's metrics are counted
+/// once for all its final outcomes (one update per request, not per event), before any of
+/// their result events goes out.
 pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
     let now = SystemTime::now();
-    let stamp = crate::envelope::now_rfc3339();
-    let mut buf = Vec::with_capacity(1024);
+    let mut finals: Vec<Final> = Vec::with_capacity(outcomes.len());
     for (mut d, settled) in outcomes {
         let attempts = d.journey.attempts + settled.attempts;
         let first_attempt_at = d.journey.first_attempt_at.or(settled.first_attempt_at);
@@ -61,7 +66,36 @@ pub(super) fn settle(rt: &Arc<TargetRuntime>, outcomes: Outcomes) {
                 }
             }
         };
-        finish(rt, d, (outcome, reason), journey, &mut buf, &stamp);
+        finals.push((d, (outcome, reason), journey));
+    }
+    count(rt, finals.iter().map(|(_, (outcome, _), _)| outcome));
+    let stamp = crate::envelope::now_rfc3339();
+    let mut buf = Vec::with_capacity(1024);
+    for (d, outcome, journey) in finals {
+        finish(rt, d, outcome, journey, &mut buf, &stamp);
+    }
+}
+
+/// Counts final outcomes in the target's metrics: delivered or failed, and the delivery
+/// duration, added to the shared metrics once for them all.
+fn count<'a>(rt: &TargetRuntime, outcomes: impl Iterator<Item = &'a Outcome>) {
+    let own = &rt.own_metrics;
+    let (mut delivered, mut failed) = (0, 0);
+    let durations = own.delivery_duration.local();
+    for outcome in outcomes {
+        if outcome.is_delivered() {
+            delivered += 1;
+        } else {
+            failed += 1;
+        }
+        durations.observe(outcome.duration().as_secs_f64());
+    }
+    durations.flush();
+    if delivered > 0 {
+        own.delivered.inc_by(delivered);
+    }
+    if failed > 0 {
+        own.failed.inc_by(failed);
     }
 }
 
@@ -110,6 +144,7 @@ pub(super) fn fail_untried(rt: &Arc<TargetRuntime>, d: Delivery, error: Failure)
     let journey = d.journey.clone();
     let mut buf = Vec::with_capacity(1024);
     let stamp = crate::envelope::now_rfc3339();
+    count(rt, std::iter::once(&outcome));
     finish(rt, d, (outcome, "final"), journey, &mut buf, &stamp);
 }
 
@@ -146,8 +181,9 @@ async fn park(
     }
 }
 
-/// The final outcome of `d`: counted, logged if failed, written to the failed topic if failed
-/// with tiers on, and reported by its result event (which finishes the ticket).
+/// The final outcome of `d` (already counted, see [`count`]): logged if failed, written to the
+/// failed topic if failed with tiers on, and reported by its result event (which finishes the
+/// ticket).
 fn finish(
     rt: &Arc<TargetRuntime>,
     d: Delivery,
@@ -156,20 +192,16 @@ fn finish(
     buf: &mut Vec<u8>,
     stamp: &str,
 ) {
-    let own = &rt.own_metrics;
-    if outcome.is_delivered() {
-        own.delivered.inc();
-    } else {
-        own.failed.inc();
-    }
-    own.delivery_duration
-        .observe(outcome.duration().as_secs_f64());
+    // Moved, not cloned: no reference count touched per event.
+    let Delivery {
+        env, raw, ticket, ..
+    } = d;
     let pending = PendingResult {
-        env: d.env.clone(),
+        env,
         target: rt.info.clone(),
         outcome,
         journey,
-        ticket: d.ticket.clone(),
+        ticket,
     };
     let Some(error) = pending.outcome.error() else {
         rt.reporter.send_result(pending, buf, stamp);
@@ -177,8 +209,8 @@ fn finish(
     };
     tracing::warn!(
         target_name = %rt.info.name,
-        source_event_id = %d.env.id,
-        event = %d.env.event,
+        source_event_id = %pending.env.id,
+        event = %pending.env.event,
         attempts = pending.outcome.attempts(),
         status_code = pending.outcome.status_code(),
         parked = pending.journey.parked,
@@ -188,7 +220,7 @@ fn finish(
     match rt.schedule.failed_topic.clone() {
         None => rt.reporter.send_result(pending, buf, stamp),
         Some(topic) => {
-            let record = failed_record(rt, &d, &pending.journey, error, reason);
+            let record = failed_record(rt, (&pending.env, &raw), &pending.journey, error, reason);
             let rt = rt.clone();
             tokio::spawn(async move {
                 if rt.reporter.park(&topic, &record).await {
@@ -205,14 +237,14 @@ fn finish(
 /// re-enter it as it is.
 fn failed_record(
     rt: &TargetRuntime,
-    d: &Delivery,
+    (env, raw): (&Envelope, &[u8]),
     journey: &Journey,
     error: &Failure,
     reason: &str,
 ) -> ParkedRecord {
     ParkedRecord {
-        env: (*d.env).clone(),
-        raw: d.raw.to_vec(),
+        env: env.clone(),
+        raw: raw.to_vec(),
         target: rt.info.name.clone(),
         target_id: rt.info.guid,
         journey: journey.clone(),

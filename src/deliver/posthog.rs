@@ -18,7 +18,7 @@ use crate::telemetry::TraceParent;
 use crate::transform::Request;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
-use std::io::Write;
+use std::cell::RefCell;
 
 /// PostHog refuses single events above about 1 MB.
 pub const MAX_EVENT_BYTES: usize = 1_000_000;
@@ -65,16 +65,19 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
         .unwrap_or(&env.id);
     put_str(buf, distinct);
     buf.extend_from_slice(b",\"uuid\":");
-    match uuid::Uuid::parse_str(&env.id) {
-        Ok(u) => put_str(
-            buf,
-            u.hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer()),
-        ),
-        Err(_) => put_str(
-            buf,
-            &uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
-        ),
+    // Most ids already are what PostHog gets: written as they are, else parsed and encoded.
+    if !crate::json::write_canonical_uuid(buf, &env.id) {
+        match uuid::Uuid::parse_str(&env.id) {
+            Ok(u) => put_str(
+                buf,
+                u.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
+            Err(_) => put_str(
+                buf,
+                &uuid::Uuid::new_v5(&RELAY_NAMESPACE, env.id.as_bytes()).to_string(),
+            ),
+        }
     }
     buf.extend_from_slice(b",\"timestamp\":");
     put_str(buf, &env.timestamp);
@@ -135,14 +138,12 @@ pub fn event_json(env: &Envelope, names: EventNames) -> Value {
     serde_json::from_slice(&buf).expect("write_event writes valid JSON")
 }
 
-/// Gzips a body (PostHog detects gzip by its magic bytes).
-pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body).expect("writing to a Vec cannot fail");
-    enc.finish().expect("writing to a Vec cannot fail")
+/// The largest body buffer a thread keeps for the next request (a larger one is freed).
+const MAX_KEPT_BODY: usize = 1 << 20;
+
+thread_local! {
+    /// This thread's buffer for the JSON of a body that is gzipped before it goes out.
+    static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A PostHog `/batch/` endpoint.
@@ -197,14 +198,21 @@ impl PosthogService {
 
     /// The exact JSON body for a batch (before gzip).
     pub fn body(&self, batch: &[Delivery]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        self.write_body(&mut buf, batch);
+        buf
+    }
+
+    /// Appends the JSON body for a batch (before gzip) to `buf`.
+    pub fn write_body(&self, buf: &mut Vec<u8>, batch: &[Delivery]) {
         let estimate: usize = batch.iter().map(|d| d.size + 512).sum();
-        let mut buf = Vec::with_capacity(estimate + 256);
+        buf.reserve(estimate + 256);
         buf.extend_from_slice(b"{\"api_key\":");
-        put_str(&mut buf, &self.api_key);
+        put_str(buf, &self.api_key);
         buf.extend_from_slice(b",\"historical_migration\":");
         buf.extend_from_slice(if self.historical { b"true" } else { b"false" });
         buf.extend_from_slice(b",\"sent_at\":");
-        put_str(&mut buf, &crate::envelope::now_rfc3339());
+        put_str(buf, &crate::envelope::now_rfc3339());
         buf.extend_from_slice(b",\"batch\":[");
         for (i, d) in batch.iter().enumerate() {
             if i > 0 {
@@ -212,11 +220,49 @@ impl PosthogService {
             }
             match &d.shaped {
                 Some(s) => buf.extend_from_slice(&s.body),
-                None => write_event(&mut buf, &d.env, self.names),
+                None => write_event(buf, &d.env, self.names),
             }
         }
         buf.extend_from_slice(b"]}");
-        buf
+    }
+
+    /// The request body for a batch, gzipped if the target says so; a body over its limit is
+    /// a final failure (the caller halves a multi-event batch). With gzip the JSON is written
+    /// into this thread's reused buffer (only the compressed body is a new allocation).
+    fn encode(&self, batch: &[Delivery]) -> Result<Vec<u8>, AttemptError> {
+        let too_large = |bytes: usize| {
+            (bytes > self.max_bytes || (batch.len() == 1 && bytes > MAX_EVENT_BYTES)).then_some(
+                AttemptError::Final(Failure::BodyTooLarge {
+                    bytes,
+                    limit: BodyLimit::Posthog,
+                }),
+            )
+        };
+        if !self.gzip {
+            let body = self.body(batch);
+            return match too_large(body.len()) {
+                Some(err) => Err(err),
+                None => Ok(body),
+            };
+        }
+        BODY.with(|cell| {
+            let mut fallback = Vec::new();
+            let mut reused = cell.try_borrow_mut();
+            let buf = match reused.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut fallback,
+            };
+            buf.clear();
+            self.write_body(buf, batch);
+            let result = match too_large(buf.len()) {
+                Some(err) => Err(err),
+                None => Ok(super::gzip::gzip(buf, super::gzip::LEVEL)),
+            };
+            if buf.capacity() > MAX_KEPT_BODY {
+                *buf = Vec::new();
+            }
+            result
+        })
     }
 
     /// The request headers (the API key travels in the body, not here), with those a
@@ -260,15 +306,7 @@ impl PosthogService {
         batch: &[Delivery],
         trace: Option<TraceParent>,
     ) -> Result<u16, AttemptError> {
-        let body = self.body(batch);
-        if body.len() > self.max_bytes || (batch.len() == 1 && body.len() > MAX_EVENT_BYTES) {
-            // Too big to send: split (the caller halves multi-event batches) or give up.
-            return Err(AttemptError::Final(Failure::BodyTooLarge {
-                bytes: body.len(),
-                limit: BodyLimit::Posthog,
-            }));
-        }
-        let body = if self.gzip { gzip(&body) } else { body };
+        let body = self.encode(batch)?;
         // A batch shares one request: its deliveries' transforms set the same (`by_request`).
         let mut headers = self
             .headers(batch[0].shaped.as_ref().map(|s| &s.request))
@@ -359,10 +397,5 @@ mod tests {
         let v = event_json(&env, EventNames::Original);
         assert_eq!(v["properties"]["source"], "sidebar");
         assert_eq!(v["properties"]["relay_source"], env.source.as_str());
-    }
-
-    #[test]
-    fn gzip_magic() {
-        assert_eq!(&gzip(b"{}")[..2], &[0x1f, 0x8b]);
     }
 }

@@ -2,7 +2,7 @@
 //! (`komo-site-events.txt`) plus the relay's delivery fields, written straight into a buffer.
 
 use super::{cut_str, rfc3339, Journey, Outcome, TargetRef, CUT_FIELD_BYTES};
-use crate::envelope::{now_rfc3339, Envelope, RELAY_NAMESPACE};
+use crate::envelope::{now_rfc3339, relay_uuid, Envelope};
 use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -80,6 +80,26 @@ fn is_result_key(k: &str) -> bool {
     crate::envelope::KOMO_COMMON_KEYS.contains(&k) || RELAY_RESULT_KEYS.contains(&k)
 }
 
+/// The result event's id: a UUIDv5 of `{source event id}|{target guid}|{kind}`, the name
+/// written at the end of `buf` (and taken off again) instead of into a new string.
+fn result_id(buf: &mut Vec<u8>, env: &Envelope, target: &TargetRef, kind: &str) -> uuid::Uuid {
+    let start = buf.len();
+    buf.extend_from_slice(env.id.as_bytes());
+    buf.push(b'|');
+    buf.extend_from_slice(
+        target
+            .guid
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    buf.push(b'|');
+    buf.extend_from_slice(kind.as_bytes());
+    let id = relay_uuid(&buf[start..]);
+    buf.truncate(start);
+    id
+}
+
 /// Writes the result event JSON for one outcome straight into `buf`; returns its kind.
 /// User attributes come first as separate keys; the relay's keys win on a name clash.
 pub fn write_result_event(
@@ -91,10 +111,7 @@ pub fn write_result_event(
     now: &str,
 ) -> &'static str {
     let kind = outcome.result_kind();
-    let id = uuid::Uuid::new_v5(
-        &RELAY_NAMESPACE,
-        format!("{}|{}|{}", env.id, target.guid, kind).as_bytes(),
-    );
+    let id = result_id(buf, env, target, kind);
     buf.push(b'{');
     for (k, v) in &env.user.traits {
         if is_result_key(k) {
@@ -219,6 +236,11 @@ mod tests {
         assert_eq!(parked["first_attempt_at"], "1970-01-01T00:00:01.500Z");
         let (_, again) = result_event(&env, &target, &outcome, &Journey::default());
         assert_eq!(v["id"], again["id"], "replays yield the same id");
+        let expected = uuid::Uuid::new_v5(
+            &crate::envelope::RELAY_NAMESPACE,
+            format!("{}|{}|WebhookError", env.id, target.guid).as_bytes(),
+        );
+        assert_eq!(v["id"], expected.to_string(), "the UUIDv5 of id|guid|kind");
         let ok = Outcome::Delivered {
             status: 200,
             attempts: 3,

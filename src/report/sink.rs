@@ -117,10 +117,14 @@ impl Reporter {
             &pending.journey,
             now,
         );
-        let env = pending.env.clone();
+        // The key (the source event's id) goes after the payload in the same buffer, so the
+        // record borrows both from it while the pending result moves into the record.
+        let payload_len = buf.len();
+        buf.extend_from_slice(pending.env.id.as_bytes());
+        let (payload, key) = buf.split_at(payload_len);
         let record = BaseRecord::with_opaque_to(&self.results_topic, Box::new(pending))
-            .key(env.id.as_str())
-            .payload(&buf[..]);
+            .key(key)
+            .payload(payload);
         if let Err((e, record)) = self.results.send(record) {
             tracing::debug!(error = %e, "result event not queued; retrying on the slow path");
             self.results.context().retry_later(record.delivery_opaque);
@@ -257,6 +261,10 @@ mod tests {
         assert!(
             buf.len() > 20_000,
             "the full result event is over the limit"
+        );
+        assert!(
+            buf.ends_with(b"}54e635de-92f5-4419-a498-5f69323db34c"),
+            "the payload, then the key"
         );
 
         for _ in 0..200 {
