@@ -25,6 +25,7 @@ mod isolation;
 mod kafka;
 mod machine;
 mod measure;
+mod ratio;
 mod receiver;
 mod relay;
 mod report;

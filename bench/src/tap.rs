@@ -3,7 +3,7 @@
 //! The second run's row is `<scenario>.tap`; its notes give its events/s and CPU per event
 //! against the first run's of the same round, and the report prints one line per pair.
 
-use crate::transform::cpu_per_event;
+use crate::ratio::{add_note, measured, ratios};
 use serde_json::{json, Value};
 
 /// Appended to a tap run's scenario name, files, results topic and consumer group.
@@ -17,13 +17,9 @@ pub fn mark(row: &mut Value) {
 }
 
 /// The measured row (no error, not skipped) of `scenario` in `round` (null: a single round).
-fn measured<'a>(rows: &'a [Value], scenario: &str, round: &Value) -> Option<&'a Value> {
-    rows.iter().find(|r| {
-        r["scenario"] == scenario
-            && &r["round"] == round
-            && r["error"].is_null()
-            && r["skipped"].is_null()
-    })
+fn measured_in<'a>(rows: &'a [Value], scenario: &str, round: &Value) -> Option<&'a Value> {
+    rows.iter()
+        .find(|r| r["scenario"] == scenario && &r["round"] == round && measured(r))
 }
 
 /// Per tap run: (scenario, round, events/s ratio, CPU per event ratio) against its first run.
@@ -33,16 +29,10 @@ fn pairs(rows: &[Value]) -> Vec<(String, Value, f64, f64)> {
         let name = tap["scenario"].as_str().unwrap_or_default();
         let base = name.strip_suffix(SUFFIX).unwrap_or(name);
         let round = &tap["round"];
-        let (Some(tap), Some(plain)) = (measured(rows, name, round), measured(rows, base, round))
-        else {
-            continue;
-        };
-        let eps = tap["events_per_sec"]
-            .as_f64()
-            .zip(plain["events_per_sec"].as_f64().filter(|x| *x > 0.0));
-        let cpu = cpu_per_event(tap).zip(cpu_per_event(plain));
-        if let (Some((t, p)), Some((tc, pc))) = (eps, cpu) {
-            out.push((base.to_string(), round.clone(), t / p, tc / pc));
+        let tap = measured_in(rows, name, round);
+        let plain = measured_in(rows, base, round);
+        if let Some((eps, cpu)) = tap.zip(plain).and_then(|(t, p)| ratios(t, p)) {
+            out.push((base.to_string(), round.clone(), eps, cpu));
         }
     }
     out
@@ -73,12 +63,7 @@ pub fn annotate(rows: &mut [Value]) {
         let note = format!(
             "server.tap = true, no client: {eps:.2}× {base}'s events/s, {cpu:.2}× its CPU per event"
         );
-        let notes = row["notes"].as_str().unwrap_or_default();
-        row["notes"] = json!(if notes.is_empty() {
-            note
-        } else {
-            format!("{notes}; {note}")
-        });
+        add_note(row, note);
     }
 }
 
@@ -104,10 +89,7 @@ pub fn lines(cost: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(name: &str, eps: f64, cpu: f64) -> Value {
-        json!({"scenario": name, "events": 100_000, "events_per_sec": eps, "cpu_secs": cpu, "notes": ""})
-    }
+    use crate::ratio::row;
 
     #[test]
     fn a_tap_run_is_set_against_its_first_run() {

@@ -7,6 +7,7 @@
 //! (typically the --compare binary of an older commit) the scenario is not run and its row
 //! says so, instead of failing or silently running the plain webhook config under this name.
 
+use crate::ratio::{add_note, measured, ratios};
 use crate::relay::{self, RelayConfig, Targets};
 use crate::scenarios::Build;
 use crate::{Ctx, DLQ_TOPIC, SOURCE_TOPIC};
@@ -111,9 +112,7 @@ pub fn cost(rows: &[Value]) -> Option<Value> {
 
 /// Events/s and CPU per event of the scenario against `webhook`, in rows of one round.
 fn pair(rows: &[Value]) -> Option<(f64, f64)> {
-    let (t, w) = (measured(rows, NAME)?, measured(rows, BASE)?);
-    let eps = t["events_per_sec"].as_f64()? / w["events_per_sec"].as_f64().filter(|x| *x > 0.0)?;
-    Some((eps, cpu_per_event(t)? / cpu_per_event(w)?))
+    ratios(measured_row(rows, NAME)?, measured_row(rows, BASE)?)
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
@@ -131,18 +130,10 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 }
 
 /// The row of scenario `name` if it ran to the end (no error, not skipped).
-fn measured<'a>(rows: &'a [Value], name: &str) -> Option<&'a Value> {
+fn measured_row<'a>(rows: &'a [Value], name: &str) -> Option<&'a Value> {
     rows.iter()
         .find(|r| r["scenario"] == name)
-        .filter(|r| r["error"].is_null() && r["skipped"].is_null())
-}
-
-/// CPU seconds per event, from the unrounded-enough total (cpu_secs_per_million keeps one
-/// decimal only). Also what the tap comparison (`tap.rs`) reads.
-pub fn cpu_per_event(row: &Value) -> Option<f64> {
-    let cpu = row["cpu_secs"].as_f64()?;
-    let events = row["events"].as_f64().filter(|n| *n > 0.0)?;
-    Some(cpu / events).filter(|x| *x > 0.0)
+        .filter(|r| measured(r))
 }
 
 /// Appends the ratios to the scenario's notes (each round's row its round's), so its table
@@ -154,21 +145,16 @@ pub fn annotate(rows: &mut [Value]) {
         .as_array()
         .cloned()
         .unwrap_or_else(|| vec![c.clone()]);
-    let measured = rows
+    let ran = rows
         .iter_mut()
-        .filter(|r| r["scenario"] == NAME && r["error"].is_null() && r["skipped"].is_null());
-    for (row, r) in measured.zip(ratios) {
+        .filter(|r| r["scenario"] == NAME && measured(r));
+    for (row, r) in ran.zip(ratios) {
         let note = format!(
             "{:.2}× webhook's events/s, {:.2}× its CPU per event",
             r["events_per_sec_ratio"].as_f64().unwrap_or(f64::NAN),
             r["cpu_per_event_ratio"].as_f64().unwrap_or(f64::NAN)
         );
-        let notes = row["notes"].as_str().unwrap_or_default();
-        row["notes"] = json!(if notes.is_empty() {
-            note
-        } else {
-            format!("{notes}; {note}")
-        });
+        add_note(row, note);
     }
 }
 
@@ -192,12 +178,9 @@ pub fn line(which: &str, cost: &Value) -> String {
 mod tests {
     use super::*;
     use crate::gen::{Templates, TAG_PRELOAD};
+    use crate::ratio::row;
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-
-    fn row(name: &str, eps: f64, cpu: f64) -> Value {
-        json!({"scenario": name, "events": 100_000, "events_per_sec": eps, "cpu_secs": cpu, "notes": ""})
-    }
 
     #[test]
     fn the_cost_is_read_against_webhook_of_the_same_rows() {
