@@ -4,12 +4,14 @@
 //! routes, targets and result events only ever look at envelopes.
 
 mod attrs;
+mod props;
 pub use attrs::{
     AttributePatternError, UserAttributes, MAX_USER_ATTRIBUTES, MAX_USER_ATTRIBUTE_LEN,
 };
+pub use props::{PropName, PropRef, PropSlot, Props, Span};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// Version of the envelope layout; bumped on incompatible changes.
@@ -78,7 +80,7 @@ pub struct User {
     pub session_id: Option<String>,
     pub email: Option<String>,
     /// User attributes, data-capture fields, Identify properties and `$set` values.
-    pub traits: Map<String, Value>,
+    pub traits: Props,
 }
 
 /// Where the event was read from.
@@ -141,13 +143,22 @@ pub struct Envelope {
     pub site: Option<Site>,
     pub user: User,
     /// The event's properties, typed by the catalog; unknown non-identity properties kept.
-    pub properties: Map<String, Value>,
+    pub properties: Props,
     pub origin: Origin,
     pub validation: Validation,
 }
 
 fn opt_str(v: &Option<String>) -> Option<Cow<'_, Value>> {
     v.as_ref().map(|s| Cow::Owned(Value::String(s.clone())))
+}
+
+/// `props[key]` and then the `rest` of a dotted path inside it.
+fn lookup<'a>(props: &'a Props, key: &str, rest: &[&str]) -> Option<Cow<'a, Value>> {
+    match props.get(key)? {
+        PropRef::Str(s) if rest.is_empty() => Some(Cow::Owned(Value::String(s.to_owned()))),
+        PropRef::Str(_) => None,
+        PropRef::Value(v) => walk(v, rest).map(Cow::Borrowed),
+    }
 }
 
 fn walk<'a>(mut v: &'a Value, rest: &[&str]) -> Option<&'a Value> {
@@ -177,12 +188,8 @@ impl Envelope {
             ["user", "profile_id"] => opt_str(&self.user.profile_id),
             ["user", "session_id"] => opt_str(&self.user.session_id),
             ["user", "email"] => opt_str(&self.user.email),
-            ["user", "traits", key, rest @ ..] => {
-                walk(self.user.traits.get(*key)?, rest).map(Cow::Borrowed)
-            }
-            ["properties", key, rest @ ..] => {
-                walk(self.properties.get(*key)?, rest).map(Cow::Borrowed)
-            }
+            ["user", "traits", key, rest @ ..] => lookup(&self.user.traits, key, rest),
+            ["properties", key, rest @ ..] => lookup(&self.properties, key, rest),
             ["origin", "topic"] => owned(Value::String(self.origin.topic.clone())),
             ["origin", "partition"] => owned(Value::from(self.origin.partition)),
             ["origin", "offset"] => owned(Value::from(self.origin.offset)),
@@ -240,9 +247,9 @@ impl Envelope {
         buf.extend_from_slice(b",\"email\":");
         opt(buf, self.user.email.as_deref());
         buf.extend_from_slice(b",\"traits\":");
-        crate::json::write_map(buf, &self.user.traits);
+        self.user.traits.write_json(buf);
         buf.extend_from_slice(b"},\"properties\":");
-        crate::json::write_map(buf, &self.properties);
+        self.properties.write_json(buf);
         buf.extend_from_slice(b",\"origin\":{\"topic\":");
         put(buf, &self.origin.topic);
         write!(
@@ -285,10 +292,10 @@ pub fn now_rfc3339() -> String {
 
 #[cfg(test)]
 pub(crate) fn sample() -> Envelope {
-    let mut properties = Map::new();
+    let mut properties = Props::new();
     properties.insert("score".into(), Value::from(7));
     properties.insert("courseType".into(), Value::from("demo"));
-    let mut traits = Map::new();
+    let mut traits = Props::new();
     traits.insert("tenant".into(), Value::from("acemate"));
     Envelope {
         envelope_version: ENVELOPE_VERSION,

@@ -2,6 +2,7 @@
 //! the coercions lenient sources get (a numeric string for a number property, ...).
 
 use super::{Format, NameMap, Prop, PropType};
+use crate::envelope::{PropRef, Props};
 use serde_json::{Map, Value};
 
 fn is_email(s: &str) -> bool {
@@ -150,25 +151,7 @@ impl Prop {
             }
         }
         match value {
-            Value::String(s) => {
-                if let Some(re) = &self.pattern {
-                    if !re.is_match(s) {
-                        problems.push(format!("{path}: does not match the pattern {re}"));
-                    }
-                }
-                if let Some(f) = self.format {
-                    if let Err(rule) = check_format(f, s) {
-                        problems.push(format!("{path}: {rule}"));
-                    }
-                }
-                if let Some(allowed) = &self.enum_values {
-                    if !allowed.contains(s.as_str()) {
-                        problems.push(format!(
-                            "{path}: value {s:?} is not one of the allowed values"
-                        ));
-                    }
-                }
-            }
+            Value::String(s) => self.check_string(s, path, problems),
             Value::Array(items) => {
                 if let Some(item) = &self.items {
                     for (i, v) in items.iter_mut().enumerate() {
@@ -186,6 +169,50 @@ impl Prop {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Prop {
+    /// [`Prop::check_at`] without coercion, of a value read from [`Props`] (a borrowed string
+    /// is checked where it is).
+    pub fn check_ref(
+        &self,
+        value: PropRef<'_>,
+        path: &dyn std::fmt::Display,
+        problems: &mut Vec<String>,
+    ) {
+        match value {
+            PropRef::Str(s) if self.ty == PropType::String => self.check_string(s, path, problems),
+            PropRef::Str(s) => {
+                let mut v = Value::String(s.to_owned());
+                self.check_at(&mut v, path, false, problems);
+            }
+            PropRef::Value(v) => {
+                let mut v = v.clone();
+                self.check_at(&mut v, path, false, problems);
+            }
+        }
+    }
+
+    /// The rules of a string value: pattern, format, allowed values.
+    fn check_string(&self, s: &str, path: &dyn std::fmt::Display, problems: &mut Vec<String>) {
+        if let Some(re) = &self.pattern {
+            if !re.is_match(s) {
+                problems.push(format!("{path}: does not match the pattern {re}"));
+            }
+        }
+        if let Some(f) = self.format {
+            if let Err(rule) = check_format(f, s) {
+                problems.push(format!("{path}: {rule}"));
+            }
+        }
+        if let Some(allowed) = &self.enum_values {
+            if !allowed.contains(s) {
+                problems.push(format!(
+                    "{path}: value {s:?} is not one of the allowed values"
+                ));
+            }
         }
     }
 }
@@ -231,6 +258,29 @@ pub fn check_props(
     if enforce_required && required_seen < schema.values().filter(|p| p.required).count() {
         for (name, prop) in schema {
             if prop.required && !map.contains_key(name) {
+                problems.push(format!("{prefix}{name}: required property missing"));
+            }
+        }
+    }
+}
+
+/// [`check_props`] of borrowed properties, without coercion, missing required ones reported.
+pub fn check_props_ref(
+    schema: &NameMap<Prop>,
+    props: &Props,
+    prefix: &str,
+    problems: &mut Vec<String>,
+) {
+    let mut required_seen = 0usize;
+    for (name, v) in props.iter() {
+        if let Some(prop) = schema.get(name) {
+            required_seen += usize::from(prop.required);
+            prop.check_ref(v, &PropPath(prefix, name), problems);
+        }
+    }
+    if required_seen < schema.values().filter(|p| p.required).count() {
+        for (name, prop) in schema {
+            if prop.required && !props.contains_key(name) {
                 problems.push(format!("{prefix}{name}: required property missing"));
             }
         }

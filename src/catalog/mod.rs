@@ -21,7 +21,7 @@ mod walk;
 
 pub use crate::envelope::{AttributePatternError, UserAttributes};
 pub(crate) use check::{canonical_instant, is_canonical_utc_millis};
-pub use check::{check_props, PropPath};
+pub use check::{check_props, check_props_ref, PropPath};
 pub use file::{
     check_file, check_text, CatalogFile, CatalogProblem, MAX_CATALOG_DEPTH, MAX_CATALOG_FILE_BYTES,
     MAX_ENUM_VALUES, MAX_PATTERN_LEN,

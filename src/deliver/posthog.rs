@@ -31,7 +31,7 @@ pub fn snake_case(name: &str) -> String {
     heck::ToSnakeCase::to_snake_case(name)
 }
 
-use crate::json::{write_key as put_key, write_str as put_str, write_value};
+use crate::json::{write_key as put_key, write_str as put_str};
 
 /// Property keys the relay sets itself (they win over same-named event properties). `source`
 /// is not among them: several acemate events carry their own `source` property (where in the
@@ -83,12 +83,12 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
     put_str(buf, &env.timestamp);
     buf.extend_from_slice(b",\"properties\":{");
     let mut first = true;
-    for (k, v) in &env.properties {
+    for (k, v) in env.properties.iter() {
         if relay_owned(k, env) {
             continue;
         }
         put_key(buf, &mut first, k);
-        write_value(buf, v);
+        v.write(buf);
     }
     if let Some(s) = &env.session_id {
         put_key(buf, &mut first, "$session_id");
@@ -118,9 +118,9 @@ pub fn write_event(buf: &mut Vec<u8>, env: &Envelope, names: EventNames) {
         put_key(buf, &mut first, "$set");
         buf.push(b'{');
         let mut first_set = true;
-        for (k, v) in &env.user.traits {
+        for (k, v) in env.user.traits.iter() {
             put_key(buf, &mut first_set, k);
-            write_value(buf, v);
+            v.write(buf);
         }
         if let (Some(email), false) = (&env.user.email, env.user.traits.contains_key("email")) {
             put_key(buf, &mut first_set, "email");

@@ -10,17 +10,21 @@ use super::{
     apply_policy, as_text, event_id, event_name_of, into_text, limits, timestamp_checked,
     validation, Ctx, NormalizeError, Normalized, Rejected,
 };
-use crate::catalog::{check_props, Catalog, PropPath};
-use crate::envelope::{Envelope, Origin, Source, User, ENVELOPE_VERSION};
+use crate::catalog::{check_props_ref, Catalog, PropPath};
+use crate::envelope::{Envelope, Origin, PropRef, Props, Source, User, ENVELOPE_VERSION};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Most events accepted in one PostHog-style batch message (PostHog's own SDKs send ≤ 100).
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
+/// `props`: the message's top-level `properties`, read borrowed from `src` (the message text),
+/// when it is a single capture event with an object there.
 pub(super) fn normalize(
     catalog: &Catalog,
     mut map: Map<String, Value>,
+    props: Option<Props>,
+    src: &Arc<str>,
     ctx: &Ctx<'_>,
     origin: Origin,
 ) -> Result<Normalized, NormalizeError> {
@@ -45,7 +49,7 @@ pub(super) fn normalize(
         for (index, item) in items.into_iter().enumerate() {
             let raw: Vec<u8> = serde_json::to_vec(&item).unwrap_or_default();
             let result = match item {
-                Value::Object(m) => one(catalog, m, ctx, &raw, index + 1, origin.clone())
+                Value::Object(m) => one(catalog, m, None, ctx, &raw, index + 1, origin.clone())
                     .and_then(|e| apply_policy(e, ctx.settings)),
                 other => Err(NormalizeError::NotObject(limits::kind(&other))),
             };
@@ -80,15 +84,19 @@ pub(super) fn normalize(
                 inner.insert("timestamp".into(), v.clone());
             }
         }
-        let env = apply_policy(one(catalog, inner, ctx, ctx.raw, 0, origin)?, ctx.settings)?;
+        let env = one(catalog, inner, None, ctx, ctx.raw, 0, origin)?;
+        let env = apply_policy(env, ctx.settings)?;
         return Ok(Normalized {
-            events: vec![(env, Arc::from(ctx.raw))],
+            events: vec![(env, Arc::from(Arc::clone(src)))],
             rejected: vec![],
         });
     }
-    let env = apply_policy(one(catalog, map, ctx, ctx.raw, 0, origin)?, ctx.settings)?;
+    let env = apply_policy(
+        one(catalog, map, props, ctx, ctx.raw, 0, origin)?,
+        ctx.settings,
+    )?;
     Ok(Normalized {
-        events: vec![(env, Arc::from(ctx.raw))],
+        events: vec![(env, Arc::from(Arc::clone(src)))],
         rejected: vec![],
     })
 }
@@ -98,21 +106,14 @@ pub(super) fn normalize(
 fn declared_attributes(
     catalog: &Catalog,
     ctx: &Ctx<'_>,
-    properties: &mut Map<String, Value>,
-    moved: &mut Vec<(String, Value)>,
+    properties: &mut Props,
+    moved: &mut Props,
 ) {
     let (source, files) = (&ctx.settings.user_attributes, &catalog.user_attributes);
     if source.is_empty() && files.is_empty() {
         return;
     }
-    properties.retain(|key, value| {
-        if source.matches(key) || files.matches(key) {
-            moved.push((key.clone(), std::mem::take(value)));
-            false
-        } else {
-            true
-        }
-    });
+    moved.absorb(properties.split_off_by(|key| source.matches(key) || files.matches(key)));
 }
 
 /// The top-level fields of a capture event, moved out of its map in one pass (cheaper than a
@@ -171,9 +172,11 @@ fn string_of(value: Option<Value>) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // each is one input of the event; a struct would only rename them
 fn one(
     catalog: &Catalog,
     map: Map<String, Value>,
+    props: Option<Props>,
     ctx: &Ctx<'_>,
     raw: &[u8],
     salt: usize,
@@ -196,13 +199,16 @@ fn one(
     if distinct_id.as_deref().is_none_or(str::is_empty) {
         problems.push("distinct_id: required property missing".into());
     }
-    let mut properties = object_of(top.properties, "properties", &mut problems);
-    let mut traits = Map::new();
+    let mut properties = match props {
+        Some(p) => p,
+        None => Props::from(object_of(top.properties, "properties", &mut problems)),
+    };
+    let mut traits = Props::new();
     // Person properties: top-level and in-properties `$set` become the user's traits. (Keys are
     // sorted: a look at the few up to "$set_once" tells whether `properties` has either.)
     let inner_sets = properties
         .keys()
-        .take_while(|k| k.as_str() <= "$set_once")
+        .take_while(|k| *k <= "$set_once")
         .any(|k| k == "$set" || k == "$set_once");
     let mut set = object_of(top.set, "$set", &mut problems);
     let mut inner = if inner_sets {
@@ -238,37 +244,24 @@ fn one(
     // entry (no key copied) and building the rest back in one go: cheaper than removing
     // entries from the map one by one.
     let names = schema.map_or(&catalog.identify_names, |s| &s.identify_unclaimed);
-    let mut moved = Vec::with_capacity(names.len());
-    let mut kept = Vec::with_capacity(properties.len());
     let mut next = names.iter().peekable();
-    for (key, value) in std::mem::take(&mut properties) {
-        while next.next_if(|n| n.as_str() < key.as_str()).is_some() {}
-        if next.next_if(|n| **n == key).is_some() {
-            moved.push((key, value));
-        } else {
-            kept.push((key, value));
-        }
-    }
-    properties = kept.into_iter().collect();
+    let mut moved = properties.split_off_by(|key| {
+        while next.next_if(|n| n.as_str() < key).is_some() {}
+        next.next_if(|n| n.as_str() == key).is_some()
+    });
     if schema.is_none() && event != "$identify" {
         declared_attributes(catalog, ctx, &mut properties, &mut moved);
     }
-    if traits.is_empty() {
-        traits = moved.into_iter().collect();
-    } else {
-        for (name, v) in moved {
-            traits.insert(name, v);
-        }
-    }
+    traits.absorb(moved);
     // The Identify set is attached to every acemate event (spec: "automatically attached to
     // all events"), so its required members are enforced on catalog events and `$identify`.
     let is_identify = event == "$identify";
     let enforce = is_identify || schema.is_some();
     let mut required_seen = 0usize;
-    for (name, v) in traits.iter_mut() {
-        if let Some(prop) = catalog.identify.get(name.as_str()) {
+    for (name, v) in traits.iter() {
+        if let Some(prop) = catalog.identify.get(name) {
             required_seen += usize::from(prop.required);
-            prop.check_at(v, &PropPath("user.traits.", name), false, &mut problems);
+            prop.check_ref(v, &PropPath("user.traits.", name), &mut problems);
         }
     }
     if enforce && required_seen < catalog.identify.values().filter(|p| p.required).count() {
@@ -283,23 +276,18 @@ fn one(
     }
 
     if let Some(s) = schema {
-        check_props(
-            &s.properties,
-            &mut properties,
-            "properties.",
-            false,
-            true,
-            &mut problems,
-        );
+        check_props_ref(&s.properties, &properties, "properties.", &mut problems);
     }
     // Only `$identify` (checked against the Identify set) is known besides the catalog's events;
     // other PostHog system events (`$pageview`, ...) are not in the catalog: `unknown_event`.
     let known = schema.is_some() || is_identify;
-    let session_id = as_text(properties.get("$session_id"));
-    let email = match traits.get("email") {
-        Some(Value::String(e)) => Some(e.clone()),
-        _ => None,
-    };
+    let session_id = properties.get("$session_id").and_then(|v| match v {
+        PropRef::Str(s) => Some(s.to_owned()),
+        PropRef::Value(v) => as_text(Some(v)),
+    });
+    let email = traits
+        .get("email")
+        .and_then(|e| e.as_str().map(str::to_owned));
     Ok(Envelope {
         envelope_version: ENVELOPE_VERSION,
         id,

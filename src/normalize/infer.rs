@@ -185,15 +185,15 @@ impl<'a> Inferrer<'a> {
         let event = seen.entry(env.event.clone()).or_default();
         event.count += 1;
         for (key, value) in event_keys(env) {
-            let k = event.keys.entry(key.clone()).or_default();
+            let k = event.keys.entry(key.to_owned()).or_default();
             k.present += 1;
             if value.is_null() {
                 k.nulls += 1;
                 continue;
             }
-            *k.kinds.entry(crate::json::kind(value)).or_default() += 1;
+            *k.kinds.entry(crate::json::kind(&value)).or_default() += 1;
             let fits: Vec<bool> = (0..CANDIDATES.len())
-                .map(|i| fits(&self.probes[i], CANDIDATES[i], value, coerce, env.source))
+                .map(|i| fits(&self.probes[i], CANDIDATES[i], &value, coerce, env.source))
                 .collect();
             k.fits = Some(match k.fits.take() {
                 None => fits,
@@ -254,13 +254,15 @@ impl<'a> Inferrer<'a> {
 /// The keys of an unknown event that a draft describes: Komo's non-common keys (the
 /// normalizer left them in `properties`, identity keys in `user.traits`); acemate's
 /// `properties` without PostHog's own `$` keys (the Identify set is already in `user.traits`).
-fn event_keys(env: &Envelope) -> Vec<(&String, &Value)> {
+fn event_keys(env: &Envelope) -> Vec<(&str, Value)> {
     match env.source {
-        Source::Komo => env.properties.iter().chain(&env.user.traits).collect(),
-        Source::Acemate => env
-            .properties
-            .iter()
+        Source::Komo => (env.properties.iter())
+            .chain(env.user.traits.iter())
+            .map(|(k, v)| (k, v.to_value()))
+            .collect(),
+        Source::Acemate => (env.properties.iter())
             .filter(|(k, _)| !k.starts_with('$'))
+            .map(|(k, v)| (k, v.to_value()))
             .collect(),
     }
 }

@@ -113,9 +113,9 @@ pub(super) fn normalize(
             profile_id,
             session_id,
             email,
-            traits,
+            traits: traits.into(),
         },
-        properties,
+        properties: properties.into(),
         origin,
         validation: validation(catalog, schema, schema.is_some(), problems),
     })

@@ -1,13 +1,14 @@
 //! Hard limits on hostile input, checked before anything else looks at a message.
 
+use super::borrow::Borrowed;
 use super::NormalizeError;
 use serde_json::{Map, Value};
 
 /// Deepest JSON nesting accepted (objects + arrays).
 pub const MAX_DEPTH: usize = 64;
 
-/// Size, UTF-8, nesting and JSON syntax checks, then the parse.
-pub(crate) fn parse_checked(raw: &[u8], max_bytes: usize) -> Result<Value, NormalizeError> {
+/// Size, UTF-8 and nesting checks: the message as text, ready for the parse.
+pub(crate) fn checked_text(raw: &[u8], max_bytes: usize) -> Result<&str, NormalizeError> {
     if raw.len() > max_bytes {
         return Err(NormalizeError::TooLarge {
             size: raw.len(),
@@ -17,11 +18,27 @@ pub(crate) fn parse_checked(raw: &[u8], max_bytes: usize) -> Result<Value, Norma
     let text =
         std::str::from_utf8(raw).map_err(|e| NormalizeError::InvalidUtf8(e.valid_up_to()))?;
     check_depth(text.as_bytes(), MAX_DEPTH)?;
-    parse_str(text)
+    Ok(text)
 }
 
 /// Parses JSON text (depth already bounded by the caller).
 pub(crate) fn parse_str(text: &str) -> Result<Value, NormalizeError> {
+    parse_inner(text, None)
+}
+
+/// [`parse_str`], with the top-level `properties` object (when it is one) read into `top` as
+/// entries borrowed from `text` instead of into the value, which gets `null` in its place.
+pub(crate) fn parse_borrowing<'t>(
+    text: &'t str,
+    top: &mut Borrowed<'t>,
+) -> Result<Value, NormalizeError> {
+    parse_inner(text, Some(top))
+}
+
+fn parse_inner<'t>(
+    text: &'t str,
+    mut top: Option<&mut Borrowed<'t>>,
+) -> Result<Value, NormalizeError> {
     if text.trim().is_empty() {
         return Err(NormalizeError::NotJson("empty message".into()));
     }
@@ -35,12 +52,23 @@ pub(crate) fn parse_str(text: &str) -> Result<Value, NormalizeError> {
     // sonic-rs scans strings with SIMD; the value it builds (through the same visitor) is
     // serde_json's. Anything it refuses is parsed again by serde_json, whose verdict and error
     // text stand (the property tests hold the two to the same values and errors).
-    let value =
-        parse_with(&mut sonic_rs::Deserializer::from_str(text), &mut scratch).or_else(|_| {
-            scratch.clear();
-            parse_with(&mut serde_json::Deserializer::from_str(text), &mut scratch)
-                .map_err(|e| NormalizeError::NotJson(e.to_string()))
-        });
+    let value = parse_with(
+        &mut sonic_rs::Deserializer::from_str(text),
+        &mut scratch,
+        top.as_deref_mut(),
+    )
+    .or_else(|_| {
+        scratch.clear();
+        if let Some(top) = top.as_deref_mut() {
+            top.props = None;
+        }
+        parse_with(
+            &mut serde_json::Deserializer::from_str(text),
+            &mut scratch,
+            top,
+        )
+        .map_err(|e| NormalizeError::NotJson(e.to_string()))
+    });
     // Keep the buffer for the next message unless a huge one blew it up.
     if scratch.capacity() <= 4096 {
         scratch.clear();
@@ -52,13 +80,13 @@ pub(crate) fn parse_str(text: &str) -> Result<Value, NormalizeError> {
 /// One JSON document through [`FastValue`], refusing trailing text.
 trait Document<'de> {
     type Error;
-    fn value(&mut self, seed: FastValue<'_>) -> Result<Value, Self::Error>;
+    fn value(&mut self, seed: FastValue<'_, '_>) -> Result<Value, Self::Error>;
     fn end(&mut self) -> Result<(), Self::Error>;
 }
 
 impl<'de> Document<'de> for serde_json::Deserializer<serde_json::de::StrRead<'de>> {
     type Error = serde_json::Error;
-    fn value(&mut self, seed: FastValue<'_>) -> Result<Value, Self::Error> {
+    fn value(&mut self, seed: FastValue<'_, '_>) -> Result<Value, Self::Error> {
         serde::de::DeserializeSeed::deserialize(seed, self)
     }
     fn end(&mut self) -> Result<(), Self::Error> {
@@ -68,7 +96,7 @@ impl<'de> Document<'de> for serde_json::Deserializer<serde_json::de::StrRead<'de
 
 impl<'de> Document<'de> for sonic_rs::Deserializer<sonic_rs::Read<'de>> {
     type Error = sonic_rs::Error;
-    fn value(&mut self, seed: FastValue<'_>) -> Result<Value, Self::Error> {
+    fn value(&mut self, seed: FastValue<'_, '_>) -> Result<Value, Self::Error> {
         serde::de::DeserializeSeed::deserialize(seed, self)
     }
     fn end(&mut self) -> Result<(), Self::Error> {
@@ -76,11 +104,12 @@ impl<'de> Document<'de> for sonic_rs::Deserializer<sonic_rs::Read<'de>> {
     }
 }
 
-fn parse_with<'de, D: Document<'de>>(
+fn parse_with<'de, 't, D: Document<'de>>(
     de: &mut D,
     scratch: &mut Vec<(String, Value)>,
+    top: Option<&mut Borrowed<'t>>,
 ) -> Result<Value, D::Error> {
-    let value = de.value(FastValue { scratch })?;
+    let value = de.value(FastValue { scratch, top })?;
     de.end().map(|()| value)
 }
 
@@ -89,11 +118,13 @@ fn parse_with<'de, D: Document<'de>>(
 /// on a scratch stack shared by the whole document and the map is then built in one go (a
 /// stable sort and a bulk build) instead of one search-and-insert per key — the larger part of
 /// parsing an event otherwise.
-struct FastValue<'s> {
-    scratch: &'s mut Vec<(String, Value)>,
+pub(super) struct FastValue<'s, 't> {
+    pub(super) scratch: &'s mut Vec<(String, Value)>,
+    /// At the top level of a capture event: where its `properties` go, borrowed.
+    pub(super) top: Option<&'s mut Borrowed<'t>>,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for FastValue<'_> {
+impl<'de> serde::de::DeserializeSeed<'de> for FastValue<'_, '_> {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -101,7 +132,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for FastValue<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for FastValue<'_> {
+impl<'de> serde::de::Visitor<'de> for FastValue<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -148,6 +179,7 @@ impl<'de> serde::de::Visitor<'de> for FastValue<'_> {
         let mut items = Vec::new();
         while let Some(v) = seq.next_element_seed(FastValue {
             scratch: &mut *self.scratch,
+            top: None,
         })? {
             items.push(v);
         }
@@ -156,10 +188,15 @@ impl<'de> serde::de::Visitor<'de> for FastValue<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let start = self.scratch.len();
+        let mut top = self.top;
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(FastValue {
-                scratch: &mut *self.scratch,
-            })?;
+            let value = match top.as_deref_mut() {
+                Some(top) if key == "properties" => top.read(&mut map, self.scratch)?,
+                _ => map.next_value_seed(FastValue {
+                    scratch: &mut *self.scratch,
+                    top: None,
+                })?,
+            };
             self.scratch.push((key, value));
         }
         let entries = self.scratch.drain(start..);

@@ -5,6 +5,7 @@
 //! (`strict`: reject, `lenient`: forward with `validation.status = "invalid"`).
 
 mod acemate;
+mod borrow;
 mod catalogs;
 mod fields;
 pub mod infer;
@@ -203,8 +204,13 @@ impl Normalizer {
         settings: &SourceSettings,
         origin: Origin,
     ) -> Result<Normalized, NormalizeError> {
-        let value = limits::parse_checked(raw, settings.max_message_bytes)?;
-        let Value::Object(map) = value else {
+        // One copy of the message, shared by every envelope made from it: their `properties`
+        // borrow from it, and `body = "original"` sends it.
+        let src: Arc<str> = Arc::from(limits::checked_text(raw, settings.max_message_bytes)?);
+        let mut borrowed = borrow::Borrowed::new(&src);
+        let value = limits::parse_borrowing(&src, &mut borrowed)?;
+        let mut props = borrowed.into_props(&src);
+        let Value::Object(mut map) = value else {
             return Err(NormalizeError::NotObject(limits::kind(&value)));
         };
         let use_komo = match settings.format {
@@ -213,6 +219,14 @@ impl Normalizer {
             SourceFormat::Auto => shape::looks_like_komo(&map),
         };
         shape::check(&map, settings.format)?;
+        let single = !use_komo && !map.contains_key("batch") && !map.contains_key("data");
+        if !single {
+            // Only a single capture event reads its properties borrowed: elsewhere the message's
+            // `properties` is an ordinary value again.
+            if let Some(p) = props.take() {
+                map.insert("properties".into(), Value::Object(p.into_map()));
+            }
+        }
         with_received_now(|now, received_at| {
             let ctx = Ctx {
                 settings,
@@ -224,11 +238,11 @@ impl Normalizer {
                 let env = komo::normalize(&self.catalogs.komo, map, &ctx, origin)?;
                 let env = apply_policy(env, settings)?;
                 Ok(Normalized {
-                    events: vec![(env, Arc::from(raw))],
+                    events: vec![(env, Arc::from(src))],
                     rejected: vec![],
                 })
             } else {
-                acemate::normalize(&self.catalogs.acemate, map, &ctx, origin)
+                acemate::normalize(&self.catalogs.acemate, map, props, &src, &ctx, origin)
             }
         })
     }

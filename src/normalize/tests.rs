@@ -120,9 +120,9 @@ fn komo_strings_are_coerced_and_attributes_become_traits() {
         )
         .unwrap();
     let env = &out.events[0].0;
-    assert_eq!(env.properties["score"], Value::from(1));
-    assert_eq!(env.user.traits["team"], "Lions");
-    assert_eq!(env.user.traits["optin"], Value::Bool(true));
+    assert_eq!(env.properties.to_map()["score"], Value::from(1));
+    assert_eq!(env.user.traits.to_map()["team"], "Lions");
+    assert_eq!(env.user.traits.to_map()["optin"], Value::Bool(true));
     assert_eq!(
         env.distinct_id.as_deref(),
         Some("d40cc0e7-7243-4060-a75f-b2062c94462a")
@@ -211,7 +211,7 @@ fn unknown_events_follow_policy() {
         out.events[0].0.validation.status,
         ValidationStatus::UnknownEvent
     );
-    assert_eq!(out.events[0].0.properties["prize"], "car");
+    assert_eq!(out.events[0].0.properties.to_map()["prize"], "car");
     let dl = SourceSettings {
         unknown_events: UnknownEvents::DeadLetter,
         ..s
@@ -257,9 +257,12 @@ fn set_once_stays_set_once() {
         )
         .unwrap();
     let env = &out.events[0].0;
-    assert_eq!(env.user.traits.get("plan"), Some(&Value::from("pro")));
+    assert_eq!(
+        env.user.traits.to_map().get("plan"),
+        Some(&Value::from("pro"))
+    );
     assert!(env.user.traits.get("first_seen").is_none(), "{env:?}");
-    let once = &env.properties["$set_once"];
+    let once = &env.properties.to_map()["$set_once"];
     assert_eq!(once["first_seen"], "2024-05-01");
     assert_eq!(once["initial_referrer"], "x");
     assert_eq!(once["plan"], "free");
@@ -332,4 +335,61 @@ fn a_payload_of_the_other_sources_shape_is_a_wrong_shape() {
         );
         assert!(r.is_ok(), "{r:?}");
     }
+}
+
+/// A single capture event's properties are read borrowed from the message (names and strings
+/// without escapes as spans of it); the same event inside a batch goes through `Value`s. Both
+/// must give the same envelope, byte for byte, for every fixture and for the awkward cases.
+#[test]
+fn borrowed_properties_equal_the_parsed_ones() {
+    let n = normalizer();
+    let s = settings(SourceFormat::Auto, ValidationMode::Lenient);
+    let mut events: Vec<Value> = fixture_lines("valid_events.jsonl")
+        .into_iter()
+        .filter(|e| e.get("properties").is_some())
+        .collect();
+    events.push(serde_json::json!({
+        "event": "$identify", "distinct_id": "d", "uuid": "0fdbb943-511c-4220-9266-31465374f43b",
+        "properties": {"z": "plain", "esc": "quote \" and \\u00e9", "n": 1.5, "i": -3,
+            "nested": {"b": [1, "x"], "a": null}, "email": "a@b.c", "$set": {"plan": "pro"},
+            "$session_id": "s", "dup": "first", "dup": "second"}
+    }));
+    let mut borrowed = 0;
+    for event in events {
+        let single = serde_json::to_vec(&event).unwrap();
+        let batch = serde_json::to_vec(&serde_json::json!({"batch": [event]})).unwrap();
+        let a = n
+            .normalize(&single, &s, origin())
+            .unwrap()
+            .events
+            .remove(0)
+            .0;
+        let b = n
+            .normalize(&batch, &s, origin())
+            .unwrap()
+            .events
+            .remove(0)
+            .0;
+        borrowed += a.properties.borrowed() + a.user.traits.borrowed();
+        assert_eq!(b.properties.borrowed() + b.user.traits.borrowed(), 0);
+        for (x, y) in [
+            (&a.properties, &b.properties),
+            (&a.user.traits, &b.user.traits),
+        ] {
+            assert_eq!(
+                serde_json::to_vec(x).unwrap(),
+                serde_json::to_vec(y).unwrap()
+            );
+            let (mut bx, mut by) = (Vec::new(), Vec::new());
+            x.write_json(&mut bx);
+            y.write_json(&mut by);
+            assert_eq!(bx, by);
+        }
+        assert_eq!(a.validation, b.validation, "{}", a.event);
+        assert_eq!(
+            (&a.session_id, &a.user.email),
+            (&b.session_id, &b.user.email)
+        );
+    }
+    assert!(borrowed > 100, "only {borrowed} values were borrowed");
 }

@@ -2,9 +2,9 @@
 //! (`komo-site-events.txt`) plus the relay's delivery fields, written straight into a buffer.
 
 use super::{cut_str, rfc3339, Journey, Outcome, TargetRef, CUT_FIELD_BYTES};
-use crate::envelope::{now_rfc3339, relay_uuid, Envelope};
-use crate::json::{write_opt_str as put_opt, write_str as put_str, write_value};
-use serde_json::{Map, Value};
+use crate::envelope::{now_rfc3339, relay_uuid, Envelope, Props};
+use crate::json::{write_opt_str as put_opt, write_str as put_str};
+use serde_json::Value;
 use std::io::Write;
 
 /// The envelope as a result event may carry it when the full one is too large for Kafka: no
@@ -32,9 +32,9 @@ pub(super) fn cut_envelope(env: &Envelope) -> Envelope {
             profile_id: cut(&env.user.profile_id),
             session_id: cut(&env.user.session_id),
             email: cut(&env.user.email),
-            traits: Map::new(),
+            traits: Props::new(),
         },
-        properties: Map::new(),
+        properties: Props::new(),
         validation: crate::envelope::Validation {
             catalog: env.validation.catalog.clone(),
             catalog_version: env.validation.catalog_version.clone(),
@@ -113,13 +113,13 @@ pub fn write_result_event(
     let kind = outcome.result_kind();
     let id = result_id(buf, env, target, kind);
     buf.push(b'{');
-    for (k, v) in &env.user.traits {
+    for (k, v) in env.user.traits.iter() {
         if is_result_key(k) {
             continue;
         }
         put_str(buf, k);
         buf.push(b':');
-        write_value(buf, v);
+        v.write(buf);
         buf.push(b',');
     }
     let site = env.site.as_ref();
@@ -179,10 +179,7 @@ pub fn write_result_event(
         .user
         .email
         .as_deref()
-        .or(match env.user.traits.get("email") {
-            Some(Value::String(e)) => Some(e.as_str()),
-            _ => None,
-        });
+        .or(env.user.traits.get("email").and_then(|e| e.as_str()));
     if let Some(e) = email {
         buf.extend_from_slice(b",\"email\":");
         put_str(buf, e);

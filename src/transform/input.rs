@@ -15,7 +15,7 @@ pub fn envelope(env: &Envelope) -> Value {
         ("profile_id", opt(&env.user.profile_id)),
         ("session_id", opt(&env.user.session_id)),
         ("email", opt(&env.user.email)),
-        ("traits", map(&env.user.traits)),
+        ("traits", props(&env.user.traits)),
     ]);
     let origin = object([
         ("topic", text(&env.origin.topic)),
@@ -50,7 +50,7 @@ pub fn envelope(env: &Envelope) -> Value {
         ("session_id", opt(&env.session_id)),
         ("site", site),
         ("user", user),
-        ("properties", map(&env.properties)),
+        ("properties", props(&env.properties)),
         ("origin", origin),
         ("validation", validation),
     ])
@@ -72,6 +72,22 @@ fn map(m: &serde_json::Map<String, serde_json::Value>) -> Value {
     Value::Object(
         m.iter()
             .map(|(k, v)| (k.as_str().into(), json(v)))
+            .collect::<ObjectMap>(),
+    )
+}
+
+/// Properties or traits: a borrowed string is copied into the program's value once.
+fn props(p: &crate::envelope::Props) -> Value {
+    use crate::envelope::PropRef;
+    Value::Object(
+        p.iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    PropRef::Str(s) => text(s),
+                    PropRef::Value(v) => json(v),
+                };
+                (k.into(), v)
+            })
             .collect::<ObjectMap>(),
     )
 }

@@ -88,8 +88,8 @@ fn a_loaded_catalog_judges_its_events_and_without_it_they_are_unknown() {
     );
     assert_eq!(env.validation.catalog, "komo");
     assert_eq!(env.validation.catalog_version.as_deref(), Some("2024-06"));
-    assert_eq!(env.properties["prize_name"], "Season ticket");
-    assert_eq!(env.user.traits["favourite_team"], "Lions");
+    assert_eq!(env.properties.to_map()["prize_name"], "Season ticket");
+    assert_eq!(env.user.traits.to_map()["favourite_team"], "Lions");
 
     let err = loaded
         .normalize(&invalid_prize(&id), &strict_komo(), origin())
@@ -130,10 +130,10 @@ fn declared_user_attributes_of_an_unknown_event_go_to_the_traits() {
         json!({"postcode": "0200", "utm_source": "newsletter", "colour": "red"}),
     );
     let env = &n.normalize(&raw, &settings, origin()).unwrap().events[0].0;
-    let traits: Vec<&str> = env.user.traits.keys().map(String::as_str).collect();
+    let traits: Vec<&str> = env.user.traits.keys().collect();
     assert_eq!(traits, ["favourite_team", "postcode", "utm_source"]);
-    assert_eq!(env.user.traits["postcode"], "0200", "kept as sent");
-    let props: Vec<&str> = env.properties.keys().map(String::as_str).collect();
+    assert_eq!(env.user.traits.to_map()["postcode"], "0200", "kept as sent");
+    let props: Vec<&str> = env.properties.keys().collect();
     assert_eq!(props, ["colour"]);
 
     // Undeclared: today's rule, everything but identity keys stays in `properties`.
@@ -309,8 +309,8 @@ fn a_catalog_files_user_attributes_apply_to_unknown_acemate_events_only() {
         .unwrap();
     let env = &out.events[0].0;
     assert_eq!(env.validation.status, ValidationStatus::UnknownEvent);
-    assert_eq!(env.user.traits["plan"], "pro");
-    assert_eq!(env.user.traits["utm_medium"], "mail");
-    assert_eq!(env.properties["days"], 7);
+    assert_eq!(env.user.traits.to_map()["plan"], "pro");
+    assert_eq!(env.user.traits.to_map()["utm_medium"], "mail");
+    assert_eq!(env.properties.to_map()["days"], 7);
     assert!(env.properties.get("plan").is_none());
 }

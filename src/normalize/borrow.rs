@@ -1,0 +1,229 @@
+//! Reading a capture event's `properties` without copying them: each name, and each string
+//! value without escapes, becomes a [`Span`] of the message text (the parser hands such
+//! strings over as slices of its input); other values are built as [`Value`]s the way the rest
+//! of the message is. The envelope then holds the text by an `Arc` ([`Props`]).
+
+use super::limits::FastValue;
+use crate::envelope::{PropName, PropSlot, Props, Span};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The top-level `properties` object of the message being parsed, read as borrowed entries.
+pub(crate) struct Borrowed<'t> {
+    text: &'t str,
+    /// Set when the (last) top-level `properties` was an object.
+    pub props: Option<Vec<(PropName, PropSlot)>>,
+}
+
+impl<'t> Borrowed<'t> {
+    pub fn new(text: &'t str) -> Self {
+        Self { text, props: None }
+    }
+
+    /// The entries as [`Props`] over `src`, which must be the text this read.
+    pub fn into_props(self, src: &Arc<str>) -> Option<Props> {
+        debug_assert!(std::ptr::eq(self.text, &**src));
+        self.props.map(|e| Props::from_parsed(Arc::clone(src), e))
+    }
+
+    /// Reads the value of a top-level `properties` key: an object goes into `self.props` and
+    /// `null` stands in the message's value; anything else is the value itself.
+    pub(super) fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        map: &mut A,
+        scratch: &mut Vec<(String, Value)>,
+    ) -> Result<Value, A::Error> {
+        let seed = PropsSeed {
+            text: self.text,
+            scratch,
+        };
+        match map.next_value_seed(seed)? {
+            Parsed::Entries(entries) => {
+                self.props = Some(entries);
+                Ok(Value::Null)
+            }
+            Parsed::Value(v) => {
+                self.props = None;
+                Ok(v)
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Entries(Vec<(PropName, PropSlot)>),
+    Value(Value),
+}
+
+struct PropsSeed<'s, 't> {
+    text: &'t str,
+    scratch: &'s mut Vec<(String, Value)>,
+}
+
+impl<'s> PropsSeed<'s, '_> {
+    fn value(self) -> FastValue<'s, 'static> {
+        FastValue {
+            scratch: self.scratch,
+            top: None,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PropsSeed<'_, '_> {
+    type Value = Parsed;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Parsed, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Everything but an object is built as any other value (the normalizer then reports
+/// `properties: expected object`).
+macro_rules! as_value {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $name<E: serde::de::Error>(self, $($arg: $ty),*) -> Result<Parsed, E> {
+            self.value().$name($($arg),*).map(Parsed::Value)
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for PropsSeed<'_, '_> {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    as_value! {
+        visit_bool(v: bool);
+        visit_i64(v: i64);
+        visit_u64(v: u64);
+        visit_f64(v: f64);
+        visit_str(v: &str);
+        visit_string(v: String);
+        visit_unit();
+        visit_none();
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Parsed, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Parsed, A::Error> {
+        self.value().visit_seq(seq).map(Parsed::Value)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(name) = map.next_key_seed(NameSeed(self.text))? {
+            let slot = map.next_value_seed(SlotSeed {
+                text: self.text,
+                scratch: &mut *self.scratch,
+            })?;
+            entries.push((name, slot));
+        }
+        Ok(Parsed::Entries(entries))
+    }
+}
+
+/// A property name: a span when the parser lends it from the text.
+struct NameSeed<'t>(&'t str);
+
+impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = PropName;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PropName, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed<'_> {
+    type Value = PropName;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a property name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<PropName, E> {
+        Ok(Span::of(self.0, v).map_or_else(|| PropName::Own(v.to_owned()), PropName::At))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<PropName, E> {
+        Ok(PropName::Own(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<PropName, E> {
+        Ok(PropName::Own(v))
+    }
+}
+
+/// A property value: a span for a string the parser lends from the text (it had no escapes,
+/// so its text is what a writer writes), else a built value.
+struct SlotSeed<'s, 't> {
+    text: &'t str,
+    scratch: &'s mut Vec<(String, Value)>,
+}
+
+impl<'s> SlotSeed<'s, '_> {
+    fn value(self) -> FastValue<'s, 'static> {
+        FastValue {
+            scratch: self.scratch,
+            top: None,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SlotSeed<'_, '_> {
+    type Value = PropSlot;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PropSlot, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+macro_rules! slot_value {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $name<E: serde::de::Error>(self, $($arg: $ty),*) -> Result<PropSlot, E> {
+            self.value().$name($($arg),*).map(PropSlot::Own)
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for SlotSeed<'_, '_> {
+    type Value = PropSlot;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<PropSlot, E> {
+        Ok(match Span::of(self.text, v) {
+            Some(span) => PropSlot::At(span),
+            None => PropSlot::Own(Value::String(v.to_owned())),
+        })
+    }
+
+    slot_value! {
+        visit_bool(v: bool);
+        visit_i64(v: i64);
+        visit_u64(v: u64);
+        visit_f64(v: f64);
+        visit_str(v: &str);
+        visit_string(v: String);
+        visit_unit();
+        visit_none();
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<PropSlot, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PropSlot, A::Error> {
+        self.value().visit_seq(seq).map(PropSlot::Own)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PropSlot, A::Error> {
+        self.value().visit_map(map).map(PropSlot::Own)
+    }
+}
