@@ -34,15 +34,17 @@ impl<'t> Borrowed<'t> {
         map: &mut A,
         scratch: &mut Vec<(String, Value)>,
     ) -> Result<Value, A::Error> {
-        let seed = PropsSeed {
+        let seed = Read {
             text: self.text,
             scratch,
+            what: What::Properties,
         };
         match map.next_value_seed(seed)? {
             Parsed::Entries(entries) => {
                 self.props = Some(entries);
                 Ok(Value::Null)
             }
+            Parsed::Span(_) => unreachable!("only a property value is read as a span"),
             Parsed::Value(v) => {
                 self.props = None;
                 Ok(v)
@@ -51,17 +53,39 @@ impl<'t> Borrowed<'t> {
     }
 }
 
+/// What a [`Read`] is reading: the `properties` object (its entries) or one value of it (a
+/// span if it is a string the parser lends).
+#[derive(Clone, Copy, PartialEq)]
+enum What {
+    Properties,
+    Property,
+}
+
 enum Parsed {
     Entries(Vec<(PropName, PropSlot)>),
+    Span(Span),
     Value(Value),
 }
 
-struct PropsSeed<'s, 't> {
-    text: &'t str,
-    scratch: &'s mut Vec<(String, Value)>,
+impl Parsed {
+    fn into_slot(self) -> PropSlot {
+        match self {
+            Parsed::Span(span) => PropSlot::At(span),
+            Parsed::Value(v) => PropSlot::Own(v),
+            Parsed::Entries(_) => unreachable!("a property value is never read as entries"),
+        }
+    }
 }
 
-impl<'s> PropsSeed<'s, '_> {
+/// Reads `properties` or one of its values; whatever is not borrowed is built as any other
+/// value is (a `properties` that is not an object then gets `properties: expected object`).
+struct Read<'s, 't> {
+    text: &'t str,
+    scratch: &'s mut Vec<(String, Value)>,
+    what: What,
+}
+
+impl<'s> Read<'s, '_> {
     fn value(self) -> FastValue<'s, 'static> {
         FastValue {
             scratch: self.scratch,
@@ -70,7 +94,7 @@ impl<'s> PropsSeed<'s, '_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for PropsSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Read<'_, '_> {
     type Value = Parsed;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Parsed, D::Error> {
@@ -78,8 +102,6 @@ impl<'de> DeserializeSeed<'de> for PropsSeed<'_, '_> {
     }
 }
 
-/// Everything but an object is built as any other value (the normalizer then reports
-/// `properties: expected object`).
 macro_rules! as_value {
     ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
         $(fn $name<E: serde::de::Error>(self, $($arg: $ty),*) -> Result<Parsed, E> {
@@ -88,11 +110,18 @@ macro_rules! as_value {
     };
 }
 
-impl<'de> Visitor<'de> for PropsSeed<'_, '_> {
+impl<'de> Visitor<'de> for Read<'_, '_> {
     type Value = Parsed;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any valid JSON value")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Parsed, E> {
+        match Span::of(self.text, v) {
+            Some(span) if self.what == What::Property => Ok(Parsed::Span(span)),
+            _ => self.visit_str(v),
+        }
     }
 
     as_value! {
@@ -115,13 +144,17 @@ impl<'de> Visitor<'de> for PropsSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        if self.what == What::Property {
+            return self.value().visit_map(map).map(Parsed::Value);
+        }
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(name) = map.next_key_seed(NameSeed(self.text))? {
-            let slot = map.next_value_seed(SlotSeed {
+            let value = map.next_value_seed(Read {
                 text: self.text,
                 scratch: &mut *self.scratch,
+                what: What::Property,
             })?;
-            entries.push((name, slot));
+            entries.push((name, value.into_slot()));
         }
         Ok(Parsed::Entries(entries))
     }
@@ -155,75 +188,5 @@ impl<'de> Visitor<'de> for NameSeed<'_> {
 
     fn visit_string<E>(self, v: String) -> Result<PropName, E> {
         Ok(PropName::Own(v))
-    }
-}
-
-/// A property value: a span for a string the parser lends from the text (it had no escapes,
-/// so its text is what a writer writes), else a built value.
-struct SlotSeed<'s, 't> {
-    text: &'t str,
-    scratch: &'s mut Vec<(String, Value)>,
-}
-
-impl<'s> SlotSeed<'s, '_> {
-    fn value(self) -> FastValue<'s, 'static> {
-        FastValue {
-            scratch: self.scratch,
-            top: None,
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for SlotSeed<'_, '_> {
-    type Value = PropSlot;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PropSlot, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-macro_rules! slot_value {
-    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-        $(fn $name<E: serde::de::Error>(self, $($arg: $ty),*) -> Result<PropSlot, E> {
-            self.value().$name($($arg),*).map(PropSlot::Own)
-        })*
-    };
-}
-
-impl<'de> Visitor<'de> for SlotSeed<'_, '_> {
-    type Value = PropSlot;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any valid JSON value")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<PropSlot, E> {
-        Ok(match Span::of(self.text, v) {
-            Some(span) => PropSlot::At(span),
-            None => PropSlot::Own(Value::String(v.to_owned())),
-        })
-    }
-
-    slot_value! {
-        visit_bool(v: bool);
-        visit_i64(v: i64);
-        visit_u64(v: u64);
-        visit_f64(v: f64);
-        visit_str(v: &str);
-        visit_string(v: String);
-        visit_unit();
-        visit_none();
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<PropSlot, D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PropSlot, A::Error> {
-        self.value().visit_seq(seq).map(PropSlot::Own)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PropSlot, A::Error> {
-        self.value().visit_map(map).map(PropSlot::Own)
     }
 }

@@ -212,6 +212,30 @@ proptest! {
         }
         check_all(&serde_json::to_vec(&v).unwrap());
     }
+
+    /// A capture event's properties read borrowed give what the same event in a batch (read
+    /// as `Value`s) gives, whatever its values.
+    #[test]
+    fn borrowed_properties_equal_parsed_ones_for_any_values(
+        line in 0usize..82,
+        replacements in prop::collection::vec((any::<prop::sample::Index>(), arb_json()), 1..6),
+    ) {
+        let lines = valid_lines();
+        let mut v: Value = serde_json::from_str(lines[line % lines.len()]).unwrap();
+        if let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) {
+            for (idx, value) in replacements {
+                let keys: Vec<String> = props.keys().cloned().collect();
+                if !keys.is_empty() {
+                    props.insert(idx.get(&keys).clone(), value);
+                }
+            }
+            let s = SourceSettings {
+                validation: ValidationMode::Lenient,
+                ..SourceSettings::standalone(crate::config::SourceFormat::Auto)
+            };
+            super::tests::borrowed_equals_parsed(normalizer(), &s, &v);
+        }
+    }
 }
 
 #[test]
