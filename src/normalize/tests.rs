@@ -403,3 +403,19 @@ pub(super) fn borrowed_equals_parsed(n: &Normalizer, s: &SourceSettings, event: 
     );
     a.properties.borrowed() + a.user.traits.borrowed()
 }
+
+/// A repeated property name in the message text: the last one wins, as in a parsed map.
+#[test]
+fn a_repeated_borrowed_property_keeps_the_last_value() {
+    let raw = br#"{"event":"x","distinct_id":"d","properties":{"a":"one","b":2,"a":"two"}}"#;
+    let s = settings(SourceFormat::Acemate, ValidationMode::Lenient);
+    let env = normalizer()
+        .normalize(raw, &s, origin())
+        .unwrap()
+        .events
+        .remove(0)
+        .0;
+    let parsed: Value = serde_json::from_slice(raw).unwrap();
+    assert_eq!(Value::Object(env.properties.to_map()), parsed["properties"]);
+    assert_eq!(env.properties.borrowed(), 1);
+}
