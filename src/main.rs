@@ -28,6 +28,7 @@ pub static malloc_conf: Option<&'static u8> =
 
 fn main() -> ExitCode {
     event_relay::disable_transparent_huge_pages();
+    event_relay::fix_c_malloc_mmap_threshold();
     let args = Cli::parse();
     match args.command {
         Command::Check { config } => cli::check(&config),
