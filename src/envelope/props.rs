@@ -34,7 +34,8 @@ impl Span {
         })
     }
 
-    fn get(self, text: &str) -> &str {
+    /// The span's text in `text` (the text it was made from).
+    pub fn get(self, text: &str) -> &str {
         let start = self.start as usize;
         &text[start..start + self.len as usize]
     }
@@ -128,6 +129,19 @@ impl Props {
             src: Some(src),
             entries,
         }
+    }
+
+    /// Entries already sorted by name and unique (as [`Props::into_parts`] gives them, filtered
+    /// or with values replaced), over `src`.
+    pub fn from_sorted(src: Option<Arc<str>>, entries: Vec<(PropName, PropSlot)>) -> Self {
+        let props = Self { src, entries };
+        debug_assert!(props.keys().zip(props.keys().skip(1)).all(|(a, b)| a < b));
+        props
+    }
+
+    /// The text the spans point into and the entries, sorted by name.
+    pub fn into_parts(self) -> (Option<Arc<str>>, Vec<(PropName, PropSlot)>) {
+        (self.src, self.entries)
     }
 
     pub fn len(&self) -> usize {
@@ -296,7 +310,6 @@ impl Props {
     pub fn to_map(&self) -> Map<String, Value> {
         self.clone().into_map()
     }
-
     /// How many values are borrowed from the message (for tests of the parse).
     pub fn borrowed(&self) -> usize {
         (self.entries.iter())

@@ -9,22 +9,67 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The top-level `properties` object of the message being parsed, read as borrowed entries.
+/// The top level of the message being parsed, read as borrowed entries, and its `properties`
+/// object (when it is one) as borrowed entries of their own.
 pub(crate) struct Borrowed<'t> {
     text: &'t str,
+    /// The top-level object's entries (`properties`, when an object, as `null`).
+    entries: Vec<(PropName, PropSlot)>,
     /// Set when the (last) top-level `properties` was an object.
     pub props: Option<Vec<(PropName, PropSlot)>>,
 }
 
 impl<'t> Borrowed<'t> {
     pub fn new(text: &'t str) -> Self {
-        Self { text, props: None }
+        Self {
+            text,
+            entries: Vec::new(),
+            props: None,
+        }
     }
 
-    /// The entries as [`Props`] over `src`, which must be the text this read.
-    pub fn into_props(self, src: &Arc<str>) -> Option<Props> {
+    /// Forgets what a failed parse read.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.props = None;
+    }
+
+    /// The top level and its `properties` as [`Props`] over `src`, which must be the text
+    /// this read.
+    pub fn into_props(self, src: &Arc<str>) -> (Props, Option<Props>) {
         debug_assert!(std::ptr::eq(self.text, &**src));
-        self.props.map(|e| Props::from_parsed(Arc::clone(src), e))
+        let top = Props::from_parsed(Arc::clone(src), self.entries);
+        (
+            top,
+            self.props.map(|e| Props::from_parsed(Arc::clone(src), e)),
+        )
+    }
+
+    /// Reads the top-level object into `self.entries`; the value that stands for it is an
+    /// empty object.
+    pub(super) fn read_object<'de, A: MapAccess<'de>>(
+        &mut self,
+        mut map: A,
+        scratch: &mut Vec<(String, Value)>,
+    ) -> Result<Value, A::Error> {
+        while let Some(name) = map.next_key_seed(NameSeed(self.text))? {
+            let properties = match &name {
+                PropName::At(span) => span.get(self.text) == "properties",
+                PropName::Own(s) => s == "properties",
+            };
+            let slot = if properties {
+                PropSlot::Own(self.read(&mut map, scratch)?)
+            } else {
+                map.next_value_seed(Read {
+                    text: self.text,
+                    scratch: &mut *scratch,
+                    what: What::Property,
+                })?
+                .into_slot()
+            };
+            self.entries.push((name, slot));
+        }
+        Ok(Value::Object(serde_json::Map::new()))
     }
 
     /// Reads the value of a top-level `properties` key: an object goes into `self.props` and

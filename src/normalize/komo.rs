@@ -9,7 +9,9 @@
 
 use super::{event_id, event_name, into_text, timestamp, validation, Ctx, NormalizeError};
 use crate::catalog::{check_props, Catalog, EventSchema, PropPath};
-use crate::envelope::{Envelope, Origin, Site, Source, User, ENVELOPE_VERSION};
+use crate::envelope::{
+    Envelope, Origin, PropName, PropSlot, Props, Site, Source, User, ENVELOPE_VERSION,
+};
 use serde_json::{Map, Value};
 
 use crate::envelope::KOMO_COMMON_KEYS as COMMON;
@@ -54,18 +56,36 @@ impl Common {
 
 pub(super) fn normalize(
     catalog: &Catalog,
-    mut map: Map<String, Value>,
+    mut body: Props,
     ctx: &Ctx<'_>,
     origin: Origin,
 ) -> Result<Envelope, NormalizeError> {
-    let event = event_name(&map)?.to_owned();
-    let ts = timestamp(&map, "timestamp", ctx)?;
+    // The common keys (and any other key the catalog's common rules name) are taken out as
+    // values: they are read, checked and coerced, and become the envelope's own fields; every
+    // other key stays where it is in the message until `split` sorts it.
+    let mut head = Map::new();
+    for key in COMMON
+        .iter()
+        .copied()
+        .chain(catalog.common.keys().map(|k| k.as_ref()))
+    {
+        if let Some(v) = body.remove(key) {
+            head.insert(key.to_owned(), v);
+        }
+    }
+    let event = event_name(&head)?.to_owned();
+    let ts = timestamp(&head, "timestamp", ctx)?;
     let mut problems = Vec::new();
-    check_props(&catalog.common, &mut map, "", true, true, &mut problems);
+    check_props(&catalog.common, &mut head, "", true, true, &mut problems);
 
     let schema = catalog.events.get(&event);
     let mut common = Common::default();
-    let (properties, traits) = split(catalog, schema, map, ctx, &mut common, &mut problems);
+    for (key, value) in head {
+        if let Some(value) = common.take(&key, value) {
+            body.insert(key, value); // a common rule's key that is no envelope field
+        }
+    }
+    let (properties, traits) = split(catalog, schema, body, ctx, &mut problems);
     let Common {
         id,
         session_id,
@@ -95,10 +115,9 @@ pub(super) fn normalize(
             );
         }
     }
-    let email = match traits.get("email") {
-        Some(Value::String(e)) => Some(e.clone()),
-        _ => None,
-    };
+    let email = traits
+        .get("email")
+        .and_then(|e| e.as_str().map(str::to_owned));
     Ok(Envelope {
         envelope_version: ENVELOPE_VERSION,
         id,
@@ -113,65 +132,72 @@ pub(super) fn normalize(
             profile_id,
             session_id,
             email,
-            traits: traits.into(),
+            traits,
         },
-        properties: properties.into(),
+        properties,
         origin,
         validation: validation(catalog, schema, schema.is_some(), problems),
     })
 }
 
-/// Takes the body apart in key order: common keys into `common`, the event's catalog fields
-/// (checked, coerced) into the properties, the rest into the traits or properties; each map
-/// is then built in one go.
+/// Sorts the body's other keys in one pass, in name order: the event's catalog fields (checked,
+/// coerced: owned values) into the properties, the rest into the traits or properties, each
+/// left where it is in the message unless a coercion changes it.
 fn split(
     catalog: &Catalog,
     schema: Option<&EventSchema>,
-    map: Map<String, Value>,
+    body: Props,
     ctx: &Ctx<'_>,
-    common: &mut Common,
     problems: &mut Vec<String>,
-) -> (Map<String, Value>, Map<String, Value>) {
-    let mut properties = Vec::with_capacity(map.len());
-    let mut traits = Vec::with_capacity(map.len());
-    for (key, value) in map {
-        let Some(mut value) = common.take(&key, value) else {
-            continue;
+) -> (Props, Props) {
+    let (src, entries) = body.into_parts();
+    let text = src.as_deref().unwrap_or("");
+    let mut properties = Vec::with_capacity(entries.len());
+    let mut traits = Vec::with_capacity(entries.len());
+    for (name, slot) in entries {
+        let key = match &name {
+            PropName::At(span) => span.get(text),
+            PropName::Own(s) => s.as_str(),
         };
         match schema {
-            Some(s) => match s.properties.get(&key) {
+            Some(s) => match s.properties.get(key) {
                 Some(prop) => {
-                    prop.check_at(&mut value, &PropPath("properties.", &key), true, problems);
-                    properties.push((key, value));
+                    let mut value = match slot {
+                        PropSlot::At(span) => Value::String(span.get(text).to_owned()),
+                        PropSlot::Own(v) => v,
+                    };
+                    prop.check_at(&mut value, &PropPath("properties.", key), true, problems);
+                    properties.push((name, PropSlot::Own(value)));
                 }
-                None => {
-                    traits.push((key, coerce_trait(value)));
-                }
+                None => traits.push((name, coerce_trait(slot, text))),
             },
-            None if IDENTITY_KEYS.contains(&key.as_str())
-                || ctx.settings.user_attributes.matches(&key)
-                || catalog.user_attributes.matches(&key) =>
+            None if IDENTITY_KEYS.contains(&key)
+                || ctx.settings.user_attributes.matches(key)
+                || catalog.user_attributes.matches(key) =>
             {
-                traits.push((key, coerce_trait(value)));
+                traits.push((name, coerce_trait(slot, text)));
             }
-            None => {
-                properties.push((key, value));
-            }
+            None => properties.push((name, slot)),
         }
     }
     (
-        properties.into_iter().collect(),
-        traits.into_iter().collect(),
+        Props::from_sorted(src.clone(), properties),
+        Props::from_sorted(src, traits),
     )
 }
 
 /// Komo sends booleans as `"true"`/`"false"` (any case, as for catalog booleans); attribute
 /// values are otherwise kept as sent (a postcode like `"0200"` must stay a string, and `"1"`
 /// may be a number, so only the words are taken as booleans).
-fn coerce_trait(v: Value) -> Value {
-    match &v {
-        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Value::Bool(true),
-        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Value::Bool(false),
-        _ => v,
+fn coerce_trait(slot: PropSlot, text: &str) -> PropSlot {
+    let s = match &slot {
+        PropSlot::At(span) => span.get(text),
+        PropSlot::Own(Value::String(s)) => s.as_str(),
+        PropSlot::Own(_) => return slot,
+    };
+    match s.trim() {
+        w if w.eq_ignore_ascii_case("true") => PropSlot::Own(Value::Bool(true)),
+        w if w.eq_ignore_ascii_case("false") => PropSlot::Own(Value::Bool(false)),
+        _ => slot,
     }
 }

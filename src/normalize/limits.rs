@@ -26,8 +26,9 @@ pub(crate) fn parse_str(text: &str) -> Result<Value, NormalizeError> {
     parse_inner(text, None)
 }
 
-/// [`parse_str`], with the top-level `properties` object (when it is one) read into `top` as
-/// entries borrowed from `text` instead of into the value, which gets `null` in its place.
+/// [`parse_str`], with a top-level object read into `top` as entries borrowed from `text` (and
+/// its `properties` object, when it is one, as entries of their own) instead of into the
+/// value, which is then an empty object.
 pub(crate) fn parse_borrowing<'t>(
     text: &'t str,
     top: &mut Borrowed<'t>,
@@ -60,7 +61,7 @@ fn parse_inner<'t>(
     .or_else(|_| {
         scratch.clear();
         if let Some(top) = top.as_deref_mut() {
-            top.props = None;
+            top.clear();
         }
         parse_with(
             &mut serde_json::Deserializer::from_str(text),
@@ -120,7 +121,7 @@ fn parse_with<'de, 't, D: Document<'de>>(
 /// parsing an event otherwise.
 pub(super) struct FastValue<'s, 't> {
     pub(super) scratch: &'s mut Vec<(String, Value)>,
-    /// At the top level of a capture event: where its `properties` go, borrowed.
+    /// At the top level: where an object's entries go, borrowed.
     pub(super) top: Option<&'s mut Borrowed<'t>>,
 }
 
@@ -187,16 +188,15 @@ impl<'de> serde::de::Visitor<'de> for FastValue<'_, '_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        if let Some(top) = self.top {
+            return top.read_object(map, self.scratch);
+        }
         let start = self.scratch.len();
-        let mut top = self.top;
         while let Some(key) = map.next_key::<String>()? {
-            let value = match top.as_deref_mut() {
-                Some(top) if key == "properties" => top.read(&mut map, self.scratch)?,
-                _ => map.next_value_seed(FastValue {
-                    scratch: &mut *self.scratch,
-                    top: None,
-                })?,
-            };
+            let value = map.next_value_seed(FastValue {
+                scratch: &mut *self.scratch,
+                top: None,
+            })?;
             self.scratch.push((key, value));
         }
         let entries = self.scratch.drain(start..);

@@ -209,22 +209,22 @@ impl Normalizer {
         let src: Arc<str> = Arc::from(limits::checked_text(raw, settings.max_message_bytes)?);
         let mut borrowed = borrow::Borrowed::new(&src);
         let value = limits::parse_borrowing(&src, &mut borrowed)?;
-        let mut props = borrowed.into_props(&src);
-        let Value::Object(mut map) = value else {
+        if !value.is_object() {
             return Err(NormalizeError::NotObject(limits::kind(&value)));
-        };
+        }
+        let (mut top, mut props) = borrowed.into_props(&src);
         let use_komo = match settings.format {
             SourceFormat::Komo => true,
             SourceFormat::Acemate => false,
-            SourceFormat::Auto => shape::looks_like_komo(&map),
+            SourceFormat::Auto => shape::looks_like_komo(&top),
         };
-        shape::check(&map, settings.format)?;
-        let single = !use_komo && !map.contains_key("batch") && !map.contains_key("data");
+        shape::check(&top, settings.format)?;
+        let single = !use_komo && !top.contains_key("batch") && !top.contains_key("data");
         if !single {
             // Only a single capture event reads its properties borrowed: elsewhere the message's
             // `properties` is an ordinary value again.
             if let Some(p) = props.take() {
-                map.insert("properties".into(), Value::Object(p.into_map()));
+                top.insert("properties".into(), Value::Object(p.into_map()));
             }
         }
         with_received_now(|now, received_at| {
@@ -235,13 +235,14 @@ impl Normalizer {
                 raw,
             };
             if use_komo {
-                let env = komo::normalize(&self.catalogs.komo, map, &ctx, origin)?;
+                let env = komo::normalize(&self.catalogs.komo, top, &ctx, origin)?;
                 let env = apply_policy(env, settings)?;
                 Ok(Normalized {
                     events: vec![(env, Arc::from(src))],
                     rejected: vec![],
                 })
             } else {
+                let map = top.into_map();
                 acemate::normalize(&self.catalogs.acemate, map, props, &src, &ctx, origin)
             }
         })
@@ -327,6 +328,8 @@ pub(crate) fn validation(
     }
 }
 
+#[cfg(test)]
+mod borrow_tests;
 #[cfg(test)]
 mod parse_proptests;
 #[cfg(test)]

@@ -233,7 +233,7 @@ proptest! {
                 validation: ValidationMode::Lenient,
                 ..SourceSettings::standalone(crate::config::SourceFormat::Auto)
             };
-            super::tests::borrowed_equals_parsed(normalizer(), &s, &v);
+            super::borrow_tests::borrowed_equals_parsed(normalizer(), &s, &v);
         }
     }
 }

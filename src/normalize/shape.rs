@@ -3,17 +3,17 @@
 
 use super::NormalizeError;
 use crate::config::SourceFormat;
+use crate::envelope::Props;
 use crate::envelope::Source;
-use serde_json::{Map, Value};
 
 /// Komo bodies are flat with `site_id` / `user_session_id`; acemate bodies carry
 /// `distinct_id`, `properties`, `batch` or PostHog's `data` string.
 /// (Without any of the acemate keys — `distinct_id` among them — a body is Komo.)
-pub(super) fn looks_like_komo(map: &Map<String, Value>) -> bool {
+pub(super) fn looks_like_komo(map: &Props) -> bool {
     // One pass over the keys rather than a map search per candidate key.
     !map.keys().any(|k| {
         matches!(
-            k.as_str(),
+            k,
             "distinct_id" | "properties" | "batch" | "data" | "uuid" | "api_key"
         )
     })
@@ -27,11 +27,11 @@ const KOMO_ONLY: [&str; 3] = ["site_id", "user_session_id", "user_profile_id"];
 /// topic, or the reverse) is a wrong shape, not an unknown or invalid event: says so, naming
 /// the keys that gave it away. A body with marks of both shapes (or neither) is judged by the
 /// configured format as before.
-pub(super) fn check(map: &Map<String, Value>, format: SourceFormat) -> Result<(), NormalizeError> {
+pub(super) fn check(map: &Props, format: SourceFormat) -> Result<(), NormalizeError> {
     let has = |keys: &[&'static str]| -> Vec<&'static str> {
         keys.iter()
             .copied()
-            .filter(|k| map.contains_key(*k))
+            .filter(|k| map.contains_key(k))
             .collect()
     };
     let (own, other, this, that) = match format {

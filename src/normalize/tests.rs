@@ -3,7 +3,7 @@
 use super::*;
 use crate::envelope::Source;
 
-fn origin() -> Origin {
+pub(super) fn origin() -> Origin {
     Origin {
         topic: "t".into(),
         partition: 0,
@@ -12,18 +12,18 @@ fn origin() -> Origin {
     }
 }
 
-fn settings(format: SourceFormat, validation: ValidationMode) -> SourceSettings {
+pub(super) fn settings(format: SourceFormat, validation: ValidationMode) -> SourceSettings {
     SourceSettings {
         validation,
         ..SourceSettings::standalone(format)
     }
 }
 
-fn normalizer() -> Normalizer {
+pub(super) fn normalizer() -> Normalizer {
     Normalizer::builtin().unwrap()
 }
 
-fn fixture_lines(name: &str) -> Vec<Value> {
+pub(super) fn fixture_lines(name: &str) -> Vec<Value> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -335,87 +335,4 @@ fn a_payload_of_the_other_sources_shape_is_a_wrong_shape() {
         );
         assert!(r.is_ok(), "{r:?}");
     }
-}
-
-/// A single capture event's properties are read borrowed from the message (names and strings
-/// without escapes as spans of it); the same event inside a batch goes through `Value`s. Both
-/// must give the same envelope, byte for byte, for every fixture and for the awkward cases.
-#[test]
-fn borrowed_properties_equal_the_parsed_ones() {
-    let n = normalizer();
-    let s = settings(SourceFormat::Auto, ValidationMode::Lenient);
-    let mut events: Vec<Value> = fixture_lines("valid_events.jsonl")
-        .into_iter()
-        .filter(|e| e.get("properties").is_some())
-        .collect();
-    events.push(serde_json::json!({
-        "event": "$identify", "distinct_id": "d", "uuid": "0fdbb943-511c-4220-9266-31465374f43b",
-        "properties": {"z": "plain", "esc": "quote \" and \\u00e9", "n": 1.5, "i": -3,
-            "nested": {"b": [1, "x"], "a": null}, "email": "a@b.c", "$set": {"plan": "pro"},
-            "$session_id": "s", "dup": "first", "dup": "second", "back\\slash key": "v"}
-    }));
-    let borrowed: usize = events
-        .iter()
-        .map(|e| borrowed_equals_parsed(&n, &s, e))
-        .sum();
-    assert!(borrowed > 100, "only {borrowed} values were borrowed");
-}
-
-/// Normalizes `event` alone (its properties borrowed) and as the one event of a batch (built
-/// as `Value`s): asserts the same outcome, properties, traits (as serialized and as written),
-/// validation, session id and email. Returns how many values the single event borrowed.
-pub(super) fn borrowed_equals_parsed(n: &Normalizer, s: &SourceSettings, event: &Value) -> usize {
-    let single = serde_json::to_vec(event).unwrap();
-    let batch = serde_json::to_vec(&serde_json::json!({ "batch": [event] })).unwrap();
-    let b = n
-        .normalize(&batch, s, origin())
-        .expect("a batch of one object");
-    let a = match n.normalize(&single, s, origin()) {
-        Ok(mut a) => a.events.remove(0).0,
-        Err(e) => {
-            let r = &b.rejected[0];
-            assert_eq!(
-                (e.reason(), e.problems()),
-                (r.error.reason(), r.error.problems())
-            );
-            return 0;
-        }
-    };
-    let b = &b.events[0].0;
-    assert_eq!(b.properties.borrowed() + b.user.traits.borrowed(), 0);
-    for (x, y) in [
-        (&a.properties, &b.properties),
-        (&a.user.traits, &b.user.traits),
-    ] {
-        assert_eq!(
-            serde_json::to_vec(x).unwrap(),
-            serde_json::to_vec(y).unwrap()
-        );
-        let (mut bx, mut by) = (Vec::new(), Vec::new());
-        x.write_json(&mut bx);
-        y.write_json(&mut by);
-        assert_eq!(bx, by);
-    }
-    assert_eq!(a.validation, b.validation, "{}", a.event);
-    assert_eq!(
-        (&a.session_id, &a.user.email),
-        (&b.session_id, &b.user.email)
-    );
-    a.properties.borrowed() + a.user.traits.borrowed()
-}
-
-/// A repeated property name in the message text: the last one wins, as in a parsed map.
-#[test]
-fn a_repeated_borrowed_property_keeps_the_last_value() {
-    let raw = br#"{"event":"x","distinct_id":"d","properties":{"a":"one","b":2,"a":"two"}}"#;
-    let s = settings(SourceFormat::Acemate, ValidationMode::Lenient);
-    let env = normalizer()
-        .normalize(raw, &s, origin())
-        .unwrap()
-        .events
-        .remove(0)
-        .0;
-    let parsed: Value = serde_json::from_slice(raw).unwrap();
-    assert_eq!(Value::Object(env.properties.to_map()), parsed["properties"]);
-    assert_eq!(env.properties.borrowed(), 1);
 }
