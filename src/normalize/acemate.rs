@@ -22,7 +22,7 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 /// when it is a single capture event with an object there.
 pub(super) fn normalize(
     catalog: &Catalog,
-    mut map: Map<String, Value>,
+    mut map: Props,
     props: Option<Props>,
     src: &Arc<str>,
     ctx: &Ctx<'_>,
@@ -49,8 +49,16 @@ pub(super) fn normalize(
         for (index, item) in items.into_iter().enumerate() {
             let raw: Vec<u8> = serde_json::to_vec(&item).unwrap_or_default();
             let result = match item {
-                Value::Object(m) => one(catalog, m, None, ctx, &raw, index + 1, origin.clone())
-                    .and_then(|e| apply_policy(e, ctx.settings)),
+                Value::Object(m) => one(
+                    catalog,
+                    Top::take(m),
+                    None,
+                    ctx,
+                    &raw,
+                    index + 1,
+                    origin.clone(),
+                )
+                .and_then(|e| apply_policy(e, ctx.settings)),
                 other => Err(NormalizeError::NotObject(limits::kind(&other))),
             };
             match result {
@@ -60,31 +68,26 @@ pub(super) fn normalize(
         }
         return Ok(out);
     }
-    if let Some(Value::String(data)) = map.get("data") {
+    if let Some(data) = map.get("data").and_then(|d| d.as_str()) {
         // PostHog's ingestion record: the event is a JSON string in `data`.
         limits::check_depth(data.as_bytes(), limits::MAX_DEPTH)?;
         let inner = limits::parse_str(data)?;
         let Value::Object(mut inner) = inner else {
             return Err(NormalizeError::NotObject(limits::kind(&inner)));
         };
-        for key in ["uuid", "distinct_id"] {
+        for (key, outer) in [
+            ("uuid", "uuid"),
+            ("distinct_id", "distinct_id"),
+            ("event", "event"),
+            ("timestamp", "now"),
+        ] {
             if !inner.contains_key(key) {
-                if let Some(v) = map.get(key) {
-                    inner.insert(key.to_string(), v.clone());
+                if let Some(v) = map.get(outer) {
+                    inner.insert(key.into(), v.to_value());
                 }
             }
         }
-        if !inner.contains_key("event") {
-            if let Some(v) = map.get("event") {
-                inner.insert("event".into(), v.clone());
-            }
-        }
-        if !inner.contains_key("timestamp") {
-            if let Some(v) = map.get("now") {
-                inner.insert("timestamp".into(), v.clone());
-            }
-        }
-        let env = one(catalog, inner, None, ctx, ctx.raw, 0, origin)?;
+        let env = one(catalog, Top::take(inner), None, ctx, ctx.raw, 0, origin)?;
         let env = apply_policy(env, ctx.settings)?;
         return Ok(Normalized {
             events: vec![(env, Arc::from(Arc::clone(src)))],
@@ -92,7 +95,15 @@ pub(super) fn normalize(
         });
     }
     let env = apply_policy(
-        one(catalog, map, props, ctx, ctx.raw, 0, origin)?,
+        one(
+            catalog,
+            Top::from_props(map),
+            props,
+            ctx,
+            ctx.raw,
+            0,
+            origin,
+        )?,
         ctx.settings,
     )?;
     Ok(Normalized {
@@ -130,6 +141,20 @@ struct Top {
 }
 
 impl Top {
+    /// The fields out of the message's top level (borrowed): only these are made values.
+    fn from_props(mut top: Props) -> Self {
+        let mut take = |key: &str| top.remove(key);
+        Top {
+            event: take("event"),
+            timestamp: take("timestamp"),
+            uuid: take("uuid"),
+            distinct_id: take("distinct_id"),
+            properties: take("properties"),
+            set: take("$set"),
+            set_once: take("$set_once"),
+        }
+    }
+
     fn take(map: Map<String, Value>) -> Self {
         let mut top = Top::default();
         for (key, value) in map {
@@ -175,15 +200,13 @@ fn string_of(value: Option<Value>) -> String {
 #[allow(clippy::too_many_arguments)] // each is one input of the event; a struct would only rename them
 fn one(
     catalog: &Catalog,
-    map: Map<String, Value>,
+    top: Top,
     props: Option<Props>,
     ctx: &Ctx<'_>,
     raw: &[u8],
     salt: usize,
     origin: Origin,
 ) -> Result<Envelope, NormalizeError> {
-    // The top-level fields read here are moved out of the map (the rest dropped), not copied.
-    let top = Top::take(map);
     event_name_of(top.event.as_ref())?;
     let ts = timestamp_checked(top.timestamp.as_ref(), "timestamp", ctx)?;
     let event = string_of(top.event);

@@ -12,7 +12,7 @@ use crate::catalog::{check_props, Catalog, EventSchema, PropPath};
 use crate::envelope::{
     Envelope, Origin, PropName, PropSlot, Props, Site, Source, User, ENVELOPE_VERSION,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::envelope::KOMO_COMMON_KEYS as COMMON;
 
@@ -63,16 +63,9 @@ pub(super) fn normalize(
     // The common keys (and any other key the catalog's common rules name) are taken out as
     // values: they are read, checked and coerced, and become the envelope's own fields; every
     // other key stays where it is in the message until `split` sorts it.
-    let mut head = Map::new();
-    for key in COMMON
-        .iter()
-        .copied()
-        .chain(catalog.common.keys().map(|k| k.as_ref()))
-    {
-        if let Some(v) = body.remove(key) {
-            head.insert(key.to_owned(), v);
-        }
-    }
+    let mut head = body
+        .split_off_by(|key| COMMON.contains(&key) || catalog.common.contains_key(key))
+        .into_map();
     let event = event_name(&head)?.to_owned();
     let ts = timestamp(&head, "timestamp", ctx)?;
     let mut problems = Vec::new();

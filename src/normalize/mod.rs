@@ -242,8 +242,7 @@ impl Normalizer {
                     rejected: vec![],
                 })
             } else {
-                let map = top.into_map();
-                acemate::normalize(&self.catalogs.acemate, map, props, &src, &ctx, origin)
+                acemate::normalize(&self.catalogs.acemate, top, props, &src, &ctx, origin)
             }
         })
     }
