@@ -1,12 +1,13 @@
 //! [`Props`]: an envelope's `properties` or `user.traits`, borrowing from the message.
 //!
-//! The normalizer parses a capture event once; a property's name and a string value without
-//! escapes stay where they are in the message text (a span into it, which the envelope holds
-//! by an `Arc`), and only what is not a plain string (numbers, booleans, nested values) or was
-//! changed (coerced, merged, added) is an owned [`Value`]. A string read out of the message
-//! without escapes is exactly what `serde_json` writes for it, so the writers copy the span as
-//! it is. Entries are kept sorted by name with no duplicates (the order `serde_json::Map`
-//! iterates in), so every writer and serializer gives the bytes a `Map` gave before.
+//! The normalizer parses a message once; a name and a string value without escapes (of the top
+//! level, and of a capture event's `properties`) stay where they are in the message text (a
+//! span into it, which the envelope holds by an `Arc`), and only what is not a plain string
+//! (numbers, booleans, nested values) or was changed (coerced, merged, added) is an owned
+//! [`Value`]. A string read out of the message without escapes is exactly what `serde_json`
+//! writes for it, so the writers copy the span as it is. Entries are kept sorted by name with no
+//! duplicates (the order `serde_json::Map` iterates in), so every writer and serializer gives
+//! the bytes a `Map` gave before.
 
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};

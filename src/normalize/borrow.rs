@@ -1,7 +1,8 @@
-//! Reading a capture event's `properties` without copying them: each name, and each string
-//! value without escapes, becomes a [`Span`] of the message text (the parser hands such
-//! strings over as slices of its input); other values are built as [`Value`]s the way the rest
-//! of the message is. The envelope then holds the text by an `Arc` ([`Props`]).
+//! Reading a message without copying it: the top level's names and values, and a capture
+//! event's `properties`, become entries whose names, and string values without escapes, are
+//! [`Span`]s of the message text (the parser hands such strings over as slices of its input);
+//! other values are built as [`Value`]s the way the rest of the message is. The envelope then
+//! holds the text by an `Arc` ([`Props`]).
 
 use super::limits::FastValue;
 use crate::envelope::{PropName, PropSlot, Props, Span};

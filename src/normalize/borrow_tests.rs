@@ -73,17 +73,18 @@ pub(super) fn borrowed_equals_parsed(n: &Normalizer, s: &SourceSettings, event: 
     a.properties.borrowed() + a.user.traits.borrowed()
 }
 
+/// The one envelope of `raw` on a lenient source of `format`.
+fn lenient_envelope(raw: &[u8], format: SourceFormat) -> Envelope {
+    let s = settings(format, ValidationMode::Lenient);
+    let mut out = normalizer().normalize(raw, &s, origin()).unwrap();
+    out.events.remove(0).0
+}
+
 /// A repeated property name in the message text: the last one wins, as in a parsed map.
 #[test]
 fn a_repeated_borrowed_property_keeps_the_last_value() {
     let raw = br#"{"event":"x","distinct_id":"d","properties":{"a":"one","b":2,"a":"two"}}"#;
-    let s = settings(SourceFormat::Acemate, ValidationMode::Lenient);
-    let env = normalizer()
-        .normalize(raw, &s, origin())
-        .unwrap()
-        .events
-        .remove(0)
-        .0;
+    let env = lenient_envelope(raw, SourceFormat::Acemate);
     let parsed: Value = serde_json::from_slice(raw).unwrap();
     assert_eq!(Value::Object(env.properties.to_map()), parsed["properties"]);
     assert_eq!(env.properties.borrowed(), 1);
@@ -163,13 +164,7 @@ fn borrowed_and_escaped_text_give_the_same_envelope() {
 #[test]
 fn komo_attribute_words_become_booleans_and_the_rest_stays_borrowed() {
     let raw = br#"{"event":"NotInTheCatalog","id":"x","email":"a@b.c","optin":" TRUE ","first_name":"Ann","postcode":"0200"}"#;
-    let s = settings(SourceFormat::Komo, ValidationMode::Lenient);
-    let env = normalizer()
-        .normalize(raw, &s, origin())
-        .unwrap()
-        .events
-        .remove(0)
-        .0;
+    let env = lenient_envelope(raw, SourceFormat::Komo);
     let traits = env.user.traits.to_map();
     assert_eq!(traits["optin"], Value::Bool(true));
     assert_eq!(traits["first_name"], "Ann");
