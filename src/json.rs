@@ -89,14 +89,23 @@ pub fn write_value(buf: &mut Vec<u8>, v: &Value) {
 
 /// Appends an object in `serde_json`'s compact form.
 pub fn write_map(buf: &mut Vec<u8>, map: &serde_json::Map<String, Value>) {
+    write_object(buf, map.iter(), write_value);
+}
+
+/// Appends `{"k":v,...}` of `entries` (names in the order given), each value by `write`.
+pub fn write_object<'a, K: AsRef<str> + 'a, V>(
+    buf: &mut Vec<u8>,
+    entries: impl Iterator<Item = (K, V)>,
+    write: impl Fn(&mut Vec<u8>, V),
+) {
     buf.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        write_str(buf, k);
+        write_str(buf, k.as_ref());
         buf.push(b':');
-        write_value(buf, v);
+        write(buf, v);
     }
     buf.push(b'}');
 }

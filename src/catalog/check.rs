@@ -255,9 +255,29 @@ pub fn check_props(
             prop.check_at(v, &PropPath(prefix, name), coerce, problems);
         }
     }
-    if enforce_required && required_seen < schema.values().filter(|p| p.required).count() {
+    if enforce_required {
+        report_missing(
+            schema,
+            required_seen,
+            |n| map.contains_key(n),
+            prefix,
+            problems,
+        );
+    }
+}
+
+/// Reports each required property of `schema` that `present` lacks; `seen` (the required ones
+/// met while checking) skips the walk when none is missing.
+fn report_missing(
+    schema: &NameMap<Prop>,
+    seen: usize,
+    present: impl Fn(&str) -> bool,
+    prefix: &str,
+    problems: &mut Vec<String>,
+) {
+    if seen < schema.values().filter(|p| p.required).count() {
         for (name, prop) in schema {
-            if prop.required && !map.contains_key(name) {
+            if prop.required && !present(name) {
                 problems.push(format!("{prefix}{name}: required property missing"));
             }
         }
@@ -278,13 +298,13 @@ pub fn check_props_ref(
             prop.check_ref(v, &PropPath(prefix, name), problems);
         }
     }
-    if required_seen < schema.values().filter(|p| p.required).count() {
-        for (name, prop) in schema {
-            if prop.required && !props.contains_key(name) {
-                problems.push(format!("{prefix}{name}: required property missing"));
-            }
-        }
-    }
+    report_missing(
+        schema,
+        required_seen,
+        |n| props.contains_key(n),
+        prefix,
+        problems,
+    );
 }
 
 #[cfg(test)]

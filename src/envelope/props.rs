@@ -320,16 +320,7 @@ impl Props {
 
     /// Appends the JSON object, byte-for-byte what `serde_json` writes for the same `Map`.
     pub fn write_json(&self, buf: &mut Vec<u8>) {
-        buf.push(b'{');
-        for (i, (k, v)) in self.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            crate::json::write_str(buf, k);
-            buf.push(b':');
-            v.write(buf);
-        }
-        buf.push(b'}');
+        crate::json::write_object(buf, self.iter(), |buf, v| v.write(buf));
     }
 }
 
